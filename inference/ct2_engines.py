@@ -1,0 +1,196 @@
+"""CTranslate2 engines: token-id streams from decoder-only and encoder-decoder models."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+
+from .tokenizer import CodeTokenizer
+
+EarlyStop = Callable[[list[int]], bool]
+
+
+class StaticPromptCache:
+    """Bounds CTranslate2's static-prompt cache, which otherwise keeps every entry until unload.
+
+    Each cached entry holds the KV state of its prompt (about 150 MB per 1,000 tokens on a
+    135M model). When a new entry would exceed `max_entries`, the model is reloaded (about
+    60 ms), which frees all of them.
+    """
+
+    def __init__(self, generator: ctranslate2.Generator, max_entries: int) -> None:
+        self._generator = generator
+        self._max = max_entries
+        self._entries: OrderedDict[int, None] = OrderedDict()
+        self.resets = 0
+
+    def admit(self, static_tokens: list[str]) -> None:
+        """Record that `static_tokens` is about to be cached, evicting everything if full."""
+        key = hash(tuple(static_tokens))
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return
+        if len(self._entries) >= self._max:
+            self._generator.unload_model()
+            self._generator.load_model()
+            self._entries.clear()
+            self.resets += 1
+        self._entries[key] = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class DecoderEngine:
+    """A decoder-only model (Llama, SmolLM2, CodeGen) on a CTranslate2 Generator."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        tokenizer: CodeTokenizer,
+        *,
+        device: str,
+        compute_type: str,
+        threads: int,
+        max_cached_prompts: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.generator = ctranslate2.Generator(
+            str(model_dir), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
+        )
+        self.static_cache = StaticPromptCache(self.generator, max_cached_prompts)
+
+    def _static_options(self, tokens: list[str], static_len: int) -> tuple[int, dict]:
+        static_len = min(static_len, len(tokens) - 1)
+        if static_len <= 0:
+            return 0, {}
+        self.static_cache.admit(tokens[:static_len])
+        return static_len, {"static_prompt": tokens[:static_len], "cache_static_prompt": True}
+
+    def next_token_logits(self, prompt_ids: list[int], static_len: int) -> np.ndarray:
+        """Logits over the vocabulary for the token after the prompt."""
+        tokens = self.tokenizer.tokens(prompt_ids)
+        static_len, options = self._static_options(tokens, static_len)
+        result = self.generator.generate_batch(
+            [tokens[static_len:]], max_length=1, return_logits_vocab=True, include_prompt_in_result=False, **options
+        )
+        return np.asarray(result[0].logits[0]).ravel()
+
+    def stream(
+        self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]
+    ) -> Iterator[int]:
+        """Ids generated after the prompt; its first `static_len` ids are cached for reuse.
+
+        Closing the iterator stops decoding at the next step.
+        """
+        tokens = self.tokenizer.tokens(prompt_ids)
+        static_len, options = self._static_options(tokens, static_len)
+        steps = self.generator.generate_tokens(
+            tokens[static_len:], max_length=max_new_tokens, end_token=end_tokens, **options
+        )
+        try:
+            for step in steps:
+                yield step.token_id
+        finally:
+            steps.close()
+
+
+class EncoderDecoderEngine:
+    """A T5-family model (CodeT5, CodeT5+) on a CTranslate2 Translator."""
+
+    def __init__(self, model_dir: Path, tokenizer: CodeTokenizer, *, device: str, compute_type: str, threads: int) -> None:
+        self.tokenizer = tokenizer
+        self.translator = ctranslate2.Translator(
+            str(model_dir), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
+        )
+
+    def stream(self, source_ids: list[int], max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
+        """Ids the decoder writes for the encoder input `source_ids`, one by one."""
+        steps = self.translator.generate_tokens(
+            self.tokenizer.tokens(source_ids), max_decoding_length=max_new_tokens, end_token=end_tokens,
+            max_input_length=0,
+        )
+        try:
+            for step in steps:
+                yield step.token_id
+        finally:
+            steps.close()
+
+    def next_token_logits(self, source_ids: list[int], prefix_ids: list[int]) -> np.ndarray:
+        """Logits over the vocabulary for the decoder token after the forced `prefix_ids`."""
+        result = self.translator.translate_batch(
+            [self.tokenizer.tokens(source_ids)],
+            target_prefix=[self.tokenizer.tokens(prefix_ids)],
+            beam_size=1,
+            num_hypotheses=1,
+            return_alternatives=True,
+            return_logits_vocab=True,
+            max_decoding_length=len(prefix_ids) + 1,
+            max_input_length=0,
+        )
+        return np.asarray(result[0].logits[0][-1]).ravel()
+
+    def continue_prefix(
+        self,
+        source_ids: list[int],
+        prefix_ids: list[int],
+        max_new_tokens: int,
+        end_tokens: list[str],
+        early_stop: EarlyStop | None = None,
+    ) -> Iterator[int]:
+        """Ids the decoder writes after a forced `prefix_ids` (CodeT5+ decoder-only mode).
+
+        `translate_batch` with `return_alternatives=True, num_hypotheses=1` forwards the prefix in
+        one pass (token-by-token otherwise: 20x slower at 512 tokens). In that mode the first new
+        token comes from the alternatives step and only the later ones reach the callback, so the
+        ids are yielded once decoding ends; `early_stop` sees the callback ids (all new ids but
+        the first) and ends decoding when it returns True. Closing the iterator stops decoding.
+        """
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            seen.append(step.token_id)
+            return stop.is_set() or (early_stop is not None and early_stop(seen))
+
+        results: queue.Queue = queue.Queue()
+
+        def run() -> None:
+            try:
+                out = self.translator.translate_batch(
+                    [self.tokenizer.tokens(source_ids)],
+                    target_prefix=[self.tokenizer.tokens(prefix_ids)],
+                    beam_size=1,
+                    num_hypotheses=1,
+                    return_alternatives=True,
+                    max_decoding_length=len(prefix_ids) + max_new_tokens,
+                    max_input_length=0,
+                    end_token=end_tokens,
+                    callback=on_step,
+                )
+                results.put(out[0].hypotheses[0][len(prefix_ids):])
+            except BaseException as exc:  # handed to the consumer thread
+                results.put(exc)
+
+        worker = threading.Thread(target=run, name="ct2-translate", daemon=True)
+        worker.start()
+        try:
+            outcome = results.get()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            ends = set(end_tokens)
+            for token in outcome:
+                if token in ends:
+                    break
+                token_id = self.tokenizer.token_id(token)
+                if token_id is not None:
+                    yield token_id
+        finally:
+            stop.set()
+            worker.join()

@@ -1,0 +1,220 @@
+"""CodeModel: one object that loads a model and streams completions and summaries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+
+from .healing import HealingFilter, heal_prefix, pick_healing_token
+from .presets import Architecture, Preset, PromptFormat
+from .prompts import (
+    SPAN_END,
+    SPAN_SENTINEL,
+    codet5_clm_prompt,
+    codet5_span_prompt,
+    fim_prompt,
+    plain_prompt,
+    summary_prompt,
+)
+from .resolve import Backend, resolve_model
+from .stream import StopPredicate, TextStream
+from .tokenizer import CodeTokenizer, IncrementalDecoder
+
+Progress = Callable[[str], None]
+
+
+class CapabilityError(ValueError):
+    """The model cannot do what was asked (e.g. summarize with a decoder-only model)."""
+
+
+def pick_device(device: str) -> str:
+    """`auto` -> `cuda` when CTranslate2 sees a GPU, else `cpu`."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "auto":
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    return device
+
+
+def pick_compute_type(compute_type: str, device: str) -> str:
+    """`auto` -> int8 on CPU, int8_float16 on CUDA; anything else must be supported there."""
+    if compute_type == "auto":
+        return "int8_float16" if device == "cuda" else "int8"
+    supported = ctranslate2.get_supported_compute_types(device)
+    if compute_type not in supported:
+        raise ValueError(f"compute type {compute_type!r} is not supported on {device}; choose one of {sorted(supported)}")
+    return compute_type
+
+
+def default_threads() -> int:
+    """All cores the process may use, at most 8."""
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def _tail_stop(tokenizer: CodeTokenizer, context: list[int], stop: StopPredicate) -> Callable[[list[int]], bool]:
+    """Early stop for CodeT5+ decoder-only mode, whose engine reports all new ids but the first:
+    the predicate sees the text of those, which ends a line or block where the whole text does."""
+    tail = IncrementalDecoder(tokenizer, context)
+
+    def early(seen: list[int]) -> bool:
+        tail.push(seen[-1])
+        return bool(tail.text) and stop(tail.text)
+
+    return early
+
+
+def _after(first: list[int] | None, rest: Callable[[], Iterator[int]]) -> Iterator[int]:
+    """`first` then the ids of `rest()`; nothing when `first` is None (no healing token fits)."""
+    if first is None:
+        return
+    yield from first
+    steps = rest()
+    try:
+        yield from steps
+    finally:
+        steps.close()
+
+
+class CodeModel:
+    """A code model ready to complete and summarize.
+
+    Args:
+        model: a preset name (`codet5-lsp models` lists them; "default" is the embedded
+            SmolLM2-135M), a Hugging Face hub id, or a local directory (Hugging Face checkpoint
+            or converted CTranslate2 model).
+        device: "auto", "cpu" or "cuda".
+        compute_type: "auto" (int8 on CPU, int8_float16 on CUDA) or any CTranslate2 compute type.
+        cpu_threads: threads for one generation (0 = all cores, at most 8).
+        local_files_only: never try the network.
+        trust_remote_code: let transformers run code shipped with a checkpoint (off by default).
+        max_cached_prompts: live entries of the reused-prompt cache (each holds KV memory).
+        progress: called with short messages while the model is fetched, converted and loaded.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = "default",
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        *,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        max_cached_prompts: int = 2,
+        progress: Progress | None = None,
+    ) -> None:
+        self.device = pick_device(device)
+        self.compute_type = pick_compute_type(compute_type, self.device)
+        resolved = resolve_model(
+            str(model), local_files_only=local_files_only, trust_remote_code=trust_remote_code, progress=progress
+        )
+        self.path = resolved.path
+        self.preset: Preset = resolved.preset
+        self.backend = resolved.backend
+        if progress:
+            progress(f"Loading {self.preset.name} ({self.device}, {self.compute_type})")
+        self.tokenizer = CodeTokenizer(resolved.path)
+        threads = cpu_threads or default_threads()
+        if resolved.backend is Backend.TRANSFORMERS:
+            from .hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
+
+            engine_class = (
+                TransformersDecoderEngine if self.preset.architecture is Architecture.DECODER else TransformersEncoderDecoderEngine
+            )
+            self._engine = engine_class(resolved.path, device=self.device, threads=threads, trust_remote_code=trust_remote_code)
+        elif self.preset.architecture is Architecture.DECODER:
+            from .ct2_engines import DecoderEngine
+
+            self._engine = DecoderEngine(
+                resolved.path, self.tokenizer, device=self.device, compute_type=self.compute_type,
+                threads=threads, max_cached_prompts=max_cached_prompts,
+            )
+        else:
+            from .ct2_engines import EncoderDecoderEngine
+
+            self._engine = EncoderDecoderEngine(
+                resolved.path, self.tokenizer, device=self.device, compute_type=self.compute_type, threads=threads
+            )
+        self._end_tokens = [
+            t for t in (self.tokenizer.eos_token, *self.preset.extra_end_tokens) if t and self.tokenizer.token_id(t) is not None
+        ]
+
+    @property
+    def can_complete(self) -> bool:
+        return self.preset.completion_format is not None
+
+    @property
+    def can_summarize(self) -> bool:
+        return self.preset.summarizes and self.preset.architecture is Architecture.ENCODER_DECODER
+
+    def count_tokens(self, text: str) -> int:
+        """Number of model tokens in `text`."""
+        return len(self.tokenizer.encode(text))
+
+    def complete(
+        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None
+    ) -> TextStream:
+        """Stream the code that continues `prefix` (and fits before `suffix`, if the model infills).
+
+        The prompt is healed: it ends on a clean token boundary and only continuations that
+        re-create the text cut from it are kept, so the stream's text always continues `prefix`
+        exactly. Nothing is computed until the stream is iterated.
+        """
+        fmt = self.preset.completion_format
+        if fmt is None:
+            raise CapabilityError(f"{self.preset.name} does not complete code")
+        healed = heal_prefix(prefix)
+        cut_tokens = len(self.tokenizer.encode(healed.cut)) + 1 if healed.cut else 0
+        new_tokens = max_new_tokens + cut_tokens
+        budget = self.preset.max_context_tokens - new_tokens
+        if suffix.strip() and self.preset.infill_format is not None:
+            fmt = self.preset.infill_format
+        healing = HealingFilter(healed.cut) if healed.cut else None
+
+        if fmt in (PromptFormat.PLAIN, PromptFormat.FIM):
+            if fmt is PromptFormat.PLAIN:
+                prompt = plain_prompt(self.tokenizer, healed.kept, budget, self.preset.add_bos)
+            else:
+                assert self.preset.fim is not None
+                prompt = fim_prompt(self.tokenizer, healed.kept, suffix, self.preset.fim, budget)
+            context = prompt.ids
+            first = self._healing_token(healed.cut, self._engine.next_token_logits, prompt.ids, prompt.static_len)
+            ids = _after(first, lambda: self._engine.stream([*prompt.ids, *first], prompt.static_len, new_tokens - len(first), self._end_tokens))
+        elif fmt is PromptFormat.CODET5_CLM:
+            clm = codet5_clm_prompt(self.tokenizer, healed.kept, self.preset.clm_token, budget)
+            assert clm.prefix_ids is not None
+            context = clm.prefix_ids
+            first = self._healing_token(healed.cut, self._engine.next_token_logits, clm.source_ids, clm.prefix_ids)
+            early = _tail_stop(self.tokenizer, context, stop) if stop is not None else None
+            ids = _after(first, lambda: self._engine.continue_prefix(
+                clm.source_ids, [*clm.prefix_ids, *first], new_tokens - len(first), self._end_tokens, early
+            ))
+        else:
+            span = codet5_span_prompt(self.tokenizer, healed.kept, suffix, budget)
+            sentinel = self.tokenizer.token_id(SPAN_SENTINEL)
+            ends = [*self._end_tokens, SPAN_END]
+            ids = (i for i in self._engine.stream(span.source_ids, new_tokens + 1, ends) if i != sentinel)
+            context = self.tokenizer.encode(healed.kept)
+        return TextStream(ids, IncrementalDecoder(self.tokenizer, context), healing, stop)
+
+    def _healing_token(self, cut: str, logits_of: Callable[..., np.ndarray], *args: object) -> list[int] | None:
+        """[the first token, constrained to re-create `cut`], [] when nothing was cut, None when no token fits."""
+        if not cut:
+            return []
+        token = pick_healing_token(logits_of(*args), cut, self.tokenizer.token_texts)
+        return None if token is None else [token]
+
+    def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
+        """Stream a natural-language summary of `code` from the encoder-decoder."""
+        if not self.can_summarize:
+            raise CapabilityError(f"{self.preset.name} does not summarize code")
+        prompt = summary_prompt(self.tokenizer, code, self.preset.max_context_tokens)
+        ids = self._engine.stream(prompt.source_ids, max_new_tokens, self._end_tokens)
+        return TextStream(ids, IncrementalDecoder(self.tokenizer, []))

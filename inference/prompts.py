@@ -1,0 +1,98 @@
+"""Prompt formats: the text around the cursor becomes model input ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .presets import FimTokens
+from .tokenizer import CodeTokenizer
+
+SPAN_SENTINEL = "<extra_id_0>"
+SPAN_END = "<extra_id_1>"
+STATIC_CHUNK_LINES = 16  # the cached part of a prompt grows in steps of this many lines
+LIVE_LINES = 4  # lines before the cursor that always stay out of the cached part
+
+
+@dataclass(frozen=True)
+class DecoderPrompt:
+    """Input of a decoder-only model; the first `static_len` ids rarely change while typing."""
+
+    ids: list[int]
+    static_len: int
+
+
+@dataclass(frozen=True)
+class EncoderDecoderPrompt:
+    """Input of an encoder-decoder model; `prefix_ids` is forced at the start of the decoder."""
+
+    source_ids: list[int]
+    prefix_ids: list[int] | None = None
+
+
+def stable_boundary(text: str) -> int:
+    """Character offset up to which `text` is treated as stable: a line start that moves only
+    every STATIC_CHUNK_LINES lines, at least LIVE_LINES lines before the end."""
+    line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    usable = len(line_starts) - 1 - LIVE_LINES
+    if usable < STATIC_CHUNK_LINES:
+        return 0
+    return line_starts[(usable // STATIC_CHUNK_LINES) * STATIC_CHUNK_LINES]
+
+
+def _encode_left_truncated(tok: CodeTokenizer, text: str, budget: int) -> tuple[list[int], int]:
+    """Ids of `text` keeping at most `budget` tokens from its end, and the static length in them."""
+    ids, offsets = tok.encode_with_offsets(text)
+    boundary = stable_boundary(text)
+    static = sum(1 for _, end in offsets if end <= boundary) if boundary else 0
+    if len(ids) > budget:
+        drop = len(ids) - budget
+        ids = ids[drop:]
+        static = 0  # the window moved: nothing stable left to cache
+    return ids, static
+
+
+def plain_prompt(tok: CodeTokenizer, prefix: str, budget: int, add_bos: bool) -> DecoderPrompt:
+    """Left-to-right: the prefix is the prompt."""
+    bos = [tok.token_id(tok.bos_token)] if add_bos and tok.bos_token and tok.token_id(tok.bos_token) is not None else []
+    ids, static = _encode_left_truncated(tok, prefix, budget - len(bos))
+    return DecoderPrompt(ids=bos + ids, static_len=static + len(bos) if static else 0)
+
+
+def fim_prompt(tok: CodeTokenizer, prefix: str, suffix: str, fim: FimTokens, budget: int) -> DecoderPrompt:
+    """Prefix-suffix-middle order: the stable prefix comes first and can be cached."""
+    specials = [tok.token_id(t) for t in (fim.prefix, fim.suffix, fim.middle)]
+    if any(s is None for s in specials):
+        raise ValueError(f"the tokenizer lacks the FIM tokens {fim}")
+    suffix_ids = tok.encode(suffix)[: max(0, budget // 4)]
+    prefix_ids, static = _encode_left_truncated(tok, prefix, budget - len(suffix_ids) - 3)
+    ids = [specials[0], *prefix_ids, specials[1], *suffix_ids, specials[2]]
+    return DecoderPrompt(ids=ids, static_len=static + 1 if static else 0)
+
+
+def codet5_clm_prompt(tok: CodeTokenizer, prefix: str, clm_token: str, budget: int) -> EncoderDecoderPrompt:
+    """CodeT5+ decoder-only mode: the encoder sees [CLM], the decoder continues the code."""
+    prefix_ids, _ = _encode_left_truncated(tok, prefix, budget)
+    return EncoderDecoderPrompt(source_ids=tok.encode_with_specials(clm_token), prefix_ids=prefix_ids)
+
+
+def codet5_span_prompt(tok: CodeTokenizer, prefix: str, suffix: str, budget: int) -> EncoderDecoderPrompt:
+    """CodeT5+ span infilling: `prefix <extra_id_0> suffix` in the encoder."""
+    prefix_ids, _ = _encode_left_truncated(tok, prefix, budget * 3 // 4)
+    suffix_ids = tok.encode(suffix)[: budget - len(prefix_ids)]
+    sentinel = tok.token_id(SPAN_SENTINEL)
+    if sentinel is None:
+        raise ValueError(f"the tokenizer has no {SPAN_SENTINEL} token: span infilling is not possible")
+    template = tok.encode_with_specials("")
+    body = [*prefix_ids, sentinel, *suffix_ids]
+    # Put the body where the template's content goes (between its BOS and EOS, if any).
+    specials_front = [i for i in template if i == tok.token_id(tok.bos_token or "")]
+    specials_back = [i for i in template if i not in specials_front]
+    return EncoderDecoderPrompt(source_ids=specials_front + body + specials_back)
+
+
+def summary_prompt(tok: CodeTokenizer, code: str, budget: int) -> EncoderDecoderPrompt:
+    """Encoder-decoder summarization: the code goes to the encoder, truncated to the budget."""
+    ids = tok.encode_with_specials(code)
+    if len(ids) > budget:
+        ids = ids[: budget - 1] + ids[-1:]
+    return EncoderDecoderPrompt(source_ids=ids)

@@ -1,0 +1,161 @@
+"""Model resolution: a name, hub id or path becomes a runnable local directory.
+
+Order: explicit local path (CTranslate2 or Hugging Face directory) -> converted cache -> Hugging
+Face cache (offline) -> hub download when a network exists -> the embedded default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+
+from .cache import models_dir
+from .convert import ConversionError, convert_to_ct2, is_ct2_dir, read_metadata
+from .embedded import ensure_embedded_model
+from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
+
+Progress = Callable[[str], None]
+CACHE_QUANTIZATION = "int8"  # cached conversions; CUDA loads them as int8_float16
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model cannot be found locally and cannot be fetched."""
+
+
+class Backend(str, Enum):
+    CTRANSLATE2 = "ctranslate2"
+    TRANSFORMERS = "transformers"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    preset: Preset
+    backend: Backend
+
+
+def _is_hf_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(
+        (path / name).exists() for name in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+    )
+
+
+def _architecture_of(path: Path) -> str:
+    """The transformers architecture name recorded for a model directory ('' if unknown)."""
+    meta = read_metadata(path)
+    if meta and meta.get("architecture"):
+        return str(meta["architecture"])
+    config = path / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if data.get("architectures"):
+            return str(data["architectures"][0])
+        if "decoder_start_token" in data:  # a CTranslate2 encoder-decoder config
+            return "T5ForConditionalGeneration"
+    return ""
+
+
+def describe_local(path: Path) -> Preset:
+    """A preset for a local directory: the registry's if its source names one, else inferred."""
+    meta = read_metadata(path) or {}
+    for candidate in (str(meta.get("source", "")), path.name):
+        for preset in PRESETS.values():
+            if preset.hub_id and candidate.rstrip("/").endswith(preset.hub_id.split("/")[-1]):
+                return replace(preset, embedded=False)
+    arch = _architecture_of(path)
+    if "ConditionalGeneration" in arch or "Seq2Seq" in arch:
+        return Preset(
+            name=path.name, hub_id=None, architecture=Architecture.ENCODER_DECODER,
+            completion_format=PromptFormat.CODET5_CLM, infill_format=PromptFormat.CODET5_SPAN,
+            summarizes=True, description=f"local {arch or 'encoder-decoder'} model", max_context_tokens=512,
+        )
+    return Preset(
+        name=path.name, hub_id=None, architecture=Architecture.DECODER,
+        completion_format=PromptFormat.PLAIN, description=f"local {arch or 'decoder'} model",
+    )
+
+
+def _converted(src: Path, out: Path, preset: Preset, trust_remote_code: bool, progress: Progress | None) -> ResolvedModel:
+    """CTranslate2 conversion of an HF directory, cached at `out`; the transformers backend if it cannot convert."""
+    if is_ct2_dir(out):
+        return ResolvedModel(out, preset, Backend.CTRANSLATE2)
+    try:
+        convert_to_ct2(src, out, CACHE_QUANTIZATION, trust_remote_code=trust_remote_code, progress=progress)
+        return ResolvedModel(out, preset, Backend.CTRANSLATE2)
+    except ConversionError as exc:
+        if progress:
+            progress(f"CTranslate2 cannot convert {src.name} ({exc}); using transformers")
+        return ResolvedModel(src, preset, Backend.TRANSFORMERS)
+
+
+def _local(path: Path, trust_remote_code: bool, progress: Progress | None) -> ResolvedModel:
+    if not path.exists():
+        raise ModelNotFoundError(f"model path {path} does not exist")
+    if is_ct2_dir(path):
+        return ResolvedModel(path, describe_local(path), Backend.CTRANSLATE2)
+    if _is_hf_dir(path):
+        stamp = hashlib.sha256(f"{path.resolve()}:{(path / 'config.json').stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        out = models_dir() / f"local-{path.name}-{stamp}-{CACHE_QUANTIZATION}"
+        return _converted(path, out, describe_local(path), trust_remote_code, progress)
+    raise ModelNotFoundError(
+        f"{path} is neither a CTranslate2 model (model.bin, config.json, vocabulary) nor a Hugging Face checkpoint (config.json + weights)"
+    )
+
+
+def _hub_snapshot(hub_id: str, local_files_only: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    offline = local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:
+        if offline:
+            raise ModelNotFoundError(
+                f"{hub_id} is not in the converted cache or the Hugging Face cache, and network access is off. "
+                f"On a machine with access run `codet5-quantize {hub_id} --out DIR`, copy DIR here and use --model DIR."
+            ) from None
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    try:
+        return Path(snapshot_download(hub_id))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"cannot download {hub_id} ({type(exc).__name__}). Without network access, run "
+            f"`codet5-quantize {hub_id} --out DIR` elsewhere, copy DIR here and use --model DIR."
+        ) from None
+
+
+def resolve_model(
+    spec: str = "default",
+    *,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    progress: Progress | None = None,
+) -> ResolvedModel:
+    """Find or build a runnable directory for `spec` (preset name, hub id or local path)."""
+    spec = spec.strip() or "default"
+    preset = find_preset(spec)
+    if preset is None:
+        path = Path(spec).expanduser()
+        if path.exists() or spec.startswith((".", "/", "~")):
+            return _local(path, trust_remote_code, progress)
+        if spec.count("/") != 1:
+            raise ModelNotFoundError(
+                f"unknown model {spec!r}: not a preset ({', '.join(PRESETS)}), a hub id (org/name) or an existing path"
+            )
+        preset = next((p for p in PRESETS.values() if p.hub_id == spec), None)
+    if preset is not None and preset.embedded:
+        return ResolvedModel(ensure_embedded_model(progress), preset, Backend.CTRANSLATE2)
+    name = preset.name if preset else spec.replace("/", "--")
+    cached = models_dir() / f"{name}-{CACHE_QUANTIZATION}"
+    if is_ct2_dir(cached):
+        return ResolvedModel(cached, preset or describe_local(cached), Backend.CTRANSLATE2)
+    snapshot = _hub_snapshot(preset.hub_id if preset and preset.hub_id else spec, local_files_only)
+    if preset is None:
+        preset = replace(describe_local(snapshot), name=name, hub_id=spec)
+    return _converted(snapshot, cached, preset, trust_remote_code, progress)
