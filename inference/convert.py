@@ -172,7 +172,6 @@ def convert_to_ct2(
             "architecture": architecture,
         }
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    _report(progress, f"Wrote {out}")
     return out
 
 
@@ -231,9 +230,17 @@ def gguf_to_hf(gguf_path: Path, out: Path, progress: Progress = None) -> Path:
 
 
 def convert_gguf_to_ct2(
-    gguf_path: Path, out: Path, quantization: str = "int8", progress: Progress = None
+    gguf_path: Path,
+    out: Path,
+    quantization: str = "int8",
+    progress: Progress = None,
+    *,
+    source_label: str | None = None,
 ) -> Path:
-    """GGUF file -> CTranslate2 directory, through a temporary Hugging Face directory."""
+    """GGUF file -> CTranslate2 directory, through a temporary Hugging Face directory.
+
+    `source_label` is what the metadata records as the source (default: the GGUF path).
+    """
     check_quantization(quantization)
     gguf_path, out = Path(gguf_path), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -241,5 +248,9 @@ def convert_gguf_to_ct2(
     with tempfile.TemporaryDirectory(prefix=".gguf-hf-", dir=out.parent) as tmp:
         hf_dir = gguf_to_hf(gguf_path, Path(tmp) / "hf", progress=progress)
         return convert_to_ct2(
-            hf_dir, out, quantization, progress=progress, source_label=str(gguf_path)
+            hf_dir,
+            out,
+            quantization,
+            progress=progress,
+            source_label=source_label if source_label is not None else str(gguf_path),
         )
