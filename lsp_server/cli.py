@@ -1,0 +1,159 @@
+"""`codet5-lsp`: the language server (stdio or TCP daemon), one-shot completion, model management."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from inference import PRESETS
+
+from .config import COMPUTE_TYPES, DEVICES, Settings
+from .model_host import ModelHost, ModelUnavailable, load_code_model
+
+DEFAULT_PORT = 2087
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="preset name, hub id or local directory (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per generation (0: all cores, at most 8)")
+    parser.add_argument("--offline", action="store_true", help="never use the network (local files and caches only)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="let transformers run code shipped with a checkpoint")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        model=args.model, device=args.device, compute_type=args.compute_type, threads=args.threads,
+        local_files_only=args.offline, trust_remote_code=args.trust_remote_code,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codet5-lsp", description="Local AI code completion language server (CTranslate2).")
+    _model_options(parser)
+    parser.add_argument("--stdio", action="store_true", help="serve one editor over stdin/stdout (the default)")
+    parser.add_argument("--tcp", action="store_true", help="run a daemon that several editors connect to")
+    parser.add_argument("--host", default="127.0.0.1", help="daemon address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"daemon port (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a daemon address other than loopback")
+    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command")
+
+    complete = sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based) and exit")
+    complete.add_argument("location", help="FILE:LINE:COL, line and column 1-based as compilers print them")
+    _model_options(complete)
+    complete.add_argument("--mode", choices=("auto", "line", "block"), default="auto")
+
+    models = sub.add_parser("models", help="list known models, pull one into the cache, or print the cache path")
+    models.add_argument("action", nargs="?", choices=("list", "pull", "where"), default="list")
+    models.add_argument("name", nargs="?", default="default", help="model to pull (preset, hub id or path)")
+    models.add_argument("--offline", action="store_true")
+    return parser
+
+
+def _progress(message: str) -> None:
+    print(f"codet5-lsp: {message}", file=sys.stderr, flush=True)
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    """FILE:LINE:COL (1-based) -> (path, 0-based line, 0-based column)."""
+    try:
+        file, line, col = location.rsplit(":", 2)
+        line_no, col_no = int(line), int(col)
+    except ValueError:
+        raise SystemExit(f"codet5-lsp: expected FILE:LINE:COL, got {location!r}") from None
+    if line_no < 1 or col_no < 1:
+        raise SystemExit("codet5-lsp: LINE and COL start at 1")
+    return Path(file), line_no - 1, col_no - 1
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    """Complete at one location through the server's own pipeline and print the suggestion."""
+    from .completion import CompletionPipeline
+    from .syntax import language_for
+    from .typeahead import TypeaheadCache
+
+    path, line, col = parse_location(args.location)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"codet5-lsp: cannot read {path}: {exc}") from None
+    lines = text.splitlines()
+    if line > len(lines):
+        raise SystemExit(f"codet5-lsp: {path} has {len(lines)} lines")
+    settings = replace(_settings(args), completion_mode=args.mode)
+    host = ModelHost(lambda s, _: load_code_model(s, _progress))
+    host.ensure(settings)
+    pipeline = CompletionPipeline(host, TypeaheadCache())
+    try:
+        suggestion = asyncio.run(pipeline.suggest(path.as_uri(), text, line, col, language_for(None, str(path)), settings))
+    except ModelUnavailable as exc:
+        print(f"codet5-lsp: {exc}", file=sys.stderr)
+        return 1
+    if suggestion is None:
+        print("codet5-lsp: no suggestion", file=sys.stderr)
+        return 1
+    print(suggestion.text)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from inference.cache import models_dir
+
+    if args.action == "where":
+        print(models_dir())
+    elif args.action == "list":
+        cached = {p.name for p in models_dir().iterdir()} if models_dir().is_dir() else set()
+        for preset in PRESETS.values():
+            here = any(name.startswith(preset.name) for name in cached)
+            print(f"{preset.name:24} {'cached ' if here else '       '} {preset.licence:13} {preset.description}")
+    else:
+        from inference.resolve import ModelNotFoundError, resolve_model
+
+        try:
+            resolved = resolve_model(args.name, local_files_only=args.offline, progress=_progress)
+        except (ModelNotFoundError, OSError, RuntimeError) as exc:
+            print(f"codet5-lsp: {exc}", file=sys.stderr)
+            return 2
+        print(resolved.path)
+    return 0
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from .server import create_server
+
+    host = ModelHost()
+    if args.tcp:
+        from .daemon import check_bind_address, serve
+
+        check_bind_address(args.host, args.allow_remote)
+        try:
+            asyncio.run(serve(args.host, args.port, host, _settings(args)))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    create_server(host, base=_settings(args)).start_io()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        filename=args.log_file, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "complete":
+        return run_complete(args)
+    if args.command == "models":
+        return run_models(args)
+    return run_server(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The completion pipeline: typed-ahead cache -> context -> model -> stop rule -> post-processing."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from inference import CodeModel
+
+from .config import Settings
+from .context import CompletionContext, build_context
+from .model_host import PRIORITY_COMPLETION, JobStopped, ModelHost, run_job
+from .postprocess import StopDetector, postprocess
+from .typeahead import TypeaheadCache
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str  # inserted at the cursor
+    from_cache: bool
+
+
+def _generate(context: CompletionContext, model: CodeModel, stop: threading.Event) -> str:
+    """Run the model until the stop rule fires; raise JobStopped if asked to stop first."""
+    detector = StopDetector(context.request)
+    stream = model.complete(
+        context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
+        stop=lambda text: detector.feed(text) is not None,
+    )
+    with stream:
+        for _ in stream:
+            if stop.is_set():
+                raise JobStopped()
+    cut = detector.feed(stream.text)
+    return stream.text if cut is None else stream.text[:cut]
+
+
+class CompletionPipeline:
+    """Turns a cursor position in a document into one suggestion, or none."""
+
+    def __init__(self, host: ModelHost, cache: TypeaheadCache) -> None:
+        self.host = host
+        self.cache = cache
+
+    async def suggest(
+        self, uri: str, text: str, line: int, character: int, language: str | None, settings: Settings
+    ) -> Suggestion | None:
+        """Suggestion for the cursor at (line, character) of `text` (Python string units).
+
+        Raises ModelUnavailable when no model can serve, JobStopped when superseded.
+        """
+        lines = text.splitlines(keepends=True)
+        offset = sum(len(ln) for ln in lines[:line]) + character
+        prefix, suffix = text[:offset], text[offset:]
+        cached = self.cache.lookup(uri, prefix, suffix)
+        if cached is not None:
+            return Suggestion(cached, from_cache=True)
+        model = await self.host.ready()
+        if not model.can_complete:
+            return None
+        context = build_context(text, line, character, language, settings, model.count_tokens)
+        raw = await run_job(self.host, PRIORITY_COMPLETION, lambda m, stop: _generate(context, m, stop))
+        result = postprocess(raw, context.request)
+        if result:
+            self.cache.store(uri, prefix, suffix, result)
+            return Suggestion(result, from_cache=False)
+        return None

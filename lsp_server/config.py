@@ -1,0 +1,120 @@
+"""Server settings: one typed object with defaults, validated field by field.
+
+Invalid values never stop the server: each one is reported and replaced by its default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+COMPLETION_MODES = ("auto", "line", "block")
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a user can set, with the defaults a fresh install uses."""
+
+    model: str = "default"
+    device: str = "auto"
+    compute_type: str = "auto"
+    threads: int = 0
+    context_tokens: int = 1024
+    max_new_tokens: int = 48
+    completion_mode: str = "auto"
+    enabled: bool = True
+    disabled_languages: tuple[str, ...] = ()
+    local_files_only: bool = False
+    trust_remote_code: bool = False
+    max_cached_prompts: int = 2
+    summary_model: str = ""  # empty: summarize with the completion model if it can
+
+    def model_key(self) -> tuple:
+        """The settings that require reloading the model when they change."""
+        return (self.model, self.device, self.compute_type, self.threads, self.local_files_only,
+                self.trust_remote_code, self.max_cached_prompts)
+
+    def language_enabled(self, language_id: str | None) -> bool:
+        return self.enabled and (language_id or "") not in self.disabled_languages
+
+
+# JSON (camelCase) key -> (field name, check returning an error message or None)
+def _int_range(lo: int, hi: int):
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            return f"must be an integer from {lo} to {hi}"
+        return None
+    return check
+
+
+def _choice(options: tuple[str, ...]):
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(options)}"
+    return check
+
+
+def _is_bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _is_str(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
+def _is_str_list(v: Any) -> str | None:
+    return None if isinstance(v, list) and all(isinstance(x, str) for x in v) else "must be a list of strings"
+
+
+_FIELDS: dict[str, tuple[str, Any]] = {
+    "model": ("model", _is_str),
+    "device": ("device", _choice(DEVICES)),
+    "computeType": ("compute_type", _choice(COMPUTE_TYPES)),
+    "threads": ("threads", _int_range(0, 64)),
+    "contextTokens": ("context_tokens", _int_range(64, 16384)),
+    "maxNewTokens": ("max_new_tokens", _int_range(1, 512)),
+    "completionMode": ("completion_mode", _choice(COMPLETION_MODES)),
+    "enabled": ("enabled", _is_bool),
+    "disabledLanguages": ("disabled_languages", _is_str_list),
+    "localFilesOnly": ("local_files_only", _is_bool),
+    "trustRemoteCode": ("trust_remote_code", _is_bool),
+    "maxCachedPrompts": ("max_cached_prompts", _int_range(1, 16)),
+    "summaryModel": ("summary_model", _is_str),
+}
+
+
+def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """Settings from a client's JSON object (initializationOptions or the `codet5` section).
+
+    Accepts the object itself or one wrapped as {"codet5": {...}}. Returns the settings and one
+    message per rejected value; rejected and missing values keep `base`'s (default: Settings()).
+    """
+    settings = base or Settings()
+    if raw is None:
+        return settings, []
+    if isinstance(raw, dict) and isinstance(raw.get("codet5"), dict):
+        raw = raw["codet5"]
+    if not isinstance(raw, dict):
+        return settings, [f"codet5 settings must be a JSON object, not {type(raw).__name__}; using defaults"]
+    errors: list[str] = []
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            errors.append(f"unknown setting codet5.{key} (ignored)")
+            continue
+        name, check = _FIELDS[key]
+        problem = check(value)
+        if problem:
+            default = getattr(Settings(), name)
+            errors.append(f"codet5.{key} {problem}; got {value!r}, using {default!r}")
+            continue
+        changes[name] = tuple(value) if isinstance(value, list) else value
+    return replace(settings, **changes), errors
+
+
+def settings_to_json(settings: Settings) -> dict[str, Any]:
+    """The JSON (camelCase) form of `settings`, e.g. for `codet5/status` or an editor's defaults."""
+    by_field = {name: key for key, (name, _) in _FIELDS.items()}
+    return {by_field[f.name]: (list(v) if isinstance(v := getattr(settings, f.name), tuple) else v)
+            for f in fields(settings) if f.name in by_field}

@@ -1,0 +1,127 @@
+"""Context builder: the text around the cursor, cut to a token budget, shaped to stay stable.
+
+The prefix window starts on a line that is a multiple of WINDOW_CHUNK_LINES, so while the user
+types on one line (or moves a few lines) the start of the prompt stays byte-identical and the
+engine can reuse the model state it computed for it. Imports and the enclosing definitions'
+signatures that fall above the window are put in front of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import Settings
+from .postprocess import CompletionRequestText
+from .syntax import CompletionSyntax, analyze_completion
+
+WINDOW_CHUNK_LINES = 32
+SYNTAX_RADIUS_LINES = 1500  # tree-sitter sees at most this many lines on each side of the cursor
+NEIGHBOUR_LINES = 5
+SUFFIX_SHARE = 4
+MAX_CHARS_PER_TOKEN = 12  # the suffix gets at most 1/SUFFIX_SHARE of the prompt budget
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class CompletionContext:
+    prefix: str  # prompt text before the cursor (header + window + line prefix)
+    suffix: str  # text after the cursor, within budget
+    request: CompletionRequestText  # what post-processing needs to know
+    max_new_tokens: int
+
+
+def _line_indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _fit_prefix(lines: list[str], line: int, line_prefix: str, budget: int, count: TokenCounter) -> int:
+    """First line of the prefix window: a chunk boundary as early as the budget allows."""
+
+    def cost(start: int) -> int:
+        return count("".join(lines[start:line]) + line_prefix)
+
+    earliest, chars = line, len(line_prefix)  # no window of more than MAX_CHARS_PER_TOKEN * budget chars fits
+    while earliest > 0 and chars + len(lines[earliest - 1]) <= budget * MAX_CHARS_PER_TOKEN:
+        earliest -= 1
+        chars += len(lines[earliest])
+    if earliest == 0 and cost(0) <= budget:
+        return 0
+    start = (line // WINDOW_CHUNK_LINES) * WINDOW_CHUNK_LINES
+    while start - WINDOW_CHUNK_LINES >= earliest and cost(start - WINDOW_CHUNK_LINES) <= budget:
+        start -= WINDOW_CHUNK_LINES
+    while start < line and cost(start) > budget:  # even the cursor's own chunk is too long
+        start += 1
+    return start
+
+
+def _fit_suffix(lines: list[str], line: int, character: int, budget: int, count: TokenCounter) -> str:
+    """Text after the cursor, whole lines, as many as the budget allows (at most a few hundred)."""
+    suffix = lines[line][character:]
+    for next_line in lines[line + 1: line + 200]:
+        if count(suffix + next_line) > budget:
+            break
+        suffix += next_line
+    return suffix
+
+
+def _header(syntax: CompletionSyntax, window_text: str) -> str:
+    """Imports and enclosing signatures that the window does not already contain."""
+    missing = [text for text in [*syntax.imports, *syntax.scope_headers] if text not in window_text]
+    return "".join(text if text.endswith("\n") else text + "\n" for text in missing)
+
+
+def build_context(
+    text: str,
+    line: int,
+    character: int,
+    language: str | None,
+    settings: Settings,
+    count_tokens: TokenCounter,
+) -> CompletionContext:
+    """The prompt text and post-processing facts for a completion at (line, character).
+
+    `line` and `character` index the document's lines and a line's Python characters.
+    """
+    lines = text.splitlines(keepends=True)
+    if line >= len(lines):  # cursor on the empty last line after a final newline
+        lines.append("")
+    cursor_line = lines[line].rstrip("\r\n")
+    character = min(character, len(cursor_line))
+    line_prefix, line_suffix = cursor_line[:character], cursor_line[character:]
+
+    first = max(0, line - SYNTAX_RADIUS_LINES)
+    if language is not None:
+        region = "".join(lines[first: line + SYNTAX_RADIUS_LINES])
+        syntax = analyze_completion(region, language, line - first, character)
+    else:
+        syntax = CompletionSyntax(multiline=False, indent=_line_indent(line_prefix), scope_headers=[], imports=[],
+                                  scope_start_line=None)
+    multiline = {"line": False, "block": True}.get(settings.completion_mode, syntax.multiline)
+    max_new = settings.max_new_tokens if not multiline else min(256, settings.max_new_tokens * 3)
+
+    budget = max(32, settings.context_tokens - max_new)
+    suffix_budget = budget // SUFFIX_SHARE
+    start = _fit_prefix(lines, line, line_prefix, budget - suffix_budget, count_tokens)
+    window = "".join(lines[start:line])
+    prefix_line = line_prefix
+    if start == line and count_tokens(line_prefix) > budget - suffix_budget:  # one enormous line
+        prefix_line = line_prefix[-(budget - suffix_budget) * 2:]
+    header = _header(syntax, window) if start > 0 else ""
+    if header and count_tokens(header + window + prefix_line) > budget - suffix_budget:
+        header = ""
+    request = CompletionRequestText(
+        line_prefix=line_prefix,
+        line_suffix=line_suffix,
+        prev_lines=[ln.rstrip("\r\n") for ln in lines[max(0, line - NEIGHBOUR_LINES): line]],
+        next_lines=[ln.rstrip("\r\n") for ln in lines[line + 1: line + 1 + NEIGHBOUR_LINES]],
+        multiline=multiline,
+        indent=syntax.indent,
+    )
+    return CompletionContext(
+        prefix=header + window + prefix_line,
+        suffix=_fit_suffix(lines, line, character, suffix_budget, count_tokens),
+        request=request,
+        max_new_tokens=max_new,
+    )

@@ -1,0 +1,174 @@
+"""The model host: loads one model in the background and runs generation jobs on one worker.
+
+Shared by every client of a daemon. Jobs run one at a time in priority order (completions
+before summaries); a job that was cancelled before it started is skipped, and a running job
+is told to stop through its `threading.Event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+from inference import CodeModel
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PRIORITY_COMPLETION = 0
+PRIORITY_SUMMARY = 10
+
+
+class ModelState(str, Enum):
+    IDLE = "idle"
+    LOADING = "loading"
+    READY = "ready"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    state: ModelState
+    model: str
+    message: str = ""
+    device: str = ""
+    compute_type: str = ""
+
+
+class JobStopped(Exception):
+    """The job was asked to stop (superseded by a newer request) before it finished."""
+
+
+class ModelUnavailable(RuntimeError):
+    """No model can serve the request (it failed to load, or none is configured)."""
+
+
+Listener = Callable[[HostStatus], None]
+ModelFactory = Callable[[Settings, Callable[[str], None]], CodeModel]
+
+
+def load_code_model(settings: Settings, progress: Callable[[str], None]) -> CodeModel:
+    """Build the CodeModel the settings describe."""
+    return CodeModel(
+        settings.model,
+        device=settings.device,
+        compute_type=settings.compute_type,
+        cpu_threads=settings.threads,
+        local_files_only=settings.local_files_only,
+        trust_remote_code=settings.trust_remote_code,
+        max_cached_prompts=settings.max_cached_prompts,
+        progress=progress,
+    )
+
+
+class ModelHost:
+    """One loaded model, its load state, and the job queue in front of it."""
+
+    def __init__(self, factory: ModelFactory = load_code_model) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._model: CodeModel | None = None
+        self._key: tuple | None = None
+        self._loaded: concurrent.futures.Future[CodeModel] | None = None
+        self.status = HostStatus(ModelState.IDLE, "")
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        threading.Thread(target=self._work, name="model-worker", daemon=True).start()
+
+    # -- state -----------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` on every status change (from any thread); returns the unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _set_status(self, status: HostStatus) -> None:
+        self.status = status
+        for listener in list(self._listeners):
+            try:
+                listener(status)
+            except Exception:  # a closed connection must not break the others
+                log.exception("status listener failed")
+
+    def ensure(self, settings: Settings) -> None:
+        """Start loading the model `settings` describe, unless it is the one loaded or loading."""
+        with self._lock:
+            if settings.model_key() == self._key:
+                return
+            self._key = settings.model_key()
+            future: concurrent.futures.Future[CodeModel] = concurrent.futures.Future()
+            self._loaded = future
+        threading.Thread(target=self._load, args=(settings, future), name="model-loader", daemon=True).start()
+
+    def _load(self, settings: Settings, future: concurrent.futures.Future) -> None:
+        name = settings.model
+        self._set_status(HostStatus(ModelState.LOADING, name, "Loading model"))
+        try:
+            model = self._factory(settings, lambda msg: self._set_status(HostStatus(ModelState.LOADING, name, msg)))
+        except Exception as exc:
+            log.exception("model %s failed to load", name)
+            message = f"Cannot load model {name!r}: {exc}"
+            if future is self._loaded:
+                self._set_status(HostStatus(ModelState.ERROR, name, message))
+            future.set_exception(ModelUnavailable(message))
+            return
+        if future is not self._loaded:  # superseded by a newer ensure()
+            future.set_result(model)
+            return
+        self._model = model
+        self._set_status(HostStatus(ModelState.READY, model.preset.name, "Ready", model.device, model.compute_type))
+        future.set_result(model)
+
+    async def ready(self) -> CodeModel:
+        """The loaded model, waiting for a load in progress; ModelUnavailable if it failed."""
+        future = self._loaded
+        if future is None:
+            raise ModelUnavailable("no model is configured")
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, priority: int, job: Callable[[CodeModel, threading.Event], T]) -> tuple[concurrent.futures.Future[T], threading.Event]:
+        """Queue `job(model, stop)`; returns its future and the event that asks it to stop."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        stop = threading.Event()
+        self._jobs.put((priority, next(self._seq), future, stop, job))
+        return future, stop
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, stop, job = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            if stop.is_set():
+                future.set_exception(JobStopped())
+                continue
+            model = self._model
+            if model is None:
+                future.set_exception(ModelUnavailable(self.status.message or "the model is not loaded"))
+                continue
+            try:
+                future.set_result(job(model, stop))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+async def run_job(host: ModelHost, priority: int, job: Callable[[CodeModel, threading.Event], Any]) -> Any:
+    """Run a job on the host from asyncio; cancelling the awaiting task stops the job."""
+    future, stop = host.submit(priority, job)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        stop.set()
+        future.cancel()
+        raise
