@@ -1,0 +1,18 @@
+"""Tree-sitter analysis for the language server: plain positions and dataclasses, no LSP types.
+
+Positions are 0-based (line, character), characters counted in Python ``str`` indices.
+"""
+
+from .completion import CompletionSyntax, analyze_completion
+from .doc_comments import format_docstring
+from .functions import FunctionInfo, function_at
+from .languages import language_for
+
+__all__ = [
+    "CompletionSyntax",
+    "FunctionInfo",
+    "analyze_completion",
+    "format_docstring",
+    "function_at",
+    "language_for",
+]

@@ -1,0 +1,278 @@
+"""The function at a position, with what documenting it needs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from tree_sitter import Node, Query, QueryCursor
+
+from .definitions import attached_start, header_colon, header_end, header_start, header_text, name_node, outer_node
+from .doc_comments import absorbs_gap, existing_doc
+from .languages import SPECS, LanguageSpec, grammar, parse
+from .nodes import ancestors, first_code_leaf_after
+from .source import Source, indent_unit, leading_whitespace
+
+# Call nodes and the field holding the callee.
+_CALLS = {"call": "function", "call_expression": "function", "method_invocation": "name"}
+# Member accesses (obj.name, Type::name) and the field holding the member's name.
+_MEMBERS = {
+    "attribute": "attribute",
+    "member_expression": "property",
+    "selector_expression": "field",
+    "field_expression": "field",
+    "scoped_identifier": "name",
+}
+_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
+_MASKABLE = re.compile(rb"[^\r\n]")
+_MAX_RETRIES = 4
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A function or method definition.
+
+    name: its name (for a JS function value, the name it is assigned to).
+    signature: the header as written, without decorators, annotations on their own lines or
+        the body's '{' (Python keeps its ':'), e.g. ``async def f(x):``, ``export const f =
+        (a) =>``, ``func (c *Counter) Inc(n int) int``.
+    text: the source of the whole definition: decorators, attributes, annotations and
+        ``export`` included, a doc comment above it not (a Python docstring, being in the
+        body, is). It starts at the start of its first line (indentation included), or at
+        the definition itself when code precedes it on that line.
+    start_line, end_line: 0-based inclusive lines of ``text``.
+    body_indent: indentation of the body's statements (the header's plus one step when the
+        body is empty or on the header's line).
+    docstring, docstring_range: the existing docstring / doc comment, cleaned of quotes and
+        comment markers, and its (start_line, start_char, end_line, end_char).
+    insert_line, insert_character: where ``format_docstring``'s text goes. Python: the start
+        of the line after the header; for a one-line ``def f(x): return x``, just after the
+        ':' (the body moves to its own line; where the space after the ':' cannot become
+        part of the body's indentation, e.g. a tab, at the body, leaving that space at the
+        end of the header line). Other languages: the start of the definition's
+        first line (above decorators and attributes), or the definition's first character
+        when code precedes it on that line.
+    style: "python" | "jsdoc" | "javadoc" | "rustdoc" | "go".
+    """
+
+    name: str
+    signature: str
+    text: str
+    start_line: int
+    end_line: int
+    body_indent: str
+    docstring: str | None
+    docstring_range: tuple[int, int, int, int] | None
+    insert_line: int
+    insert_character: int
+    style: str
+
+
+def function_at(text: str, language: str, line: int, character: int) -> FunctionInfo | None:
+    """The function at a position: the callee's definition when the position is on the name
+    of a call to a function defined in this file, else the innermost function enclosing the
+    position (its decorators and name included)."""
+    spec = SPECS[language]
+    src = Source(text)
+    line = max(0, min(line, src.line_count - 1))
+    position = src.byte_at(line, character)
+    tree = parse(src.data, language)
+    found, clean = _resolve(tree.root_node, spec, position)
+    if not clean and tree.root_node.has_error:
+        # The position sits in a region the parser could not make sense of: parse again with
+        # the text above an enclosing line blanked out, leaving errors there behind.
+        for start in _retry_lines(src, line):
+            masked = _MASKABLE.sub(b" ", src.data[: src.byte_at(start, 0)]) + src.data[src.byte_at(start, 0) :]
+            retry, retry_clean = _resolve(parse(masked, language).root_node, spec, position)
+            if retry is not None and retry_clean:
+                found = retry
+                break
+    return _info(found, src, spec) if found is not None else None
+
+
+def _resolve(root: Node, spec: LanguageSpec, position: int) -> tuple[Node | None, bool]:
+    """(function node, whether no parse error lies between it and the position)."""
+    leaves = [root.descendant_for_byte_range(position, position)]
+    if position > 0:
+        leaves.append(root.descendant_for_byte_range(position - 1, position - 1))
+    for leaf in leaves:
+        callee = _callee(leaf)
+        if callee is not None:
+            target = _definition_named(root, spec, *callee, leaf)
+            if target is not None:
+                return target, True
+    for leaf in leaves:
+        for node in ancestors(leaf):
+            function = _as_function(node, spec)
+            if function is not None:
+                return function, not any(a.type == "ERROR" for a in _between(leaf, node))
+    return None, not any(a.type == "ERROR" for a in ancestors(leaves[0]))
+
+
+def _between(leaf: Node, top: Node) -> list[Node]:
+    result = []
+    for node in ancestors(leaf):
+        if node == top:
+            break
+        result.append(node)
+    return result
+
+
+def _as_function(node: Node, spec: LanguageSpec) -> Node | None:
+    """``node`` when it is a documentable function, or the function a wrapper statement holds."""
+    if node.type in spec.functions:
+        return node if node.type not in _FUNCTION_VALUES or name_node(node) is not None else None
+    if node.type in ("decorated_definition", "export_statement"):
+        inner = node.child_by_field_name("definition") or node.child_by_field_name("declaration")
+        return _as_function(inner, spec) if inner is not None else None
+    if node.type in ("lexical_declaration", "variable_declaration"):
+        declarators = [c for c in node.named_children if c.type == "variable_declarator"]
+        value = declarators[0].child_by_field_name("value") if len(declarators) == 1 else None
+        return _as_function(value, spec) if value is not None else None
+    return None
+
+
+def _callee(leaf: Node) -> tuple[str, bool] | None:
+    """(name, called as a member) when ``leaf`` is the name in a call's callee: f(), obj.f(),
+    T::f(), Java's f() and obj.f()."""
+    if leaf.type not in ("identifier", "property_identifier", "field_identifier"):
+        return None
+    callee = leaf
+    parent = leaf.parent
+    if parent is not None and parent.type in _MEMBERS and parent.child_by_field_name(_MEMBERS[parent.type]) == leaf:
+        callee = parent
+        parent = parent.parent
+    if parent is None or parent.type not in _CALLS:
+        return None
+    if parent.type == "method_invocation":
+        if parent.child_by_field_name("name") != leaf:
+            return None
+        return leaf.text.decode("utf-8", "surrogatepass"), parent.child_by_field_name("object") is not None
+    if parent.child_by_field_name(_CALLS[parent.type]) != callee:
+        return None
+    return leaf.text.decode("utf-8", "surrogatepass"), callee != leaf
+
+
+@cache
+def _functions_query(language: str) -> Query:
+    language_object = grammar(language)
+    kinds = [k for k in sorted(SPECS[language].functions) if language_object.id_for_node_kind(k, True) is not None]
+    return Query(language_object, "[" + " ".join(f"({k})" for k in kinds) + "] @function")
+
+
+def _definition_named(root: Node, spec: LanguageSpec, name: str, member: bool, call: Node) -> Node | None:
+    """The file's function named ``name``. A member call (and any Java call) prefers a method
+    of the class around the call, then any method; a plain call prefers a function outside
+    classes."""
+    captures = QueryCursor(_functions_query(spec.name)).captures(root).get("function", [])
+    candidates = []
+    for node in sorted(captures, key=lambda n: n.start_byte):
+        named = name_node(node)
+        if named is not None and named.text.decode("utf-8", "surrogatepass") == name:
+            candidates.append(node)
+    if not candidates:
+        return None
+    call_containers = {n.id for n in ancestors(call) if _is_container(n)}
+
+    def rank(node: Node) -> int:
+        container = next((n for n in ancestors(node) if n != node and _is_container(n)), None)
+        if not member and spec.name != "java":
+            return 0 if container is None else 1
+        if container is not None and container.id in call_containers:
+            return 0
+        return 1 if container is not None else 2
+
+    return min(candidates, key=rank)
+
+
+def _is_container(node: Node) -> bool:
+    return any(word in node.type for word in ("class", "impl", "interface", "trait")) and "body" not in node.type
+
+
+def _retry_lines(src: Source, line: int) -> list[int]:
+    """Lines to re-parse from: the position's line, then each less indented line above it,
+    each moved up over the decorator / attribute lines just above it."""
+    starts: list[int] = []
+    width: int | None = None
+    for number in range(line, -1, -1):
+        content = src.lines[number]
+        if not content.strip():
+            continue
+        indent = len(leading_whitespace(content).expandtabs(8))
+        if width is None or indent < width:
+            width = indent
+            start = number
+            while start > 0 and src.lines[start - 1].lstrip().startswith(("@", "#[")):
+                start -= 1
+            starts.append(start)
+            if len(starts) == _MAX_RETRIES or indent == 0:
+                break
+    return starts
+
+
+def _info(node: Node, src: Source, spec: LanguageSpec) -> FunctionInfo:
+    outer = outer_node(node)
+    start = attached_start(outer, spec)
+    start_line = src.line_of(start)
+    end_byte = max(node.end_byte, outer.end_byte)
+    end_line = src.line_of(max(start, end_byte - 1))
+    name = name_node(node)
+    signature = header_text(node, src, spec)
+    if spec.braces:
+        signature = signature.removesuffix("{").removesuffix(";").rstrip()
+    definition_indent = src.indent_of_line(src.line_of(header_start(node, src)))
+    body_indent = _body_indent(node, src, spec) or definition_indent + indent_unit(src, spec.default_indent)
+    inline = bool(src.lines[start_line][: src.position(start)[1]].strip())
+    if spec.doc_style == "python":
+        insert_line, insert_character = _python_insert_position(node, src, spec, body_indent)
+    elif inline:
+        insert_line, insert_character = src.position(start)
+    else:
+        insert_line, insert_character = start_line, 0
+    doc = existing_doc(node, start, src, spec)
+    return FunctionInfo(
+        name=name.text.decode("utf-8", "surrogatepass") if name is not None else "",
+        signature=signature,
+        text=src.slice(start if inline else src.byte_at(start_line, 0), end_byte),
+        start_line=start_line,
+        end_line=end_line,
+        body_indent=body_indent,
+        docstring=doc.text if doc is not None else None,
+        docstring_range=doc.range if doc is not None else None,
+        insert_line=insert_line,
+        insert_character=insert_character,
+        style=spec.doc_style,
+    )
+
+
+def _body_indent(node: Node, src: Source, spec: LanguageSpec) -> str | None:
+    """Indentation of the body's first statement, when it starts a line after the header."""
+    end = header_end(node, spec)
+    body = node.child_by_field_name("body")
+    if body is None:
+        return None
+    first = first_code_leaf_after(body, end)
+    if first is None or (spec.braces and first.type == "}" and first.parent == body):
+        return None
+    first_line = src.line_of(first.start_byte)
+    if first_line == src.line_of(end) or src.lines[first_line][: src.position(first.start_byte)[1]].strip():
+        return None
+    return src.indent_of_line(first_line)
+
+
+def _python_insert_position(node: Node, src: Source, spec: LanguageSpec, body_indent: str) -> tuple[int, int]:
+    colon = header_colon(node)
+    end = colon.end_byte if colon is not None else header_end(node, spec)
+    line, character = src.position(end)
+    body = node.child_by_field_name("body")
+    first = first_code_leaf_after(body, end) if body is not None else None
+    if first is not None and src.line_of(first.start_byte) == line:
+        # One-line function: the docstring goes after the ':' and pushes the body down.
+        gap = src.lines[line][character : src.position(first.start_byte)[1]]
+        if not absorbs_gap(body_indent, gap):
+            character = src.position(first.start_byte)[1]
+        return line, character
+    if line + 1 < src.line_count:
+        return line + 1, 0
+    return line, len(src.lines[line])
