@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Tree
 
-from .definitions import attached_start, header_end, header_start, header_text, outer_node
-from .languages import SPECS, LanguageSpec, parse
+from .definitions import attached_start, header_end, header_start, outer_node
+from .languages import LanguageSpec, parse, spec_for
 from .nodes import ancestors, first_code_leaf_after, in_error, last_code_leaf_before, unclosed_brackets
 from .source import Source, indent_unit, indent_width, leading_whitespace
 
@@ -45,8 +45,9 @@ class CompletionSyntax:
         whitespace already typed if it is deeper than the header, else header + one step);
         for an empty line elsewhere, the previous code line's indentation.
     scope_headers: headers of the enclosing definitions (classes, functions, methods, impls,
-        closures ...), outermost first, each with its line's indentation and up to the ':' or
-        '{' that opens the body; a header that spans lines keeps its line breaks.
+        closures ...), outermost first: from the start of the line naming the definition
+        (indentation included, decorators and annotation lines left out) up to the ':' or '{'
+        that opens the body; a header that spans lines keeps its line breaks.
     imports: the file's import statements as written, in order (top level, plus Python
         imports inside module-level if/try blocks; ``require`` declarations in JS/TS).
     scope_start_line: first line of the innermost enclosing definition, decorators and
@@ -60,38 +61,37 @@ class CompletionSyntax:
     scope_start_line: int | None
 
 
-@dataclass(frozen=True)
-class _Opener:
-    """The ':' or '{' ending the previous code line, opening a block that is still empty."""
-
-    header_line: int
-
-
 def analyze_completion(text: str, language: str, line: int, character: int) -> CompletionSyntax:
     """Analyze ``text`` (grammar ``language``) for a completion at (line, character)."""
-    spec = SPECS[language]
+    spec = spec_for(language)
     src = Source(text)
     line = max(0, min(line, src.line_count - 1))
     character = max(0, min(character, len(src.lines[line])))
     tree = parse(src.data, language)
     line_text = src.lines[line]
     before, after = line_text[:character], line_text[character:]
-    opener = None
+    header_line = None
     if not before.strip() and not after.strip():
-        opener = _fresh_block_opener(tree.root_node, src, spec, line)
-    indent = _indent(tree.root_node, src, spec, line, before, opener)
+        header_line = _fresh_block_header(tree.root_node, src, spec, line)
+    indent = _indent(tree.root_node, src, spec, line, before, header_line)
     scopes = _enclosing_scopes(tree, src, spec, line, character, indent)
     return CompletionSyntax(
-        multiline=opener is not None,
+        multiline=header_line is not None,
         indent=indent,
-        scope_headers=[src.indent_of_line(src.line_of(header_start(n, src))) + header_text(n, src, spec) for n in scopes],
+        scope_headers=[_scope_header(node, src, spec) for node in scopes],
         imports=_imports(tree.root_node, src, spec),
         scope_start_line=src.line_of(attached_start(outer_node(scopes[-1]), spec)) if scopes else None,
     )
 
 
-def _fresh_block_opener(root: Node, src: Source, spec: LanguageSpec, line: int) -> _Opener | None:
-    """The block opener ending the last code line before ``line``, if its block is empty."""
+def _scope_header(node: Node, src: Source, spec: LanguageSpec) -> str:
+    """A definition's header lines as written, from the start of the line naming it."""
+    return src.slice(src.byte_at(src.line_of(header_start(node, src)), 0), header_end(node, spec)).rstrip()
+
+
+def _fresh_block_header(root: Node, src: Source, spec: LanguageSpec, line: int) -> int | None:
+    """When the last code line before ``line`` ends with a ':' / '{' opening a block that is
+    still empty, the first line of that block's header; else None."""
     leaf = last_code_leaf_before(root, src.byte_at(line, 0))
     if leaf is None or leaf.type != (":" if not spec.braces else "{"):
         return None
@@ -101,7 +101,7 @@ def _fresh_block_opener(root: Node, src: Source, spec: LanguageSpec, line: int) 
         closing = next((c for c in parent.children if c.type == "}" and c.start_byte > leaf.start_byte), None)
         if parent.type != "ERROR" and closing is not None and not closing.is_missing:
             after = first_code_leaf_after(root, leaf.end_byte)
-            return _Opener(_header_line(parent.parent, parent, opener_line, src)) if after == closing else None
+            return _header_line(parent.parent, parent, opener_line, src) if after == closing else None
     else:
         body = leaf.next_named_sibling
         while body is not None and body.type == "comment":
@@ -109,7 +109,7 @@ def _fresh_block_opener(root: Node, src: Source, spec: LanguageSpec, line: int) 
         if parent.type != "ERROR" and body is not None and body.type == "block":
             if first_code_leaf_after(body, body.start_byte) is not None:
                 return None
-            return _Opener(_header_line(parent, body, opener_line, src))
+            return _header_line(parent, body, opener_line, src)
         if not _PYTHON_COMPOUND.match(src.lines[opener_line]):
             return None
     # The parse around the opener failed: the block is empty when the next code is not
@@ -119,7 +119,7 @@ def _fresh_block_opener(root: Node, src: Source, spec: LanguageSpec, line: int) 
         following_indent = indent_width(src.indent_of_line(src.line_of(following.start_byte)))
         if following_indent > indent_width(src.indent_of_line(opener_line)):
             return None
-    return _Opener(opener_line)
+    return opener_line
 
 
 def _header_line(statement: Node | None, block: Node, opener_line: int, src: Source) -> int:
@@ -129,9 +129,9 @@ def _header_line(statement: Node | None, block: Node, opener_line: int, src: Sou
     return min(opener_line, src.line_of(statement.start_byte))
 
 
-def _indent(root: Node, src: Source, spec: LanguageSpec, line: int, before: str, opener: _Opener | None) -> str:
-    if opener is not None:
-        header_indent = src.indent_of_line(opener.header_line)
+def _indent(root: Node, src: Source, spec: LanguageSpec, line: int, before: str, header_line: int | None) -> str:
+    if header_line is not None:
+        header_indent = src.indent_of_line(header_line)
         if indent_width(before) > indent_width(header_indent):
             return before
         return header_indent + indent_unit(src, spec.default_indent)
@@ -157,12 +157,12 @@ def _enclosing_scopes(
     """Definitions enclosing the cursor, outermost first."""
     cursor = src.byte_at(line, character)
     blank_before = not src.lines[line][:character].strip()
-    anchor = _anchor(tree.root_node, spec, cursor, src.byte_at(line, 0), blank_before)
+    anchor = _anchor(tree.root_node, src, spec, cursor, src.byte_at(line, 0), blank_before)
     previous = last_code_leaf_before(tree.root_node, cursor)
     if (anchor is not None and in_error(anchor)) or (previous is not None and in_error(previous)):
         # Typically a block still open at the cursor: scopes come from the text before it.
         repaired = _repaired_prefix(src, spec, line)
-        anchor = _anchor(repaired.root_node, spec, cursor, src.byte_at(line, 0), blank_before)
+        anchor = _anchor(repaired.root_node, src, spec, cursor, src.byte_at(line, 0), blank_before)
     if anchor is None:
         return []
     scopes = [node for node in ancestors(anchor) if node.type in spec.scopes]
@@ -174,12 +174,18 @@ def _enclosing_scopes(
     return scopes[::-1]
 
 
-def _anchor(root: Node, spec: LanguageSpec, cursor: int, line_start: int, blank_before: bool) -> Node | None:
+def _anchor(
+    root: Node, src: Source, spec: LanguageSpec, cursor: int, line_start: int, blank_before: bool
+) -> Node | None:
     """The node whose ancestors are the cursor's scopes."""
     if spec.braces:
         return root.descendant_for_byte_range(cursor, cursor)
-    # Python: the token before the cursor; on a blank line, the end of the previous code line.
-    return last_code_leaf_before(root, line_start if blank_before else cursor)
+    if blank_before:
+        # Python blocks end at their last token, not at the blank lines after it.
+        return last_code_leaf_before(root, line_start)
+    # The last non-blank character before the cursor.
+    code_end = line_start + len(src.data[line_start:cursor].rstrip())
+    return root.descendant_for_byte_range(code_end - 1, code_end)
 
 
 def _repaired_prefix(src: Source, spec: LanguageSpec, line: int) -> Tree:
@@ -210,7 +216,9 @@ def _is_require(node: Node) -> bool:
     declarators = [c for c in node.named_children if c.type == "variable_declarator"]
     for declarator in declarators:
         value = declarator.child_by_field_name("value")
-        callee = value.child_by_field_name("function") if value is not None and value.type == "call_expression" else None
+        callee = (
+            value.child_by_field_name("function") if value is not None and value.type == "call_expression" else None
+        )
         if callee is None or callee.type != "identifier" or callee.text != b"require":
             return False
     return bool(declarators)

@@ -76,10 +76,11 @@ def _comment_before(root: Node, src: Source, byte: int) -> Node | None:
         return None
     leaf = root.descendant_for_byte_range(position - 1, position)
     comment = None
-    for node in ancestors(leaf):
-        if not is_comment(node):
+    for node in ancestors(leaf):  # the outermost comment around the leaf (Rust nests them)
+        if is_comment(node):
+            comment = node
+        elif comment is not None:
             break
-        comment = node
     return comment
 
 

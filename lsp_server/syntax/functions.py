@@ -10,7 +10,7 @@ from tree_sitter import Node, Query, QueryCursor
 
 from .definitions import attached_start, header_colon, header_end, header_start, header_text, name_node, outer_node
 from .doc_comments import absorbs_gap, existing_doc
-from .languages import SPECS, LanguageSpec, grammar, parse
+from .languages import SPECS, LanguageSpec, grammar, parse, spec_for
 from .nodes import ancestors, first_code_leaf_after
 from .source import Source, indent_unit, leading_whitespace
 
@@ -73,7 +73,7 @@ def function_at(text: str, language: str, line: int, character: int) -> Function
     """The function at a position: the callee's definition when the position is on the name
     of a call to a function defined in this file, else the innermost function enclosing the
     position (its decorators and name included)."""
-    spec = SPECS[language]
+    spec = spec_for(language)
     src = Source(text)
     line = max(0, min(line, src.line_count - 1))
     position = src.byte_at(line, character)

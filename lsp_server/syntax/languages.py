@@ -120,9 +120,7 @@ SPECS: dict[str, LanguageSpec] = {
                     "lambda_expression",
                 }
             ),
-            functions=frozenset(
-                {"method_declaration", "constructor_declaration", "compact_constructor_declaration"}
-            ),
+            functions=frozenset({"method_declaration", "constructor_declaration", "compact_constructor_declaration"}),
             imports=frozenset({"import_declaration"}),
             doc_style="javadoc",
             default_indent="    ",
@@ -212,13 +210,20 @@ def grammar(name: str) -> tree_sitter.Language:
     return tree_sitter.Language(SPECS[name].load())
 
 
+def spec_for(language: str) -> LanguageSpec:
+    """The spec of a grammar name from ``language_for``; ValueError for any other name."""
+    spec = SPECS.get(language)
+    if spec is None:
+        raise ValueError(f"unsupported language: {language!r}")
+    return spec
+
+
 _parsers = threading.local()
 
 
 def parse(data: bytes, language: str) -> tree_sitter.Tree:
     """Parse UTF-8 bytes with this thread's parser for ``language``."""
-    if language not in SPECS:
-        raise ValueError(f"unsupported language: {language!r}")
+    spec_for(language)
     parsers = getattr(_parsers, "by_language", None)
     if parsers is None:
         parsers = _parsers.by_language = {}
