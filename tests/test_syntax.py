@@ -316,7 +316,11 @@ def test_positions_count_code_points():
     syntax = complete("python", source)
     assert syntax.scope_headers == ["def f():"]
     text, line, character = at_cursor(source)
-    assert analyze_completion(text.replace("\n", "\r\n"), "python", line, character).scope_headers == ["def f():"]
+    for newline in ("\r\n", "\r"):  # LSP line breaks; tree-sitter rows count only "\n"
+        crlf = analyze_completion(text.replace("\n", newline), "python", line, character)
+        assert crlf.scope_headers == ["def f():"] and crlf.scope_start_line == 1
+        info = function_at(text.replace("\n", newline), "python", line, character)
+        assert (info.name, info.start_line, info.end_line, info.insert_line) == ("f", 1, 2, 2)
 
 
 def test_broken_and_truncated_files_never_raise():
@@ -324,12 +328,13 @@ def test_broken_and_truncated_files_never_raise():
         "python": "import os\n@d\nasync def f(x: int) -> int:\n    '''doc'''\n    return [x for x in (1, 2)]\n"
         "class A:\n    def g(self): pass\n",
         "javascript": "import a from 'a';\nclass B { async m(x) { return `${x}`; } }\n"
-        "const f = (y) => { if (y) { return 1; } };\n",
+        "const f = (y) => { if (y) { return 1; } };\nexport default (z) => z;\n",
         "typescript": "@dec\nclass C<T> { f(a: {x: number}): T[] { return []; } }\ninterface I { g(): void; }\n",
         "tsx": "export const App = () => { return <div className='x'>{items.map((i) => <b>{i}</b>)}</div>; };\n",
         "java": "import x.Y;\nclass A { @Override public A(int n) { this.n = n; } int f() { return 1; } }\n",
         "go": 'package p\nimport "fmt"\nfunc (c *C) F(n int) int { if n > 0 { return n }; return 0 }\n',
-        "rust": "use a::b;\nimpl<T> S<T> { #[inline] pub fn f(&self) -> i32 { match 1 { _ => 2 } } }\n",
+        "rust": "use a::b;\nimpl<T> S<T> { #[inline] pub fn f(&self) -> i32 { match 1 { _ => 2 } } }\n"
+        "fn g() { let h = |x| x; }\n",
     }
     for language, text in fixtures.items():
         for cut in range(0, len(text) + 1, 3):
@@ -504,6 +509,15 @@ def test_javascript_functions():
         "onClick(event) { return event; }",
         19,
     )
+
+
+def test_javascript_expression_bodies_and_default_exports():
+    text = "export default function () {\n  return 1;\n}\nconst id = x => x;\n"
+    default = function_at(text, "typescript", 1, 3)
+    assert (default.name, default.signature, default.start_line) == ("", "export default function ()", 0)
+    identity = function_at(text, "typescript", 3, 16)
+    assert (identity.name, identity.signature, identity.text) == ("id", "const id = x =>", "const id = x => x;")
+    assert complete("typescript", "const id = x => x<|>;\n").scope_headers == ["const id = x =>"]
 
 
 def test_javascript_call_sites_resolve_to_definitions():

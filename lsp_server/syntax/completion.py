@@ -179,6 +179,11 @@ def _anchor(
 ) -> Node | None:
     """The node whose ancestors are the cursor's scopes."""
     if spec.braces:
+        if cursor > line_start:
+            # Right after a token the user may be extending (`x => x|`): anchor on that token.
+            token = root.descendant_for_byte_range(cursor - 1, cursor)
+            if token.child_count == 0 and token.end_byte == cursor and token.type not in ("}", ")", "]", ";"):
+                return token
         return root.descendant_for_byte_range(cursor, cursor)
     if blank_before:
         # Python blocks end at their last token, not at the blank lines after it.

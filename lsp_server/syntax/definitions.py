@@ -80,17 +80,20 @@ def header_end(node: Node, spec: LanguageSpec) -> int:
     """Byte just after a definition's header: after Python's ':' or the body's opening '{'.
 
     For a body that is an expression (arrow functions) it is where the body starts; for a
-    definition without body (signatures) it is the end of the definition.
+    definition without body (signatures, Go types without braces) it is the definition's end.
     """
     if not spec.braces:
         colon = header_colon(node)
         return colon.end_byte if colon is not None else node.end_byte
     body = node.child_by_field_name("body")
     if body is not None:
-        first = body.child(0)
+        first = body.children[0] if body.child_count else None  # Node.child(i) raises when out of range
         return first.end_byte if first is not None and first.type == "{" else body.start_byte
-    brace = first_leaf_of_type(node, "{")
-    return brace.end_byte if brace is not None else node.end_byte
+    if node.type == "type_declaration":  # Go: `type T struct {`, the braces belong to the type
+        brace = first_leaf_of_type(node, "{")
+        if brace is not None:
+            return brace.end_byte
+    return node.end_byte
 
 
 def header_start(node: Node, src: Source) -> int:

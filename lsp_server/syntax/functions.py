@@ -11,7 +11,7 @@ from tree_sitter import Node, Query, QueryCursor
 from .definitions import attached_start, header_colon, header_end, header_start, header_text, name_node, outer_node
 from .doc_comments import absorbs_gap, existing_doc
 from .languages import SPECS, LanguageSpec, grammar, parse, spec_for
-from .nodes import ancestors, first_code_leaf_after
+from .nodes import ancestors, first_code_leaf_after, last_code_leaf_before
 from .source import Source, indent_unit, leading_whitespace
 
 # Call nodes and the field holding the callee.
@@ -33,7 +33,8 @@ _MAX_RETRIES = 4
 class FunctionInfo:
     """A function or method definition.
 
-    name: its name (for a JS function value, the name it is assigned to).
+    name: its name (for a JS function value, the name it is assigned to; "" for an
+        anonymous ``export default function``).
     signature: the header as written, without decorators, annotations on their own lines or
         the body's '{' (Python keeps its ':'), e.g. ``async def f(x):``, ``export const f =
         (a) =>``, ``func (c *Counter) Inc(n int) int``.
@@ -78,24 +79,29 @@ def function_at(text: str, language: str, line: int, character: int) -> Function
     line = max(0, min(line, src.line_count - 1))
     position = src.byte_at(line, character)
     tree = parse(src.data, language)
-    found, clean = _resolve(tree.root_node, spec, position)
+    found, clean = _resolve(tree.root_node, src, spec, position)
     if not clean and tree.root_node.has_error:
         # The position sits in a region the parser could not make sense of: parse again with
         # the text above an enclosing line blanked out, leaving errors there behind.
         for start in _retry_lines(src, line):
             masked = _MASKABLE.sub(b" ", src.data[: src.byte_at(start, 0)]) + src.data[src.byte_at(start, 0) :]
-            retry, retry_clean = _resolve(parse(masked, language).root_node, spec, position)
+            retry, retry_clean = _resolve(parse(masked, language).root_node, src, spec, position)
             if retry is not None and retry_clean:
                 found = retry
                 break
     return _info(found, src, spec) if found is not None else None
 
 
-def _resolve(root: Node, spec: LanguageSpec, position: int) -> tuple[Node | None, bool]:
+def _resolve(root: Node, src: Source, spec: LanguageSpec, position: int) -> tuple[Node | None, bool]:
     """(function node, whether no parse error lies between it and the position)."""
     leaves = [root.descendant_for_byte_range(position, position)]
     if position > 0:
         leaves.append(root.descendant_for_byte_range(position - 1, position - 1))
+    # After the last token of a line (trailing blanks, end of line): that token.
+    line_start = src.byte_at(src.line_of(position), 0)
+    previous = last_code_leaf_before(root, position)
+    if previous is not None and previous.start_byte >= line_start:
+        leaves.append(previous)
     for leaf in leaves:
         callee = _callee(leaf)
         if callee is not None:
@@ -122,9 +128,14 @@ def _between(leaf: Node, top: Node) -> list[Node]:
 def _as_function(node: Node, spec: LanguageSpec) -> Node | None:
     """``node`` when it is a documentable function, or the function a wrapper statement holds."""
     if node.type in spec.functions:
-        return node if node.type not in _FUNCTION_VALUES or name_node(node) is not None else None
+        # A function value is documentable when it has a name or is a default export.
+        exported = node.parent is not None and node.parent.type == "export_statement"
+        return node if node.type not in _FUNCTION_VALUES or exported or name_node(node) is not None else None
     if node.type in ("decorated_definition", "export_statement"):
-        inner = node.child_by_field_name("definition") or node.child_by_field_name("declaration")
+        inner = next(
+            (child for field in ("definition", "declaration", "value") if (child := node.child_by_field_name(field))),
+            None,
+        )
         return _as_function(inner, spec) if inner is not None else None
     if node.type in ("lexical_declaration", "variable_declaration"):
         declarators = [c for c in node.named_children if c.type == "variable_declarator"]
