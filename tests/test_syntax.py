@@ -518,6 +518,10 @@ def test_javascript_expression_bodies_and_default_exports():
     identity = function_at(text, "typescript", 3, 16)
     assert (identity.name, identity.signature, identity.text) == ("id", "const id = x =>", "const id = x => x;")
     assert complete("typescript", "const id = x => x<|>;\n").scope_headers == ["const id = x =>"]
+    # A named function expression is called by the name it is assigned to.
+    assigned = "const a = function b() {\n  return 1;\n};\nconst x = a();\n"
+    assert function_at(assigned, "javascript", 1, 4).name == "a"
+    assert function_at(assigned, "javascript", 3, 10).start_line == 0
 
 
 def test_javascript_call_sites_resolve_to_definitions():

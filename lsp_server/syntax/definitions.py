@@ -8,8 +8,8 @@ from .languages import LanguageSpec
 from .nodes import first_leaf_of_type
 from .source import Source
 
-# Function values that get their name from what they are assigned to.
-_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
+# Function values (JS/TS) that get their name from what they are assigned to.
+FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
 _NAMING_PARENTS = {
     "variable_declarator": "name",
     "pair": "key",
@@ -23,18 +23,19 @@ _DECLARATIONS = frozenset({"lexical_declaration", "variable_declaration"})
 
 
 def name_node(node: Node) -> Node | None:
-    """The identifier naming a definition; for a JS function value, the name it is assigned to."""
+    """The identifier naming a definition; for a JS function value, the name it is assigned
+    to (``const a = function b() {}`` is called as ``a``), else its own name."""
     name = node.child_by_field_name("name")
-    if name is not None or node.type not in _FUNCTION_VALUES or node.parent is None:
-        return name
     parent = node.parent
+    if node.type not in FUNCTION_VALUES or parent is None:
+        return name
     field = _NAMING_PARENTS.get(parent.type)
     if field is None or parent.child_by_field_name("value" if field != "left" else "right") != node:
-        return None
+        return name
     target = parent.child_by_field_name(field)
     if target is not None and target.type == "member_expression":
         target = target.child_by_field_name("property")
-    return target
+    return target or name
 
 
 def outer_node(node: Node) -> Node:
@@ -43,7 +44,7 @@ def outer_node(node: Node) -> Node:
     parent = node.parent
     if parent is not None and parent.type == "decorated_definition":
         outer = parent
-    elif node.type in _FUNCTION_VALUES and parent is not None:
+    elif node.type in FUNCTION_VALUES and parent is not None:
         if parent.type == "variable_declarator" and parent.parent is not None and parent.parent.type in _DECLARATIONS:
             outer = parent.parent
         elif parent.type in _VALUE_CARRIERS:

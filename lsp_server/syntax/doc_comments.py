@@ -22,6 +22,8 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 @dataclass(frozen=True)
 class Doc:
+    """An existing docstring or doc comment: its text without markers, and its range."""
+
     text: str
     range: tuple[int, int, int, int]
 
@@ -35,8 +37,8 @@ def existing_doc(function: Node, start: int, src: Source, spec: LanguageSpec) ->
     comment = _comment_before(root, src, start)
     while comment is not None and _is_doc(comment, src, spec.doc_style):
         comments.insert(0, comment)
-        if spec.doc_style not in ("rustdoc", "go") or _text(comment, src).startswith("/*"):
-            break
+        if _text(comment, src).startswith("/*"):
+            break  # a /** */ block stands alone; `///` and Go's `//` lines run together
         comment = _comment_before(root, src, comment.start_byte)
         if comment is not None and _text(comment, src).startswith("/*"):
             break

@@ -8,7 +8,16 @@ from functools import cache
 
 from tree_sitter import Node, Query, QueryCursor
 
-from .definitions import attached_start, header_colon, header_end, header_start, header_text, name_node, outer_node
+from .definitions import (
+    FUNCTION_VALUES,
+    attached_start,
+    header_colon,
+    header_end,
+    header_start,
+    header_text,
+    name_node,
+    outer_node,
+)
 from .doc_comments import absorbs_gap, existing_doc
 from .languages import SPECS, LanguageSpec, grammar, parse, spec_for
 from .nodes import ancestors, first_code_leaf_after, last_code_leaf_before
@@ -24,7 +33,20 @@ _MEMBERS = {
     "field_expression": "field",
     "scoped_identifier": "name",
 }
-_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
+# Definitions whose methods a member call (self.f(), this.f(), Self::f()) looks at first.
+_CONTAINERS = frozenset(
+    {
+        "class_definition",
+        "class_declaration",
+        "abstract_class_declaration",
+        "class",
+        "interface_declaration",
+        "enum_declaration",
+        "record_declaration",
+        "impl_item",
+        "trait_item",
+    }
+)
 _MASKABLE = re.compile(rb"[^\r\n]")
 _MAX_RETRIES = 4
 
@@ -84,6 +106,8 @@ def function_at(text: str, language: str, line: int, character: int) -> Function
         # The position sits in a region the parser could not make sense of: parse again with
         # the text above an enclosing line blanked out, leaving errors there behind.
         for start in _retry_lines(src, line):
+            if start == 0:
+                break  # nothing above to blank out
             masked = _MASKABLE.sub(b" ", src.data[: src.byte_at(start, 0)]) + src.data[src.byte_at(start, 0) :]
             retry, retry_clean = _resolve(parse(masked, language).root_node, src, spec, position)
             if retry is not None and retry_clean:
@@ -130,7 +154,7 @@ def _as_function(node: Node, spec: LanguageSpec) -> Node | None:
     if node.type in spec.functions:
         # A function value is documentable when it has a name or is a default export.
         exported = node.parent is not None and node.parent.type == "export_statement"
-        return node if node.type not in _FUNCTION_VALUES or exported or name_node(node) is not None else None
+        return node if node.type not in FUNCTION_VALUES or exported or name_node(node) is not None else None
     if node.type in ("decorated_definition", "export_statement"):
         inner = next(
             (child for field in ("definition", "declaration", "value") if (child := node.child_by_field_name(field))),
@@ -198,7 +222,7 @@ def _definition_named(root: Node, spec: LanguageSpec, name: str, member: bool, c
 
 
 def _is_container(node: Node) -> bool:
-    return any(word in node.type for word in ("class", "impl", "interface", "trait")) and "body" not in node.type
+    return node.type in _CONTAINERS
 
 
 def _retry_lines(src: Source, line: int) -> list[int]:
