@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(complete)
     complete.add_argument("--mode", choices=("auto", "line", "block"), default="auto")
 
+    demo = sub.add_parser("demo", help="start the server over stdio like an editor and show a few completions")
+    _model_options(demo)
+
     models = sub.add_parser("models", help="list known models, pull one into the cache, or print the cache path")
     models.add_argument("action", nargs="?", choices=("list", "pull", "where"), default="list")
     models.add_argument("name", nargs="?", default="default", help="model to pull (preset, hub id or path)")
@@ -96,6 +99,8 @@ def run_complete(args: argparse.Namespace) -> int:
     except ModelUnavailable as exc:
         print(f"codet5-lsp: {exc}", file=sys.stderr)
         return 1
+    finally:
+        host.close()
     if suggestion is None:
         print("codet5-lsp: no suggestion", file=sys.stderr)
         return 1
@@ -137,8 +142,13 @@ def run_server(args: argparse.Namespace) -> int:
             asyncio.run(serve(args.host, args.port, host, _settings(args)))
         except KeyboardInterrupt:
             pass
+        finally:
+            host.close()
         return 0
-    create_server(host, base=_settings(args)).start_io()
+    try:
+        create_server(host, base=_settings(args)).start_io()
+    finally:
+        host.close()
     return 0
 
 
@@ -152,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_complete(args)
     if args.command == "models":
         return run_models(args)
+    if args.command == "demo":
+        from .demo import main as demo
+
+        return demo(["--model", args.model, "--device", args.device, "--compute-type", args.compute_type,
+                     "--threads", str(args.threads), *(["--offline"] if args.offline else [])])
     return run_server(args)
 
 

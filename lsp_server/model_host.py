@@ -8,6 +8,7 @@ is told to stop through its `threading.Event`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import concurrent.futures
 import itertools
 import logging
@@ -136,6 +137,13 @@ class ModelHost:
         if future is None:
             raise ModelUnavailable("no model is configured")
         return await asyncio.shield(asyncio.wrap_future(future))
+
+    def close(self) -> None:
+        """Release the model now (the runtime's threads must not outlive the interpreter)."""
+        with self._lock:
+            self._model = None
+            self._key = None
+        gc.collect()
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, priority: int, job: Callable[[CodeModel, threading.Event], T]) -> tuple[concurrent.futures.Future[T], threading.Event]:

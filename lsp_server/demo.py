@@ -1,0 +1,101 @@
+"""`codet5-lsp demo`: start the server like an editor would and show a few live completions."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+DEMO_SOURCE = '''import os
+
+
+def list_python_files(directory):
+    """Return the paths of the .py files under directory."""
+    result = []
+    for root, dirs, files in os.walk(directory):
+        for name in files:
+            if name.endswith(".py"):
+                result.append(os.path.join(root, name))
+    return result
+
+
+def fibonacci(n):
+    """Return the n-th Fibonacci number."""
+    if n < 2:
+        return n
+    return fibonacci(n - 1) + fibonacci(n - 2)
+
+
+def read_lines(path):
+    with open(path) as handle:
+        return handle.read().splitlines()
+'''
+
+# (line, text of that line up to the cursor): the demo cuts the file there and asks for the rest.
+CURSORS = [
+    (6, "    for root, dirs, files in os."),
+    (9, "                result.append("),
+    (17, "    return fib"),
+    (21, "    with open(path) as handle:\n        return "),
+]
+
+
+def _document_until(line: int, typed: str) -> tuple[str, types.Position]:
+    lines = DEMO_SOURCE.split("\n")[:line] + [typed]
+    text = "\n".join(lines)
+    last = text.split("\n")
+    return text, types.Position(line=len(last) - 1, character=len(last[-1]))
+
+
+async def run_demo(server_args: list[str]) -> int:
+    client = LanguageClient("codet5-lsp-demo", "0")
+    statuses: list[str] = []
+
+    @client.feature("codet5/status")
+    def on_status(params: object) -> None:
+        message = getattr(params, "message", None) or (params.get("message") if isinstance(params, dict) else "")
+        if message and (not statuses or statuses[-1] != message):
+            statuses.append(message)
+            print(f"  [server] {message}", file=sys.stderr, flush=True)
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def on_message(params: types.ShowMessageParams) -> None:
+        print(f"  [server] {params.message}", file=sys.stderr, flush=True)
+
+    await client.start_io(sys.executable, "-m", "lsp_server", *server_args)
+    await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
+    client.initialized(types.InitializedParams())
+    uri = Path("demo.py").absolute().as_uri()
+    version = 0
+    try:
+        for line, typed in CURSORS:
+            text, position = _document_until(line, typed)
+            version += 1
+            if version == 1:
+                client.text_document_did_open(types.DidOpenTextDocumentParams(
+                    text_document=types.TextDocumentItem(uri=uri, language_id="python", version=version, text=text)))
+            else:
+                client.text_document_did_change(types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+            started = time.perf_counter()
+            result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=position,
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+            elapsed = (time.perf_counter() - started) * 1000
+            suggestion = result.items[0].insert_text if result and result.items else "(no suggestion)"
+            shown = text.split("\n")[-1]
+            print(f"\n{shown}\u2502{suggestion}\n  ({elapsed:.0f} ms{', includes model load' if version == 1 else ''})")
+    finally:
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    return 0
+
+
+def main(server_args: list[str]) -> int:
+    return asyncio.run(run_demo(server_args))
