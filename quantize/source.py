@@ -79,8 +79,8 @@ def _download(repo_id: str, progress: Callable[[str], None] | None) -> Path:
     except LocalEntryNotFoundError as exc:
         why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub is unreachable"
         raise SourceError(
-            f"{repo_id!r} is not in the local Hugging Face cache and {why}; "
-            "download the model on a machine with network access and pass its directory"
+            f"{repo_id!r} is not a local path, and as a hub id it is not in the local Hugging Face "
+            f"cache while {why}; download the model where a network is available and pass its directory"
         ) from exc
     except GatedRepoError as exc:
         raise SourceError(
