@@ -1,0 +1,171 @@
+"""`python -m bench [replay|humaneval|report]`: run the benchmarks, save their results, write RESULTS.md.
+
+With no command, runs the replay scenarios and HumanEval, then writes the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from .machine import LoadSampler, machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _save(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=1, default=list) + "\n", encoding="utf-8")
+    print(f"bench: wrote {path}", file=sys.stderr)
+    return path
+
+
+def _command() -> str:
+    return "python -m bench " + shlex.join(sys.argv[1:])
+
+
+def _model(name: str):
+    from inference import CodeModel
+
+    return CodeModel(name, local_files_only=True, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+
+
+def run_replay(args: argparse.Namespace) -> None:
+    from lsp_server.config import Settings
+
+    from . import replay, stages
+
+    if args.file:
+        names = ["custom"]
+        scenarios = {"custom": replay.Scenario("custom", Path(args.file), args.start_line or 2, args.lines or 30)}
+    else:
+        names = list(replay.SCENARIOS) if args.scenario == "all" else [args.scenario]
+        scenarios = dict(replay.SCENARIOS)
+    for name in names:
+        scenario = scenarios[name]
+        scenario = replace(scenario, seed=args.seed, **({"lines": args.lines} if args.lines else {}),
+                           **({"start_line": args.start_line} if args.start_line and not args.file else {}))
+        print(f"bench: replay {name}: typing {scenario.lines} lines of {scenario.path} from line {scenario.start_line}",
+              file=sys.stderr, flush=True)
+        machine = machine_info()
+        with LoadSampler() as load:
+            result = replay.run(scenario, model=args.model, context_tokens=args.context_tokens)
+        result.update(command=_command(), machine=machine, load=load.summary())
+        summary = result["summary"]
+        print(f"bench: {summary['requests']} requests, {summary['shown']} shown, {summary['superseded']} superseded, "
+              f"completed p50 {summary['completed'].get('p50_ms')} ms p95 {summary['completed'].get('p95_ms')} ms, "
+              f"peak RSS {result['rss_peak_mb']} MB", file=sys.stderr, flush=True)
+        if args.profile_every:
+            model = _model(args.model)
+            settings = Settings(context_tokens=args.context_tokens, completion_mode="line")
+            with LoadSampler() as load:
+                times = stages.profile_scenario(model, scenario, settings, every=args.profile_every)
+            result["stages"] = {"every": args.profile_every, "load": load.summary(), "summary": stages.summarize(times),
+                                "times": [asdict(t) for t in times]}
+            del model
+        _save(f"replay-{name}", result)
+
+
+def run_humaneval(args: argparse.Namespace) -> None:
+    from lsp_server.config import Settings
+
+    from . import humaneval
+
+    tasks = humaneval.load_tasks(Path(args.data), args.limit)
+    if args.check_canonical:
+        failing = humaneval.check_canonical(tasks, args.timeout)
+        print(f"bench: canonical lines failing their tests: {len(failing)} {failing[:10]}", file=sys.stderr)
+        if failing:
+            raise SystemExit(1)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    print(f"bench: HumanEval single-line infilling, {len(tasks)} tasks, paths {paths}", file=sys.stderr, flush=True)
+    model = _model(args.model)
+    settings = Settings(model=args.model, context_tokens=args.context_tokens, completion_mode=args.mode,
+                        local_files_only=True)
+    machine = machine_info()
+    with LoadSampler() as load:
+        result = humaneval.run(tasks, model, paths, settings=settings, timeout_s=args.timeout, jobs=args.jobs)
+    result.update(command=_command(), machine=machine, load=load.summary(), model=args.model,
+                  data=str(Path(args.data).resolve()))
+    for path, summary in result["summary"].items():
+        print(f"bench: {path:16} pass@1 {100 * summary['pass_at_1']:.1f}% EM {100 * summary['exact_match']:.1f}% "
+              f"ES {100 * summary['edit_similarity']:.1f} p50 {summary['latency_p50_ms']:.0f} ms "
+              f"p95 {summary['latency_p95_ms']:.0f} ms", file=sys.stderr)
+    _save(args.output, result)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(f"bench: wrote {write_report(RESULTS)}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .humaneval import DATA
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--model", default="default", help="model to measure (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--context-tokens", type=int, default=1024, help="the server's context budget (default 1024)")
+    parser.add_argument("--humaneval-limit", type=int, help="with no command: only the first N HumanEval tasks")
+    sub = parser.add_subparsers(dest="command")
+
+    replay = sub.add_parser("replay", help="type a standard-library file into the LSP server, keystroke by keystroke")
+    replay.add_argument("--scenario", choices=("small", "large", "all"), default="all")
+    replay.add_argument("--file", help="type this file instead of a scenario's")
+    replay.add_argument("--start-line", type=int, help="first line typed (1-based)")
+    replay.add_argument("--lines", type=int, help="lines typed")
+    replay.add_argument("--seed", type=int, default=0, help="seed of the typing pauses")
+    replay.add_argument("--profile-every", type=int, default=8,
+                        help="also time the stages in-process at every Nth keystroke and every Enter (0: skip)")
+
+    humaneval = sub.add_parser("humaneval", help="HumanEval single-line infilling: bare engine vs the server's pipeline")
+    humaneval.add_argument("--limit", type=int, help="only the first N tasks")
+    humaneval.add_argument("--paths", default="engine,server", help="comma-separated: engine, server, server-indented")
+    humaneval.add_argument("--mode", choices=("auto", "line", "block"), default="auto",
+                           help="the server's completion mode (default auto, as an editor gets it)")
+    humaneval.add_argument("--timeout", type=float, default=5.0, help="seconds per test program")
+    humaneval.add_argument("--jobs", type=int, default=1, help="test programs run at once (beside the model)")
+    humaneval.add_argument("--data", default=str(DATA))
+    humaneval.add_argument("--check-canonical", action="store_true", help="first check that every canonical line passes")
+    humaneval.add_argument("--output", default="humaneval", help="results file name in bench/results (default humaneval)")
+
+    sub.add_parser("report", help="write bench/RESULTS.md and the plots from bench/results/")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.command == "replay":
+        run_replay(args)
+    elif args.command == "humaneval":
+        run_humaneval(args)
+    elif args.command == "report":
+        run_report(args)
+    else:
+        defaults = parser.parse_args(["replay"])
+        run_replay(replace_args(defaults, args))
+        defaults = parser.parse_args(["humaneval"])
+        defaults.limit = args.humaneval_limit
+        run_humaneval(replace_args(defaults, args))
+        run_report(args)
+    print(f"bench: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+def replace_args(defaults: argparse.Namespace, top: argparse.Namespace) -> argparse.Namespace:
+    """A subcommand's defaults with the top-level options (model, context) applied."""
+    defaults.model, defaults.context_tokens = top.model, top.context_tokens
+    return defaults
+
+
+if __name__ == "__main__":
+    sys.exit(main())

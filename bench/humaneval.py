@@ -1,0 +1,355 @@
+"""HumanEval single-line infilling: the bare engine and the server's own pipeline, side by side.
+
+Each task removes one line from a HumanEval solution. Two paths fill it on every task:
+
+- ``engine``: `CodeModel.complete(prompt)` (greedy, left to right, token healing), stopped at
+  the first newline after content; the line is what it wrote before that newline.
+- ``server``: what an editor would send. The document is the task with the missing line
+  emptied (``prompt + "\\n" + suffix``: its newline kept), the cursor at the start of that
+  empty line, and `CompletionPipeline.suggest` does the rest (context builder, healing, stop
+  rule, post-processing) with the server's default settings. ``server-indented`` puts the
+  missing line's indentation on that line first and the cursor after it.
+
+A completion passes when ``prompt + line + "\\n" + suffix + test + check(entry_point)`` exits
+cleanly in a separate, time-limited Python process. The data file is read at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from inference import CodeModel
+from lsp_server.completion import CompletionPipeline
+from lsp_server.config import Settings
+from lsp_server.context import build_context
+from lsp_server.model_host import ModelHost
+from lsp_server.postprocess import StopDetector, postprocess
+from lsp_server.typeahead import TypeaheadCache
+
+from .execution import Outcome, run_program
+from .metrics import edit_similarity, exact_match, normalize_line
+from .stats import bootstrap_interval, mcnemar_exact, mean, median, p95, wilson_interval
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "HumanEval-SingleLineInfilling.jsonl.gz"
+PATHS = ("engine", "server", "server-indented")
+MAX_NEW_TOKENS = 48
+_LINE_DONE = re.compile(r"\S[^\n]*\n")
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    prompt: str  # code before the missing line (ends with a newline)
+    suffix: str  # code after it
+    canonical: str  # the missing line, newline included
+    test: str
+    entry_point: str
+
+    @property
+    def indent(self) -> str:
+        return self.canonical[: len(self.canonical) - len(self.canonical.lstrip(" \t"))]
+
+
+@dataclass(frozen=True)
+class EditorView:
+    """The document an editor holds for a task, and where its cursor is."""
+
+    text: str
+    line: int
+    character: int
+    typed: str  # text already on the cursor line before the cursor
+
+
+@dataclass
+class Attempt:
+    task_id: str
+    path: str
+    completion: str  # the text inserted for the missing line (after anything typed), "" for none
+    latency_ms: float
+    passed: bool = False
+    status: str = ""
+    detail: str = ""
+    exact: bool = False
+    similarity: float = 0.0
+
+
+def load_tasks(path: Path = DATA, limit: int | None = None) -> list[Task]:
+    """The tasks of the data file, in file order (the first `limit` ones when given)."""
+    tasks = []
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            tasks.append(Task(row["task_id"], row["prompt"], row["suffix"], row["canonical_solution"], row["test"],
+                              row["entry_point"]))
+            if limit is not None and len(tasks) >= limit:
+                break
+    return tasks
+
+
+def editor_view(task: Task, indented: bool) -> EditorView:
+    """The missing line emptied but its newline kept; the cursor at its start (or after its indentation)."""
+    typed = task.indent if indented else ""
+    return EditorView(task.prompt + typed + "\n" + task.suffix, task.prompt.count("\n"), len(typed), typed)
+
+
+def program(task: Task, line: str) -> str:
+    """The test program for `line` (no newline) filling the gap."""
+    return f"{task.prompt}{line}\n{task.suffix}\n\n{task.test}\n\ncheck({task.entry_point})\n"
+
+
+def first_line(text: str) -> str:
+    """`text` up to its first newline that follows content (all of it if there is none)."""
+    match = _LINE_DONE.search(text)
+    return text if match is None else text[: match.end() - 1]
+
+
+def engine_line(model: CodeModel, task: Task, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+    """The bare engine's line: greedy left-to-right from the prompt, healed, cut at the first line end."""
+    stream = model.complete(task.prompt, max_new_tokens=max_new_tokens, stop=lambda text: _LINE_DONE.search(text) is not None)
+    return first_line(stream.read())
+
+
+@dataclass(frozen=True)
+class StageTrace:
+    """What each stage of the server path produced for one task (for failure analysis)."""
+
+    prompt_is_task_prompt: bool  # the context builder gave the model exactly the task's prompt
+    prompt_chars_dropped: int  # characters of the task's prompt (from its start) left out of the model's prompt
+    header_chars: int  # characters the context builder put in front of what it kept (imports, signatures)
+    multiline: bool  # the request was a block completion
+    raw: str  # the model's text as the stop rule cut it
+    raw_unstopped_line: str  # the model's text under the engine's own stop rule
+    final: str | None  # after post-processing
+
+
+def trace_server(model: CodeModel, task: Task, view: EditorView, settings: Settings) -> StageTrace:
+    """Re-run the server path stage by stage (same public functions the pipeline uses)."""
+    context = build_context(view.text, view.line, view.character, "python", settings, model.count_tokens)
+    detector = StopDetector(context.request)
+    stream = model.complete(context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
+                            stop=lambda text: detector.feed(text) is not None)
+    text = stream.read()
+    cut = detector.feed(text)
+    raw = text if cut is None else text[:cut]
+    own = model.complete(context.prefix, context.suffix, max_new_tokens=MAX_NEW_TOKENS,
+                         stop=lambda t: _LINE_DONE.search(t) is not None)
+    expected = task.prompt + view.typed
+    shared = _common_suffix_length(context.prefix, expected)
+    return StageTrace(
+        prompt_is_task_prompt=context.prefix == expected,
+        prompt_chars_dropped=len(expected) - shared,
+        header_chars=len(context.prefix) - shared,
+        multiline=context.request.multiline,
+        raw=raw,
+        raw_unstopped_line=first_line(own.read()),
+        final=postprocess(raw, context.request),
+    )
+
+
+def _common_suffix_length(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+class Runner:
+    """Runs the paths on tasks with one model; executes programs in a one-worker pool."""
+
+    def __init__(self, model: CodeModel, settings: Settings, timeout_s: float, jobs: int) -> None:
+        self.model = model
+        self.settings = settings
+        self.timeout_s = timeout_s
+        host = ModelHost(lambda _settings, _progress: model)
+        host.ensure(settings)
+        self.host = host
+        self.pipeline = CompletionPipeline(host, TypeaheadCache())
+        self.loop = asyncio.new_event_loop()
+        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bench-exec")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.loop.close()
+        self.host.close()
+
+    def attempt(self, task: Task, path: str) -> tuple[Attempt, Future[Outcome]]:
+        """Fill the task's line by `path`; the test program's outcome arrives in the future."""
+        start = time.perf_counter()
+        if path == "engine":
+            inserted = line = engine_line(self.model, task, MAX_NEW_TOKENS)
+        else:
+            view = editor_view(task, indented=path == "server-indented")
+            uri = f"file:///humaneval/{task.task_id}/{path}.py"
+            suggestion = self.loop.run_until_complete(
+                self.pipeline.suggest(uri, view.text, view.line, view.character, "python", self.settings)
+            )
+            inserted = suggestion.text if suggestion is not None else ""
+            line = view.typed + inserted
+        latency = (time.perf_counter() - start) * 1000
+        attempt = Attempt(task.task_id, path, inserted, round(latency, 1),
+                          exact=exact_match(line, task.canonical),
+                          similarity=edit_similarity(normalize_line(line), normalize_line(task.canonical)))
+        return attempt, self.pool.submit(run_program, program(task, line), self.timeout_s)
+
+
+def summarize(attempts: list[Attempt]) -> dict[str, object]:
+    """pass@1, exact match and edit similarity with 95% intervals; latency median and p95."""
+    n = len(attempts)
+    passed = sum(a.passed for a in attempts)
+    exact = sum(a.exact for a in attempts)
+    similarity = [a.similarity for a in attempts]
+    latency = [a.latency_ms for a in attempts]
+    return {
+        "tasks": n,
+        "passed": passed,
+        "pass_at_1": passed / n,
+        "pass_at_1_ci": wilson_interval(passed, n),
+        "exact": exact,
+        "exact_match": exact / n,
+        "exact_match_ci": wilson_interval(exact, n),
+        "edit_similarity": mean(similarity),
+        "edit_similarity_ci": bootstrap_interval(similarity, mean),
+        "latency_p50_ms": median(latency),
+        "latency_p50_ci": bootstrap_interval(latency, median),
+        "latency_p95_ms": p95(latency),
+        "latency_p95_ci": bootstrap_interval(latency, p95),
+        "empty": sum(not a.completion.strip() for a in attempts),
+        "timeouts": sum(a.status == "timeout" for a in attempts),
+    }
+
+
+def compare(first: list[Attempt], second: list[Attempt]) -> dict[str, object]:
+    """Paired comparison of two paths on the same tasks: discordant counts, McNemar, difference CI."""
+    pairs = [(a.passed, b.passed) for a, b in zip(first, second, strict=True)]
+    only_first = sum(a and not b for a, b in pairs)
+    only_second = sum(b and not a for a, b in pairs)
+
+    def difference(sample: list[tuple[bool, bool]]) -> float:
+        return sum(b - a for a, b in sample) / len(sample)
+
+    return {
+        "only_first": only_first,
+        "only_second": only_second,
+        "difference": difference(pairs),
+        "difference_ci": bootstrap_interval(pairs, difference),
+        "mcnemar_p": mcnemar_exact(only_first, only_second),
+        "same_line": sum(normalize_line(a.completion) == normalize_line(b.completion) for a, b in zip(first, second)),
+    }
+
+
+def _progress(done: int, total: int, by_path: dict[str, list[Attempt]], started: float) -> None:
+    elapsed = time.perf_counter() - started
+    parts = []
+    for path, attempts in by_path.items():
+        finished = [a for a in attempts if a.status]
+        if finished:
+            parts.append(f"{path} pass {100 * sum(a.passed for a in finished) / len(finished):.1f}% "
+                         f"em {100 * sum(a.exact for a in finished) / len(finished):.1f}%")
+    eta = elapsed / done * (total - done)
+    print(f"[{done}/{total}] {' | '.join(parts)} | {elapsed:.0f}s elapsed, ~{eta:.0f}s left", file=sys.stderr, flush=True)
+
+
+def run(
+    tasks: list[Task],
+    model: CodeModel,
+    paths: Iterable[str] = ("engine", "server"),
+    *,
+    settings: Settings | None = None,
+    timeout_s: float = 5.0,
+    jobs: int = 1,
+    progress_every: int = 25,
+    trace_limit: int = 60,
+) -> dict[str, object]:
+    """Run every path on every task (interleaved, so that both see the same machine load)."""
+    paths = list(paths)
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown:
+        raise ValueError(f"unknown paths {unknown}; choose from {PATHS}")
+    settings = settings or Settings()
+    runner = Runner(model, settings, timeout_s, jobs)
+    by_path: dict[str, list[Attempt]] = {p: [] for p in paths}
+    pending: list[tuple[Attempt, Future[Outcome]]] = []
+    started = time.perf_counter()
+    try:
+        for i, task in enumerate(tasks, 1):
+            for path in paths:
+                attempt, outcome = runner.attempt(task, path)
+                by_path[path].append(attempt)
+                pending.append((attempt, outcome))
+            for attempt, outcome in [p for p in pending if p[1].done()]:
+                _record(attempt, outcome.result())
+            pending = [p for p in pending if not p[1].done()]
+            if i % progress_every == 0 or i == len(tasks):
+                _progress(i, len(tasks), by_path, started)
+        for attempt, outcome in pending:
+            _record(attempt, outcome.result())
+        traces = _trace_losses(model, tasks, by_path, settings, trace_limit)
+    finally:
+        runner.close()
+    result: dict[str, object] = {
+        "tasks": len(tasks),
+        "paths": paths,
+        "settings": {"context_tokens": settings.context_tokens, "max_new_tokens": settings.max_new_tokens,
+                     "completion_mode": settings.completion_mode},
+        "timeout_s": timeout_s,
+        "seconds": round(time.perf_counter() - started, 1),
+        "summary": {p: summarize(a) for p, a in by_path.items()},
+        "attempts": {p: [asdict(a) for a in attempts] for p, attempts in by_path.items()},
+        "traces": traces,
+    }
+    if "engine" in paths:
+        result["comparison"] = {p: compare(by_path["engine"], by_path[p]) for p in paths if p != "engine"}
+    return result
+
+
+def _record(attempt: Attempt, outcome: Outcome) -> None:
+    attempt.passed, attempt.status, attempt.detail = outcome.passed, outcome.status, outcome.detail
+
+
+def _trace_losses(
+    model: CodeModel, tasks: list[Task], by_path: dict[str, list[Attempt]], settings: Settings, limit: int
+) -> list[dict[str, object]]:
+    """Stage traces of the tasks the engine passes and a server path fails (at most `limit`)."""
+    if "engine" not in by_path:
+        return []
+    traces = []
+    for path in (p for p in by_path if p != "engine"):
+        for task, engine, server in zip(tasks, by_path["engine"], by_path[path]):
+            if len(traces) >= limit:
+                return traces
+            if engine.passed and not server.passed:
+                trace = trace_server(model, task, editor_view(task, path == "server-indented"), settings)
+                traces.append({"task_id": task.task_id, "path": path, "engine": engine.completion,
+                               "server": server.completion,
+                               "cause": loss_cause(trace, engine.completion), **asdict(trace)})
+    return traces
+
+
+def loss_cause(trace: StageTrace, engine: str) -> str:
+    """The first stage of the server path whose output departs from the engine's line."""
+    if not trace.prompt_is_task_prompt:
+        return "context (prompt differs)"
+    if normalize_line(trace.raw_unstopped_line) != normalize_line(engine):
+        return "model (same prompt, different text: healing or engine state)"
+    if normalize_line(trace.raw) != normalize_line(engine):
+        return "stop rule"
+    if trace.final is None or normalize_line(trace.final) != normalize_line(trace.raw):
+        return "post-processing"
+    return "indentation or whitespace"
+
+
+def check_canonical(tasks: list[Task], timeout_s: float = 5.0, jobs: int = 2) -> list[str]:
+    """Task ids whose canonical line fails its own test program (the harness should give none)."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outcomes = list(pool.map(lambda t: run_program(program(t, t.canonical.rstrip("\n")), timeout_s), tasks))
+    return [t.task_id for t, o in zip(tasks, outcomes) if not o.passed]
+

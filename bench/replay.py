@@ -1,0 +1,356 @@
+"""Keystroke replay: type a real file into the real server over stdio, as an editor would.
+
+The document is a file this project did not write (a standard-library module) with a run of its
+lines removed; the replay puts the cursor at the end of the line before them and types them
+back: Enter (with the line's indentation, as an editor's auto-indent would insert it) and then
+each character, one incremental `didChange` per keystroke, each followed by an inline
+completion request that is not awaited before the next key. The server cancels older requests
+for the document itself; those come back empty ("superseded").
+
+Requests are classified when they return:
+- shown: a suggestion came back;
+- empty: no suggestion, and no newer request had been sent yet (the server had nothing);
+- superseded: no suggestion, and a newer request was already out (cancelled by the server).
+Cache hits are told apart on the client by replaying the server's own typed-ahead rule
+(`TypeaheadCache`) over the suggestions received; the server's own counters (`codet5.status`)
+give the hit rate reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from lsp_server.typeahead import TypeaheadCache
+
+from .stats import bootstrap_interval, median, p95, wilson_interval
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Which file to type, where, and how fast."""
+
+    name: str
+    path: Path
+    start_line: int  # 1-based: the first line typed
+    lines: int  # how many lines are typed
+    key_ms: tuple[float, float] = (60.0, 120.0)  # pause between keys, uniform
+    line_end_ms: tuple[float, float] = (400.0, 1200.0)  # pause before Enter (reading, thinking)
+    seed: int = 0
+
+
+SCENARIOS = {
+    "small": Scenario("small", STDLIB / "textwrap.py", start_line=300, lines=30),
+    "large": Scenario("large", STDLIB / "inspect.py", start_line=3290, lines=30),
+}
+
+
+@dataclass(frozen=True)
+class Keystroke:
+    line: int  # 0-based cursor position before the key (Python characters)
+    character: int
+    text: str  # inserted text: one character, or "\n" + indentation for Enter
+    delay_ms: float  # pause after this key
+
+
+@dataclass
+class Request:
+    index: int
+    line: int
+    character: int
+    key: str
+    sent_s: float  # since typing began
+    latency_ms: float | None = None
+    text: str | None = None  # the suggestion ("" for none)
+    outcome: str = ""  # shown / empty / superseded
+    cache_hit: bool = False  # as the client-side replay of the typed-ahead rule says
+    visible_before_next_key: bool = False
+
+
+def document_and_keys(source: str, scenario: Scenario) -> tuple[str, int, int, list[Keystroke]]:
+    """The opening document (the typed lines removed), the cursor (line, character), and the keys.
+
+    Typing the keys at the cursor gives back `source` exactly.
+    """
+    lines = source.splitlines(keepends=True)
+    first = scenario.start_line - 1
+    if not 1 <= first <= len(lines) - scenario.lines:
+        raise ValueError(f"{scenario.path.name} has {len(lines)} lines: cannot type {scenario.lines} from line {scenario.start_line}")
+    typed = [ln.rstrip("\r\n") for ln in lines[first: first + scenario.lines]]
+    head = "".join(lines[:first])
+    if not head.endswith("\n"):
+        raise ValueError("the line before the typed ones must end with a newline")
+    document = head[:-1] + "\n" + "".join(lines[first + scenario.lines:])
+    rng = random.Random(scenario.seed)
+    keys: list[Keystroke] = []
+    line, character = first - 1, len(lines[first - 1].rstrip("\r\n"))
+    for text in typed:
+        body = text.lstrip(" \t")
+        indent = text[: len(text) - len(body)] if body else ""
+        if keys:
+            keys[-1] = Keystroke(keys[-1].line, keys[-1].character, keys[-1].text, rng.uniform(*scenario.line_end_ms))
+        keys.append(Keystroke(line, character, "\n" + indent, rng.uniform(*scenario.key_ms)))
+        line, character = line + 1, len(indent)
+        for ch in body:
+            keys.append(Keystroke(line, character, ch, rng.uniform(*scenario.key_ms)))
+            character += 1
+    return document, first - 1, len(lines[first - 1].rstrip("\r\n")), keys
+
+
+def _utf16(line_text: str, character: int) -> int:
+    return len(line_text[:character].encode("utf-16-le")) // 2
+
+
+class _Document:
+    """The client's copy of the document, with LSP positions."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.version = 1
+
+    def offset(self, line: int, character: int) -> int:
+        starts = 0
+        for _ in range(line):
+            starts = self.text.index("\n", starts) + 1
+        return starts + character
+
+    def position(self, line: int, character: int) -> types.Position:
+        start = self.offset(line, 0)
+        end = self.text.find("\n", start)
+        return types.Position(line=line, character=_utf16(self.text[start: end if end >= 0 else len(self.text)], character))
+
+    def insert(self, line: int, character: int, text: str) -> types.DidChangeTextDocumentParams:
+        at = self.position(line, character)
+        offset = self.offset(line, character)
+        self.text = self.text[:offset] + text + self.text[offset:]
+        self.version += 1
+        return types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri="", version=self.version),
+            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=text)],
+        )
+
+
+class _Client(LanguageClient):
+    """A LanguageClient that follows the server's `codet5/status` notifications."""
+
+    def __init__(self) -> None:
+        super().__init__("codet5-lsp-bench", "0")
+        self.state = ""
+        self.ready = asyncio.Event()
+
+        @self.feature("codet5/status")
+        def status(params: Any) -> None:
+            state = params.get("state") if isinstance(params, dict) else getattr(params, "state", "")
+            self.state = state
+            if state in ("ready", "error"):
+                self.ready.set()
+
+
+class RssSampler:
+    """Samples a process's resident set size in a background thread."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        self._process = psutil.Process(pid)
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, bytes)
+        self._start = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.perf_counter() - self._start, self._process.memory_info().rss))
+            except psutil.Error:
+                return
+            self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
+
+
+def classify(requests: list[Request]) -> None:
+    """Set each answered request's outcome and whether it was visible before the next key."""
+    for i, request in enumerate(requests):
+        if request.latency_ms is None:
+            continue
+        arrived = request.sent_s + request.latency_ms / 1000
+        next_sent = requests[i + 1].sent_s if i + 1 < len(requests) else float("inf")
+        if request.text:
+            request.outcome = "shown"
+        else:
+            request.outcome = "superseded" if arrived >= next_sent else "empty"
+        request.visible_before_next_key = bool(request.text) and arrived < next_sent
+
+
+async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any], log_file: Path) -> dict[str, Any]:
+    source = scenario.path.read_text(encoding="utf-8")
+    opening, line, character, keys = document_and_keys(source, scenario)
+    uri = scenario.path.resolve().as_uri()
+    client = _Client()
+    launched = time.perf_counter()
+    await client.start_io(*server, "--log-file", str(log_file))
+    assert client._server is not None
+    rss = RssSampler(client._server.pid)
+    result: dict[str, Any] = {}
+    try:
+        await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(),
+                                                             initialization_options=options))
+        client.initialized(types.InitializedParams())
+        await asyncio.wait_for(client.ready.wait(), 600)
+        if client.state != "ready":
+            raise RuntimeError(f"the server's model did not load (see {log_file})")
+        ready_s = time.perf_counter() - launched
+        document = _Document(opening)
+        client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=opening)))
+
+        def request_at(line: int, character: int) -> asyncio.Future:
+            return client.text_document_inline_completion_async(types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=document.position(line, character),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
+
+        cold_start = time.perf_counter()
+        cold = await request_at(line, character)
+        cold_ms = (time.perf_counter() - cold_start) * 1000
+        rss_after_load = rss.peak
+
+        shadow = TypeaheadCache()
+        requests: list[Request] = []
+        pending: list[asyncio.Task] = []
+        began = time.perf_counter()
+
+        async def track(request: Request, future: asyncio.Future, prefix: str, suffix: str) -> None:
+            answer = await future
+            request.latency_ms = (time.perf_counter() - began - request.sent_s) * 1000
+            request.text = answer.items[0].insert_text if answer and answer.items else ""
+            if request.text and not request.cache_hit:
+                shadow.store(uri, prefix, suffix, request.text)
+
+        for index, key in enumerate(keys):
+            params = document.insert(key.line, key.character, key.text)
+            params.text_document.uri = uri
+            client.text_document_did_change(params)
+            cursor_line = key.line + key.text.count("\n")
+            cursor_char = (len(key.text) - key.text.rfind("\n") - 1) if "\n" in key.text else key.character + len(key.text)
+            offset = document.offset(cursor_line, cursor_char)
+            prefix, suffix = document.text[:offset], document.text[offset:]
+            request = Request(index, cursor_line, cursor_char, "enter" if "\n" in key.text else "char",
+                              time.perf_counter() - began)
+            request.cache_hit = shadow.lookup(uri, prefix, suffix) is not None
+            requests.append(request)
+            pending.append(asyncio.ensure_future(track(request, request_at(cursor_line, cursor_char), prefix, suffix)))
+            await asyncio.sleep(key.delay_ms / 1000)
+        await asyncio.gather(*pending)
+        typing_s = time.perf_counter() - began
+        if document.text != source:
+            raise AssertionError("the replayed document differs from the file")
+        status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))
+        classify(requests)
+        result = {
+            "ready_s": round(ready_s, 2),
+            "cold_request_ms": round(cold_ms, 1),
+            "cold_suggestion": cold.items[0].insert_text if cold.items else "",
+            "typing_s": round(typing_s, 1),
+            "server_cache": dict(status["cache"]),
+            "rss_after_load_mb": round(rss_after_load / 2**20, 1),
+            "requests": [asdict(r) for r in requests],
+        }
+    finally:
+        try:
+            await asyncio.wait_for(client.shutdown_async(None), 30)
+            client.exit(None)
+        except Exception:  # the server may be gone already; stop() below reaps it
+            pass
+        await client.stop()
+        rss.stop()
+    result["rss_peak_mb"] = round(rss.peak / 2**20, 1)
+    result["rss_samples"] = [(round(t, 2), round(b / 2**20, 1)) for t, b in rss.samples[:: max(1, len(rss.samples) // 2000)]]
+    return result
+
+
+def summarize(requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latency and outcome figures of one replay."""
+    answered = [r for r in requests if r["latency_ms"] is not None]
+    completed = [r for r in answered if r["outcome"] != "superseded"]
+    model_runs = [r["latency_ms"] for r in completed if not r["cache_hit"]]
+    hits = [r["latency_ms"] for r in completed if r["cache_hit"]]
+    latency = [r["latency_ms"] for r in completed]
+    superseded = sum(r["outcome"] == "superseded" for r in answered)
+    visible = sum(r["visible_before_next_key"] for r in answered)
+
+    def figures(values: list[float]) -> dict[str, Any]:
+        if not values:
+            return {"count": 0}
+        return {"count": len(values), "p50_ms": round(median(values), 1), "p95_ms": round(p95(values), 1),
+                "p50_ci": bootstrap_interval(values, median), "p95_ci": bootstrap_interval(values, p95)}
+
+    return {
+        "requests": len(requests),
+        "shown": sum(r["outcome"] == "shown" for r in answered),
+        "empty": sum(r["outcome"] == "empty" for r in answered),
+        "superseded": superseded,
+        "superseded_share": superseded / len(answered) if answered else 0.0,
+        "superseded_ci": wilson_interval(superseded, len(answered)),
+        "visible_before_next_key": visible,
+        "visible_share": visible / len(answered) if answered else 0.0,
+        "completed": figures(latency),
+        "model_runs": figures(model_runs),
+        "cache_hits": figures(hits),
+    }
+
+
+def run(scenario: Scenario, *, model: str = "default", context_tokens: int = 1024) -> dict[str, Any]:
+    """Replay `scenario` against a fresh `python -m lsp_server` (stdio) and summarize it."""
+    source = scenario.path.read_text(encoding="utf-8")
+    options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True}
+    server = [sys.executable, "-m", "lsp_server", "--offline"]
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        log_file = Path(tmp) / "server.log"
+        raw = asyncio.run(_replay(scenario, server, options, log_file))
+    cache = raw["server_cache"]
+    lookups = cache["hits"] + cache["misses"]
+    return {
+        "scenario": {**asdict(scenario), "path": str(scenario.path), "file_bytes": len(source.encode("utf-8")),
+                     "file_lines": len(source.splitlines())},
+        "options": options,
+        "server": server,
+        **{k: v for k, v in raw.items() if k != "requests"},
+        "server_cache_hit_rate": cache["hits"] / lookups if lookups else 0.0,
+        "summary": summarize(raw["requests"]),
+        "requests": raw["requests"],
+    }
+
+
+def typing_states(scenario: Scenario) -> Iterator[tuple[str, int, int, str]]:
+    """The document and cursor after each keystroke of `scenario`: (text, line, character, key kind)."""
+    source = scenario.path.read_text(encoding="utf-8")
+    opening, _, _, keys = document_and_keys(source, scenario)
+    document = _Document(opening)
+    for key in keys:
+        document.insert(key.line, key.character, key.text)
+        if "\n" in key.text:
+            yield document.text, key.line + 1, len(key.text) - 1, "enter"
+        else:
+            yield document.text, key.line, key.character + 1, "char"

@@ -1,0 +1,160 @@
+"""Where the time of one completion goes: the server's stages timed in-process.
+
+For a sequence of cursor positions (the states of a keystroke replay), run the same stages
+as `CompletionPipeline` (syntax analysis and context building, the healing step, the prompt
+forward pass, decoding, post-processing) and time each. The engine's two calls are timed by
+wrapping the CodeModel's engine object for the run (benchmark instrumentation only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference import CodeModel
+from inference.healing import heal_prefix, pick_healing_token
+from lsp_server.config import Settings
+from lsp_server.context import build_context
+from lsp_server.postprocess import StopDetector, postprocess
+from lsp_server.syntax import analyze_completion
+
+from .replay import Scenario, typing_states
+from .stats import mean, median, p95
+
+
+@dataclass
+class _EngineClock:
+    """Durations of the engine calls made during one completion."""
+
+    healing_ms: float = 0.0  # the forward pass that picks the healing token
+    first_token_ms: float | None = None  # from the generation call to its first token (the prompt pass)
+    decode_ms: float = 0.0  # the remaining tokens
+    tokens: int = 0
+    argmax_heals: bool | None = None  # the most likely first token already re-creates the cut
+
+
+@dataclass
+class StageTimes:
+    line: int
+    character: int
+    prompt_tokens: int
+    syntax_ms: float
+    context_ms: float  # build_context, syntax analysis included
+    healing_ms: float
+    first_token_ms: float
+    decode_ms: float
+    tokens: int
+    postprocess_ms: float
+    total_ms: float
+    static_resets: int  # times the static-prompt cache was emptied during this completion
+    argmax_heals: bool | None  # no healing pass (None), or whether its most likely token already fit the cut
+    suggestion: str = field(default="")
+
+
+class _Instrumented:
+    """Wraps an engine's `next_token_logits` and `stream` to time them."""
+
+    def __init__(self, engine: Any, cut: str, token_texts: list[str]) -> None:
+        self.engine = engine
+        self.clock = _EngineClock()
+        self._cut = cut
+        self._token_texts = token_texts
+
+    def next_token_logits(self, *args: Any) -> Any:
+        start = time.perf_counter()
+        logits = self.engine.next_token_logits(*args)
+        self.clock.healing_ms += (time.perf_counter() - start) * 1000
+        self.clock.argmax_heals = pick_healing_token(logits, self._cut, self._token_texts, top_k=1) is not None
+        return logits
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
+        start = time.perf_counter()
+        steps = self.engine.stream(*args, **kwargs)
+        try:
+            for token in steps:
+                now = time.perf_counter()
+                if self.clock.first_token_ms is None:
+                    self.clock.first_token_ms = (now - start) * 1000
+                else:
+                    self.clock.decode_ms += (now - start) * 1000
+                self.clock.tokens += 1
+                yield token
+                start = time.perf_counter()
+        finally:
+            steps.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def time_completion(model: CodeModel, text: str, line: int, character: int, settings: Settings) -> StageTimes:
+    """Run the pipeline's stages for the cursor at (line, character) of `text` and time them."""
+    engine = model._engine  # instrumentation: the benchmark times the engine calls of this run
+    resets = getattr(getattr(engine, "static_cache", None), "resets", 0)
+    started = time.perf_counter()
+    lines = text.splitlines(keepends=True)
+    region_start = max(0, line - 1500)
+    syntax_start = time.perf_counter()
+    analyze_completion("".join(lines[region_start: line + 1500]), "python", line - region_start, character)
+    syntax_ms = (time.perf_counter() - syntax_start) * 1000
+    context_start = time.perf_counter()
+    context = build_context(text, line, character, "python", settings, model.count_tokens)
+    context_ms = (time.perf_counter() - context_start) * 1000
+    detector = StopDetector(context.request)
+    timed = _Instrumented(engine, heal_prefix(context.prefix).cut, model.tokenizer.token_texts)
+    model._engine = timed
+    try:
+        stream = model.complete(context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
+                                stop=lambda t: detector.feed(t) is not None)
+        raw = stream.read()
+    finally:
+        model._engine = engine
+    post_start = time.perf_counter()
+    cut = detector.feed(raw)
+    final = postprocess(raw if cut is None else raw[:cut], context.request)
+    post_ms = (time.perf_counter() - post_start) * 1000
+    total_ms = (time.perf_counter() - started) * 1000 - syntax_ms  # the pipeline analyses once, inside build_context
+    clock = timed.clock
+    return StageTimes(
+        line=line, character=character, prompt_tokens=model.count_tokens(context.prefix),
+        syntax_ms=round(syntax_ms, 2), context_ms=round(context_ms, 2), healing_ms=round(clock.healing_ms, 1),
+        first_token_ms=round(clock.first_token_ms or 0.0, 1), decode_ms=round(clock.decode_ms, 1), tokens=clock.tokens,
+        postprocess_ms=round(post_ms, 2), total_ms=round(total_ms, 1),
+        static_resets=getattr(getattr(engine, "static_cache", None), "resets", 0) - resets,
+        argmax_heals=clock.argmax_heals, suggestion=final or "",
+    )
+
+
+def summarize(times: list[StageTimes]) -> dict[str, dict[str, float]]:
+    """Mean, median and p95 of each stage's milliseconds, and of the prompt length."""
+    columns: dict[str, Callable[[StageTimes], float]] = {
+        "syntax_ms": lambda t: t.syntax_ms,
+        "context_ms": lambda t: t.context_ms,
+        "healing_ms": lambda t: t.healing_ms,
+        "first_token_ms": lambda t: t.first_token_ms,
+        "decode_ms": lambda t: t.decode_ms,
+        "decode_ms_per_token": lambda t: t.decode_ms / max(1, t.tokens - 1),
+        "tokens": lambda t: t.tokens,
+        "postprocess_ms": lambda t: t.postprocess_ms,
+        "total_ms": lambda t: t.total_ms,
+        "prompt_tokens": lambda t: t.prompt_tokens,
+    }
+    out = {}
+    for name, get in columns.items():
+        values = [get(t) for t in times]
+        out[name] = {"mean": round(mean(values), 1), "p50": round(median(values), 1), "p95": round(p95(values), 1)}
+    out["static_resets"] = {"total": sum(t.static_resets for t in times), "completions": len(times)}
+    healed = [t.argmax_heals for t in times if t.argmax_heals is not None]
+    out["healing"] = {"passes": len(healed), "argmax_fits": sum(healed), "completions": len(times)}
+    return out
+
+
+def profile_scenario(model: CodeModel, scenario: Scenario, settings: Settings, every: int = 8) -> list[StageTimes]:
+    """Stage times at every `every`-th keystroke of a replay scenario and after every Enter, in typing order."""
+    times = []
+    for i, (text, line, character, kind) in enumerate(typing_states(scenario)):
+        if kind == "enter" or i % every == 0:
+            times.append(time_completion(model, text, line, character, settings))
+    return times

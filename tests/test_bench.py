@@ -1,0 +1,183 @@
+"""The benchmark's metric code: statistics, line metrics, program assembly, replay bookkeeping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.execution import run_program
+from bench.humaneval import StageTrace, Task, editor_view, first_line, loss_cause, program
+from bench.metrics import edit_similarity, exact_match
+from bench.replay import Request, Scenario, _Document, classify, document_and_keys, summarize, typing_states
+from bench.stats import (
+    bootstrap_interval,
+    markdown_table,
+    mcnemar_exact,
+    mean,
+    median,
+    p95,
+    percentile,
+    wilson_interval,
+)
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+def test_percentiles_interpolate_linearly_like_numpy():
+    values = [10, 1, 4, 7, 3]
+    assert median(values) == 4
+    assert median([1, 2, 3, 4]) == 2.5
+    assert percentile(values, 0) == 1 and percentile(values, 100) == 10
+    assert p95(list(range(1, 101))) == pytest.approx(95.05)
+    assert percentile([5.0], 95) == 5.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1], 101)
+
+
+def test_wilson_interval_matches_published_values():
+    low, high = wilson_interval(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and round(high, 4) == 0.2775
+    low, high = wilson_interval(272, 1033)
+    assert low < 272 / 1033 < high and high - low < 0.06
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible():
+    values = [float(i % 7) for i in range(200)]
+    low, high = bootstrap_interval(values, mean, seed=1)
+    assert low < mean(values) < high
+    assert bootstrap_interval(values, mean, seed=1) == (low, high)
+    assert bootstrap_interval([3.0] * 20, median) == (3.0, 3.0)
+    pairs = [(True, False)] * 10 + [(True, True)] * 10
+    assert bootstrap_interval(pairs, lambda s: sum(b - a for a, b in s) / len(s))[1] < 0
+
+
+def test_mcnemar_exact_two_sided():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 5) == pytest.approx(0.0625)
+    assert mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(4, 4) == 1.0
+
+
+def test_markdown_table_aligns_numbers_right():
+    table = markdown_table(["name", "n"], [["a", 1], ["bbbb", 22]])
+    assert table.splitlines() == ["| name |   n |", "|------|----:|", "| a    |   1 |", "| bbbb |  22 |"]
+    with pytest.raises(ValueError):
+        markdown_table(["a", "b"], [[1]])
+
+
+# -- line metrics and programs ------------------------------------------------------------------
+
+def test_edit_similarity_is_the_levenshtein_ratio():
+    assert edit_similarity("kitten", "sitting") == pytest.approx(8 / 13)
+    assert edit_similarity("abc", "abc") == 1.0
+    assert edit_similarity("abc", "xyz") == 0.0
+    assert edit_similarity("", "") == 1.0
+    assert edit_similarity("", "a") == 0.0
+
+
+def test_exact_match_ignores_surrounding_whitespace_only():
+    assert exact_match("    return x\n", "return x")
+    assert not exact_match("return  x", "return x")
+
+
+TASK = Task(
+    task_id="T/0",
+    prompt="def f(x):\n    y = x + 1\n",
+    suffix="    return z\n",
+    canonical="    z = y * 2\n",
+    test="def check(candidate):\n    assert candidate(1) == 4\n",
+    entry_point="f",
+)
+
+
+def test_editor_view_keeps_the_empty_line_and_puts_the_cursor_on_it():
+    view = editor_view(TASK, indented=False)
+    assert view.text == "def f(x):\n    y = x + 1\n\n    return z\n"
+    assert (view.line, view.character, view.typed) == (2, 0, "")
+    indented = editor_view(TASK, indented=True)
+    assert indented.text.splitlines()[2] == "    " and (indented.line, indented.character) == (2, 4)
+
+
+def test_programs_pass_with_the_canonical_line_and_fail_otherwise():
+    assert run_program(program(TASK, "    z = y * 2")).status == "passed"
+    failed = run_program(program(TASK, "    z = y"))
+    assert failed.status == "failed" and "AssertionError" in failed.detail
+    assert run_program(program(TASK, "")).status == "failed"
+    assert run_program("while True:\n    pass\n", timeout_s=0.5).status == "timeout"
+
+
+def test_first_line_stops_at_the_first_newline_after_content():
+    assert first_line("\n    return x\n    y") == "\n    return x"
+    assert first_line("   ") == "   "
+    assert first_line("a = 1") == "a = 1"
+
+
+def test_loss_cause_names_the_first_stage_that_departs():
+    def trace(**changes) -> StageTrace:
+        base = dict(prompt_is_task_prompt=True, prompt_chars_dropped=0, header_chars=0, multiline=False,
+                    raw="    z = y * 2", raw_unstopped_line="    z = y * 2", final="    z = y * 2")
+        return StageTrace(**{**base, **changes})
+
+    engine = "    z = y * 2"
+    assert loss_cause(trace(prompt_is_task_prompt=False), engine).startswith("context")
+    assert loss_cause(trace(raw_unstopped_line="    z = 0", raw="    z = 0"), engine).startswith("model")
+    assert loss_cause(trace(raw="    z ="), engine) == "stop rule"
+    assert loss_cause(trace(final=None), engine) == "post-processing"
+    assert loss_cause(trace(), engine) == "indentation or whitespace"
+
+
+# -- replay bookkeeping -------------------------------------------------------------------------
+
+SOURCE = "def f(a):\n    if a:\n        return 1\n\n    return 2\n"
+
+
+def test_typing_the_keys_rebuilds_the_file(tmp_path: Path):
+    path = tmp_path / "m.py"
+    path.write_text(SOURCE)
+    scenario = Scenario("t", path, start_line=2, lines=3)
+    opening, line, character, keys = document_and_keys(SOURCE, scenario)
+    assert opening == "def f(a):\n    return 2\n"
+    assert (line, character) == (0, 9)
+    assert [k.text for k in keys if "\n" in k.text] == ["\n    ", "\n        ", "\n"]
+    document = _Document(opening)
+    for key in keys:
+        document.insert(key.line, key.character, key.text)
+    assert document.text == SOURCE
+    states = list(typing_states(scenario))
+    assert states[-1][0] == SOURCE and len(states) == len(keys)
+    assert states[0][1:] == (1, 4, "enter")
+    with pytest.raises(ValueError):
+        document_and_keys(SOURCE, Scenario("t", path, start_line=4, lines=3))
+
+
+def test_document_positions_count_utf16_units():
+    document = _Document("a = '\U0001F600'\nb")
+    assert document.position(0, 6).character == 7
+    change = document.insert(1, 1, "c")
+    assert document.text.endswith("bc") and change.content_changes[0].range.start.character == 1
+
+
+def test_classify_tells_superseded_from_empty_and_shown():
+    requests = [
+        Request(0, 0, 0, "char", sent_s=0.0, latency_ms=150.0, text=""),  # back after the next key: superseded
+        Request(1, 0, 1, "char", sent_s=0.1, latency_ms=50.0, text=""),  # back before the next key: empty
+        Request(2, 0, 2, "char", sent_s=0.2, latency_ms=400.0, text="x"),  # shown, but after the next key
+        Request(3, 0, 3, "char", sent_s=0.3, latency_ms=5.0, text="y", cache_hit=True),
+    ]
+    classify(requests)
+    assert [r.outcome for r in requests] == ["superseded", "empty", "shown", "shown"]
+    assert [r.visible_before_next_key for r in requests] == [False, False, False, True]
+    summary = summarize([vars(r) for r in requests])
+    assert (summary["superseded"], summary["empty"], summary["shown"]) == (1, 1, 2)
+    assert summary["completed"]["count"] == 3 and summary["cache_hits"]["count"] == 1
+    assert summary["model_runs"]["p50_ms"] == 225.0
+    assert math.isclose(summary["superseded_share"], 0.25)
