@@ -1,0 +1,223 @@
+// The extension with the real vscode-languageclient against the real server; only VS Code's API
+// is the stand-in from vscode-api.ts.
+import "./vscode-hook";
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { ExecuteCommandRequest } from "vscode-languageclient/node";
+import { COMMANDS, Codet5Api, activate, deactivate } from "../src/extension";
+import { SERVER_COMMANDS, StatusReply } from "../src/protocol";
+import {
+  ADD_COMPLETION,
+  ADD_SOURCE,
+  closedPort,
+  modelArgs,
+  prepareEnvironment,
+  serverCommand,
+  skipWithoutServer,
+  startDaemon,
+  testModel,
+  waitFor,
+} from "./server";
+import { CancellationTokenSource, InlineCompletionTriggerKind, Position, Selection, createDocument, mock } from "./vscode-api";
+
+const ALL_COMMANDS = Object.values(COMMANDS);
+
+function start(settings: Record<string, unknown>): Promise<Codet5Api> {
+  mock.reset();
+  for (const [key, value] of Object.entries(settings)) {
+    mock.settings.set(key, value);
+  }
+  const api = activate({ subscriptions: [] } as never);
+  return api.ready.then(() => api);
+}
+
+function statusBar() {
+  assert.equal(mock.statusBarItems.length, 1);
+  return mock.statusBarItems[0];
+}
+
+async function serverStatus(api: Codet5Api): Promise<StatusReply> {
+  return (await api.client!.sendRequest(ExecuteCommandRequest.type, { command: SERVER_COMMANDS.status })) as StatusReply;
+}
+
+async function complete(document: ReturnType<typeof createDocument>, position: Position) {
+  const provider = mock.inlineCompletionProvider();
+  assert.ok(provider, "the language client registered no inline completion provider");
+  const context = { triggerKind: InlineCompletionTriggerKind.Automatic, selectedCompletionInfo: undefined };
+  const result = await provider.provideInlineCompletionItems(document, position, context, new CancellationTokenSource().token);
+  return result ? (Array.isArray(result) ? result : result.items) : undefined;
+}
+
+function stdioSettings(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const [command, ...args] = serverCommand!;
+  return { "codet5.server.path": command, "codet5.server.args": [...args, "--threads", "1"], "codet5.model": testModel, ...extra };
+}
+
+describe("a server that cannot start", () => {
+  afterEach(() => deactivate());
+
+  test("stdio: a clear message naming the setting, an error in the status bar, no hang", async () => {
+    const api = await start({ "codet5.server.path": "/nonexistent/codet5-lsp" });
+    assert.deepEqual(ALL_COMMANDS.filter((id) => !mock.commands.has(id)), []);
+    assert.equal(api.client?.isRunning() ?? false, false);
+    assert.equal(statusBar().text, "$(error) codet5");
+    assert.equal(statusBar().command, COMMANDS.toggle);
+    const errors = mock.messages.filter((m) => m.kind === "error" && m.message.includes("could not start"));
+    assert.equal(errors.length, 1, JSON.stringify(mock.messages));
+    assert.match(errors[0].message, /\/nonexistent\/codet5-lsp/);
+    assert.match(errors[0].message, /codet5\.server\.path/);
+  });
+
+  test("daemon: says which address refused and how to start the daemon", async () => {
+    const port = await closedPort();
+    await start({ "codet5.daemon.address": `127.0.0.1:${port}` });
+    assert.equal(statusBar().text, "$(error) codet5");
+    const errors = mock.messages.filter((m) => m.kind === "error");
+    assert.equal(errors.length, 1, JSON.stringify(mock.messages));
+    const error = errors[0];
+    assert.match(error.message, new RegExp(`cannot connect to the codet5-lsp daemon at 127\\.0\\.0\\.1:${port}`));
+    assert.match(error.message, new RegExp(`codet5-lsp --tcp --port ${port}`));
+  });
+
+  test("a malformed daemon address is reported without starting anything", async () => {
+    const api = await start({ "codet5.daemon.address": "localhost" });
+    assert.equal(api.client, undefined);
+    assert.match(mock.messages.find((m) => m.kind === "error")?.message ?? "", /codet5\.daemon\.address must look like/);
+  });
+});
+
+describe("with the real server over stdio", { skip: skipWithoutServer }, () => {
+  let api: Codet5Api;
+  const document = createDocument("/tmp/codet5-vscode-test/add.py", "python", ADD_SOURCE);
+  const end = new Position(1, "    return".length);
+
+  before(() => prepareEnvironment());
+  after(() => deactivate());
+
+  test("activation starts the server, forwards settings and shows the model state", async () => {
+    api = await start(stdioSettings({ "codet5.contextTokens": 512, "codet5.server.args": [...serverCommand!.slice(1), "--threads", "1", "--offline"] }));
+    assert.deepEqual(ALL_COMMANDS.filter((id) => !mock.commands.has(id)), []);
+    assert.ok(api.client?.isRunning());
+    await waitFor("the ready state in the status bar", () => statusBar().text === "$(check) codet5");
+    assert.match(statusBar().tooltip, /ready/);
+    const reply = await serverStatus(api);
+    assert.equal(reply.state, "ready");
+    assert.equal(reply.settings?.model, testModel);
+    assert.equal(reply.settings?.contextTokens, 512);
+    // Not set in VS Code, so the server's --offline flag stands.
+    assert.equal(reply.settings?.localFilesOnly, true);
+    assert.deepEqual(mock.messages, []);
+  });
+
+  test("the inline completion provider returns the model's suggestion", async () => {
+    mock.open(document);
+    const items = await complete(document, end);
+    assert.equal(items?.length, 1);
+    assert.equal(items![0].insertText, ADD_COMPLETION);
+    assert.deepEqual([items![0].range.start.line, items![0].range.start.character], [1, end.character]);
+  });
+
+  test("the completion-list fallback is not requested (it would cancel the inline request)", async () => {
+    const provider = mock.providers.find((p) => p.kind === "completion")?.provider;
+    assert.ok(provider, "the server advertises textDocument/completion");
+    const result = await provider.provideCompletionItems(document, end, { triggerKind: 0 }, new CancellationTokenSource().token);
+    assert.equal(result, undefined);
+  });
+
+  test("toggle turns completions off in the client, the server and the status bar, and back on", async () => {
+    await mock.commands.get(COMMANDS.toggle)!();
+    assert.equal(mock.settings.get("codet5.enabled"), false);
+    assert.equal(statusBar().text, "$(circle-slash) codet5");
+    assert.equal(await complete(document, end), undefined);
+    await waitFor("enabled=false on the server", async () => (await serverStatus(api)).settings?.enabled === false);
+    await mock.commands.get(COMMANDS.toggle)!();
+    assert.equal(statusBar().text, "$(check) codet5");
+    await waitFor("enabled=true on the server", async () => (await serverStatus(api)).settings?.enabled === true);
+    assert.equal((await complete(document, end))?.[0].insertText, ADD_COMPLETION);
+  });
+
+  test("disabled languages get no request", async () => {
+    mock.configure({ "codet5.disabledLanguages": ["python"] });
+    assert.equal(await complete(document, end), undefined);
+    mock.configure({ "codet5.disabledLanguages": undefined });
+  });
+
+  test("changed settings reach the server through didChangeConfiguration; removed ones go back to the default", async () => {
+    mock.configure({ "codet5.maxNewTokens": 8 });
+    await waitFor("maxNewTokens=8 on the server", async () => (await serverStatus(api)).settings?.maxNewTokens === 8);
+    mock.configure({ "codet5.maxNewTokens": undefined });
+    await waitFor("maxNewTokens back to 48", async () => (await serverStatus(api)).settings?.maxNewTokens === 48);
+    assert.deepEqual(mock.messages, []);
+  });
+
+  test("generate docstring sends codet5.generateDocstring for the cursor and reports the outcome", async () => {
+    mock.activeEditor = { document, selection: new Selection(new Position(0, 4), new Position(0, 4)) };
+    const offered = api.client!.initializeResult?.capabilities.executeCommandProvider?.commands.includes(SERVER_COMMANDS.generateDocstring);
+    await mock.commands.get(COMMANDS.generateDocstring)!();
+    if (offered) {
+      await waitFor("the docstring edit", () => mock.appliedEdits.length > 0);
+    } else {
+      const warning = mock.messages.find((m) => m.kind === "warning");
+      assert.match(warning?.message ?? "", /does not offer "codet5\.generateDocstring" yet/);
+    }
+  });
+
+  test("show status and show log", async () => {
+    mock.messages.length = 0;
+    await mock.commands.get(COMMANDS.showStatus)!();
+    assert.match(mock.messages[0]?.message ?? "", /^codet5-lsp: ready, .*typed-ahead cache \d+ hits/);
+    await mock.commands.get(COMMANDS.showLog)!();
+    assert.equal((api as unknown as { output: { shown: boolean } }).output.shown, true);
+  });
+
+  test("restart starts a new server that completes again", async () => {
+    const before = api.client;
+    await mock.commands.get(COMMANDS.restartServer)!();
+    assert.notEqual(api.client, before);
+    assert.equal(before!.isRunning(), false);
+    assert.ok(api.client!.isRunning());
+    await waitFor("ready after the restart", () => statusBar().text === "$(check) codet5");
+    assert.equal((await complete(document, end))?.[0].insertText, ADD_COMPLETION);
+  });
+
+  test("deactivation stops the server", async () => {
+    const client = api.client!;
+    await deactivate();
+    assert.equal(client.isRunning(), false);
+  });
+});
+
+describe("with a shared daemon over TCP", { skip: skipWithoutServer }, () => {
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+
+  before(async () => {
+    daemon = await startDaemon();
+  });
+
+  afterEach(() => deactivate());
+  after(() => {
+    daemon?.process.kill();
+  });
+
+  test("connects to the daemon; the editor's model settings are left to the daemon", async () => {
+    const api = await start({ "codet5.daemon.address": `127.0.0.1:${daemon.port}`, "codet5.model": "something-else", "codet5.maxNewTokens": 16 });
+    await waitFor("ready from the daemon", () => statusBar().text === "$(check) codet5");
+    const reply = await serverStatus(api);
+    assert.equal(reply.settings?.model, modelArgs()[1]);
+    assert.equal(reply.settings?.maxNewTokens, 16);
+    assert.deepEqual(mock.messages, [], "no warning about model settings from the editor");
+    const document = createDocument("/tmp/codet5-vscode-test/shared.py", "python", ADD_SOURCE);
+    mock.open(document);
+    assert.equal((await complete(document, new Position(1, 10)))?.[0].insertText, ADD_COMPLETION);
+  });
+
+  test("the daemon outlives one editor: the next one connects to the same loaded model", async () => {
+    const api = await start({ "codet5.daemon.address": `127.0.0.1:${daemon.port}` });
+    await waitFor("ready from the daemon", () => statusBar().text === "$(check) codet5");
+    assert.equal(daemon.process.exitCode, null);
+    const document = createDocument("/tmp/codet5-vscode-test/second.py", "python", ADD_SOURCE);
+    mock.open(document);
+    assert.equal((await complete(document, new Position(1, 10)))?.[0].insertText, ADD_COMPLETION);
+    assert.equal((await serverStatus(api)).state, "ready");
+  });
+});
