@@ -43,7 +43,7 @@ class Preset:
     summarizes: bool = False  # encoder-decoder summary (docstring) generation
     licence: str = "unknown"
     description: str = ""
-    add_bos: bool = False  # prepend the tokenizer's BOS token to decoder prompts
+    add_bos: bool | None = None  # prepend BOS to decoder prompts; None: when the tokenizer's template does
     extra_end_tokens: tuple[str, ...] = ()
     fim: FimTokens | None = None
     clm_token: str = "<unk>"  # CodeT5+ [CLM] marker; `<unk>` in the released tokenizer

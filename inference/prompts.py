@@ -51,9 +51,12 @@ def _encode_left_truncated(tok: CodeTokenizer, text: str, budget: int) -> tuple[
     return ids, static
 
 
-def plain_prompt(tok: CodeTokenizer, prefix: str, budget: int, add_bos: bool) -> DecoderPrompt:
-    """Left-to-right: the prefix is the prompt."""
-    bos = [tok.token_id(tok.bos_token)] if add_bos and tok.bos_token and tok.token_id(tok.bos_token) is not None else []
+def plain_prompt(tok: CodeTokenizer, prefix: str, budget: int, add_bos: bool | None) -> DecoderPrompt:
+    """Left-to-right: the prefix is the prompt, after BOS if `add_bos` (None: as the tokenizer's template does)."""
+    if add_bos is None:
+        add_bos = tok.template_adds_bos
+    bos_id = tok.token_id(tok.bos_token) if tok.bos_token else None
+    bos = [bos_id] if add_bos and bos_id is not None else []
     ids, static = _encode_left_truncated(tok, prefix, budget - len(bos))
     return DecoderPrompt(ids=bos + ids, static_len=static + len(bos) if static else 0)
 

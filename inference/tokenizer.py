@@ -39,6 +39,13 @@ class CodeTokenizer:
         self.eos_token = _special(config.get("eos_token"))
         self.unk_token = _special(config.get("unk_token"))
 
+    @functools.cached_property
+    def template_adds_bos(self) -> bool:
+        """Whether the tokenizer's own template starts every sequence with its BOS token."""
+        bos = self.token_id(self.bos_token) if self.bos_token else None
+        ids = self.encode_with_specials("a")
+        return bos is not None and bool(ids) and ids[0] == bos
+
     def encode(self, text: str) -> list[int]:
         """Ids of `text` without any added special tokens."""
         return self._tok.encode(text, add_special_tokens=False).ids

@@ -16,16 +16,17 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.io_ import run_async
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol import lsp_method
 
 from .config import Settings
 from .model_host import ModelHost
+from .protocol import Codet5Protocol
 from .server import create_server
 
 log = logging.getLogger(__name__)
 
 
-class SessionProtocol(LanguageServerProtocol):
+class SessionProtocol(Codet5Protocol):
     """A daemon session: `exit` ends this connection, not the process."""
 
     @lsp_method(types.EXIT)

@@ -57,7 +57,7 @@ async def run_demo(server_args: list[str]) -> int:
 
     @client.feature("codet5/status")
     def on_status(params: object) -> None:
-        message = getattr(params, "message", None) or (params.get("message") if isinstance(params, dict) else "")
+        message = params.get("message") if isinstance(params, dict) else getattr(params, "message", "")
         if message and (not statuses or statuses[-1] != message):
             statuses.append(message)
             print(f"  [server] {message}", file=sys.stderr, flush=True)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import re
 import logging
-import uuid
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.workspace import TextDocument
 
 from . import __version__
 from .completion import CompletionPipeline, Suggestion
 from .config import Settings, parse_settings, settings_to_json
+from .load_progress import LoadProgress
+from .protocol import Codet5Protocol
 from .model_host import HostStatus, JobStopped, ModelHost, ModelState, ModelUnavailable
 from .syntax import language_for
 from .typeahead import TypeaheadCache
@@ -39,18 +40,18 @@ class Codet5Server(LanguageServer):
     """One client's session: its settings, documents and in-flight requests; the model host may be shared."""
 
     def __init__(self, host: ModelHost, *, pinned: Settings | None = None, base: Settings | None = None,
-                 protocol_cls: type[LanguageServerProtocol] = LanguageServerProtocol) -> None:
+                 protocol_cls: type[Codet5Protocol] = Codet5Protocol) -> None:
         super().__init__("codet5-lsp", __version__, protocol_cls=protocol_cls)
         self.host = host
         self.pinned = pinned  # a daemon's model settings; clients cannot change them
         self.settings = pinned or base or Settings()
         self.pipeline = CompletionPipeline(host, TypeaheadCache())
         self.latest: dict[str, asyncio.Task] = {}
-        self._progress_token: str | None = None
+        self._load_progress: LoadProgress | None = None
         self._unsubscribe = lambda: None
 
     # -- settings and status ---------------------------------------------------------------
-    def apply_settings(self, raw: Any) -> None:
+    def apply_settings(self, raw: Any, load: bool = True) -> None:
         """Validate client settings, report what was rejected, and (re)load the model if needed."""
         settings, errors = parse_settings(raw, self.settings)
         if self.pinned is not None and settings.model_key() != self.pinned.model_key():
@@ -59,7 +60,8 @@ class Codet5Server(LanguageServer):
         self.settings = settings
         for error in errors:
             self.show(types.MessageType.Warning, f"codet5-lsp: {error}")
-        self.host.ensure(settings)
+        if load:
+            self.host.ensure(settings)
 
     def show(self, kind: types.MessageType, message: str) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
@@ -79,21 +81,17 @@ class Codet5Server(LanguageServer):
 
     def _report_progress(self, status: HostStatus) -> None:
         window = self.client_capabilities.window
-        if not (window and window.work_done_progress):
+        if window and window.work_done_progress:
+            if self._load_progress is None:
+                self._load_progress = LoadProgress(self.work_done_progress)
+            self._load_progress.update(status.state is ModelState.LOADING, status.message)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """A message that is not JSON gets a ParseError response (id null), as JSON-RPC asks."""
+        if isinstance(error, ValueError) and type(error).__name__ == "JSONDecodeError":
+            self.protocol._send_response(None, error=JsonRpcParseError(f"invalid JSON: {error}").to_response_error())
             return
-        progress = self.work_done_progress
-        if status.state is ModelState.LOADING:
-            if self._progress_token is None:
-                self._progress_token = token = f"codet5-load-{uuid.uuid4().hex[:8]}"
-                progress.create(token).add_done_callback(
-                    lambda _: progress.begin(token, types.WorkDoneProgressBegin(title="codet5-lsp", message=status.message))
-                )
-            elif self._progress_token in progress.tokens:
-                progress.report(self._progress_token, types.WorkDoneProgressReport(message=status.message))
-        elif self._progress_token is not None:
-            token, self._progress_token = self._progress_token, None
-            if token in progress.tokens:
-                progress.end(token, types.WorkDoneProgressEnd(message=status.message))
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
 
     def close(self) -> None:
         self._unsubscribe()
@@ -101,23 +99,20 @@ class Codet5Server(LanguageServer):
             task.cancel()
 
     # -- completion ------------------------------------------------------------------------
-    async def suggest(self, uri: str, position: types.Position) -> Suggestion | None:
-        """The suggestion at a client position; latest request per document wins."""
+    async def suggest(self, uri: str, position: types.Position) -> tuple[Suggestion | None, types.Position]:
+        """The suggestion at a client position, and that position clamped to its line.
+
+        Latest request per document wins: an older one still running gets None.
+        """
         document = self.workspace.text_documents.get(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
+        character, position = cursor(document, position)
         if not self.settings.language_enabled(document.language_id):
-            return None
+            return None, position
         text = document.source
         if len(text) > MAX_DOCUMENT_CHARS or "\x00" in text:
-            return None
-        lines = document.lines
-        if position.line < 0 or position.character < 0 or position.line > len(lines):
-            raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is outside {uri} ({len(lines)} lines)")
-        # LSP: a character past the end of its line means the end of the line.
-        line_text = lines[position.line].rstrip("\r\n") if position.line < len(lines) else ""
-        server_pos = document.position_codec.position_from_client_units(lines, position) if position.line < len(lines) else position
-        character = min(server_pos.character, len(line_text))
+            return None, position
 
         previous = self.latest.get(uri)
         if previous is not None and not previous.done():
@@ -127,19 +122,39 @@ class Codet5Server(LanguageServer):
         )
         self.latest[uri] = task
         try:
-            return await asyncio.shield(task)
+            return await asyncio.shield(task), position
         except asyncio.CancelledError:
             task.cancel()
             if asyncio.current_task().cancelling():  # the client cancelled this request
                 raise
-            return None  # superseded by a newer request for the same document
+            return None, position  # superseded by a newer request for the same document
         except JobStopped:
-            return None
+            return None, position
         except ModelUnavailable as exc:
             raise RequestFailed(str(exc)) from None
         finally:
             if self.latest.get(uri) is task:
                 del self.latest[uri]
+
+
+def cursor(document: TextDocument, position: types.Position) -> tuple[int, types.Position]:
+    """(character index in the line's Python string, the position clamped to the line's end).
+
+    LSP: a character past the end of its line means the end of the line. A line past the end
+    of the document is an error.
+    """
+    lines = document.lines
+    if position.line < 0 or position.character < 0 or position.line > len(lines) or (
+        position.line == len(lines) and position.character > 0
+    ):
+        raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is outside the document ({len(lines)} lines)")
+    if position.line == len(lines):  # the empty line after a final newline
+        return 0, position
+    line_text = lines[position.line].rstrip("\r\n")
+    codec = document.position_codec
+    clamped = types.Position(line=position.line, character=min(position.character, codec.client_num_units(line_text)))
+    server = codec.position_from_client_units(lines, types.Position(line=clamped.line, character=clamped.character))
+    return min(server.character, len(line_text)), clamped
 
 
 def status_json(status: HostStatus) -> dict[str, str]:
@@ -150,7 +165,7 @@ def status_json(status: HostStatus) -> dict[str, str]:
 
 
 def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Settings | None = None,
-                  protocol_cls: type[LanguageServerProtocol] = LanguageServerProtocol) -> Codet5Server:
+                  protocol_cls: type[Codet5Protocol] = Codet5Protocol) -> Codet5Server:
     """A server with every feature registered, sharing `host`.
 
     `pinned` settings (a daemon's) cannot be changed by the client; `base` ones (from the
@@ -160,13 +175,15 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: Codet5Server, params: types.InitializeParams) -> None:
-        ls._unsubscribe = ls.host.subscribe(ls.on_status)
-        ls.loop = asyncio.get_running_loop()
-        ls.apply_settings(params.initialization_options)
+        ls.apply_settings(params.initialization_options, load=False)
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: Codet5Server, params: types.InitializedParams) -> None:
+        # Status goes out only from here on: no server-to-client requests before initialized.
+        ls.loop = asyncio.get_running_loop()
+        ls._unsubscribe = ls.host.subscribe(ls.on_status)
         ls._publish_status(ls.host.status)
+        ls.host.ensure(ls.settings)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: Codet5Server, params: types.DidChangeConfigurationParams) -> None:
@@ -178,16 +195,16 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: Codet5Server, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-        suggestion = await ls.suggest(params.text_document.uri, params.position)
+        suggestion, position = await ls.suggest(params.text_document.uri, params.position)
         if suggestion is None:
             return types.InlineCompletionList(items=[])
-        here = types.Range(start=params.position, end=params.position)
+        here = types.Range(start=position, end=position)
         return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text, range=here)])
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(ls: Codet5Server, params: types.CompletionParams) -> types.CompletionList:
-        suggestion = await ls.suggest(params.text_document.uri, params.position)
-        items = [] if suggestion is None else [completion_item(ls, params, suggestion.text)]
+        suggestion, position = await ls.suggest(params.text_document.uri, params.position)
+        items = [] if suggestion is None else [completion_item(ls, params.text_document.uri, position, suggestion.text)]
         return types.CompletionList(is_incomplete=True, items=items)
 
     @server.command(STATUS_COMMAND)
@@ -202,25 +219,21 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     return server
 
 
-def completion_item(ls: Codet5Server, params: types.CompletionParams, text: str) -> types.CompletionItem:
+def completion_item(ls: Codet5Server, uri: str, position: types.Position, text: str) -> types.CompletionItem:
     """A completion item that inserts the suggestion, matched against the word being typed.
 
     Clients filter items by the word before the cursor, so the edit starts at that word and
     repeats it, and the label is the suggestion's first line.
     """
-    document = ls.workspace.get_text_document(params.text_document.uri)
-    position = params.position
+    document = ls.workspace.text_documents[uri]
+    character, position = cursor(document, position)
     line = document.lines[position.line] if position.line < len(document.lines) else ""
-    server_char = document.position_codec.position_from_client_units(document.lines, position).character if line else 0
-    before = line[:server_char]
-    word = _WORD_BEFORE.search(before).group(0)
-    word_len = len(word)
+    word = _WORD_BEFORE.search(line[:character]).group(0)
     start = document.position_codec.position_to_client_units(
-        document.lines, types.Position(line=position.line, character=server_char - word_len)
+        document.lines, types.Position(line=position.line, character=character - len(word))
     ) if line else position
-    first_line = (word + text).split("\n", 1)[0]
     return types.CompletionItem(
-        label=first_line.strip() or (word + text).strip(),
+        label=(word + text).split("\n", 1)[0].strip() or (word + text).strip(),
         kind=types.CompletionItemKind.Text,
         detail="codet5-lsp",
         filter_text=word + text,
