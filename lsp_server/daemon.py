@@ -45,7 +45,7 @@ def check_bind_address(host: str, allow_remote: bool) -> None:
     if not loopback and not allow_remote:
         raise SystemExit(
             f"codet5-lsp: refusing to listen on {host}: other machines could use this server. "
-            "Pass --allow-remote to do it anyway (and set --token)."
+            "Pass --allow-remote to do it anyway."
         )
 
 
