@@ -251,4 +251,34 @@ function cases.daemon_unreachable()
   child:close()
 end
 
+function cases.restart()
+  local child = ready_child()
+  local before = child:lua("return require('codet5.lsp').client(0).id")
+  child:cmd("Codet5Restart")
+  H.wait_for("a new client, ready", function()
+    local client = child:lua("local c = require('codet5.lsp').client(0) return c and c.id")
+    return client and client ~= before and child:lua("return require('codet5.status').current.state") == "ready"
+  end, 30000)
+  H.wait_for("the old client to be gone", function()
+    return child:lua("return #vim.lsp.get_clients({ name = 'codet5' })") == 1
+  end, 10000)
+  H.eq(suggest(child), COMPLETION, "suggestion after the restart")
+  H.eq(child:lua("return require('codet5.status').current.state"), "ready", "state after the old client exited")
+  child:close()
+end
+
+function cases.help()
+  local child = H.child()
+  local dir = vim.fn.tempname()
+  vim.fn.mkdir(dir .. "/doc", "p")
+  vim.fn.writefile(vim.fn.readfile(H.plugin_root .. "/doc/codet5.txt"), dir .. "/doc/codet5.txt")
+  child:cmd("helptags " .. vim.fn.fnameescape(dir .. "/doc"))
+  child:cmd("set rtp^=" .. vim.fn.fnameescape(dir))
+  for _, tag in ipairs({ "codet5", "codet5-keys", ":Codet5Toggle", "codet5-daemon", "codet5.accept()", "hl-Codet5Suggestion" }) do
+    child:cmd("help " .. tag)
+    H.eq(child:lua("return vim.fn.expand('%:t')"), "codet5.txt", "help " .. tag)
+  end
+  child:close()
+end
+
 return cases

@@ -245,8 +245,11 @@ function M.attach(bufnr)
     group = group,
     buffer = bufnr,
     callback = function(args)
-      if args.event == "LspDetach" and args.data and args.data.client_id ~= (lsp.client(bufnr) or {}).id then
-        return
+      if args.event == "LspDetach" then
+        local client = args.data and vim.lsp.get_client_by_id(args.data.client_id)
+        if not client or client.name ~= lsp.name then
+          return
+        end
       end
       M.detach(bufnr)
     end,
