@@ -100,6 +100,9 @@ describe("with the real server over stdio", { skip: skipWithoutServer }, () => {
     assert.ok(api.client?.isRunning());
     await waitFor("the ready state in the status bar", () => statusBar().text === "$(check) codet5");
     assert.match(statusBar().tooltip, /ready/);
+    const texts: string[] = statusBar().texts;
+    const loading = texts.findIndex((text) => text.startsWith("$(loading~spin) codet5: ") && text.length > "$(loading~spin) codet5: ".length);
+    assert.ok(loading >= 0 && loading < texts.lastIndexOf("$(check) codet5"), `loading with its message, then ready: ${JSON.stringify(texts)}`);
     const reply = await serverStatus(api);
     assert.equal(reply.state, "ready");
     assert.equal(reply.settings?.model, testModel);

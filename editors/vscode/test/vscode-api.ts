@@ -395,7 +395,14 @@ export const window = {
     const item = {
       alignment,
       priority,
-      text: "",
+      /** Every text the item has shown, oldest first. */
+      texts: [] as string[],
+      get text(): string {
+        return item.texts.at(-1) ?? "";
+      },
+      set text(value: string) {
+        item.texts.push(value);
+      },
       tooltip: undefined as unknown,
       command: undefined as unknown,
       name: undefined as unknown,
