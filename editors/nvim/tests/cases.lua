@@ -126,17 +126,35 @@ function cases.tab_falls_back_to_the_users_mapping()
   child:close()
 end
 
+--- The settings the server is using, from its `codet5.status` reply.
+local function server_settings(child)
+  return child:lua([[
+    local client = require('codet5.lsp').client(0)
+    local reply = client:request_sync('workspace/executeCommand', { command = 'codet5.status' }, 5000, 0)
+    return reply and reply.result and reply.result.settings
+  ]])
+end
+
+function cases.settings_reach_the_server()
+  local child = ready_child({ settings = { completionMode = "line", contextTokens = 512 } })
+  local settings = server_settings(child)
+  H.eq({ settings.completionMode, settings.contextTokens }, { "line", 512 }, "initializationOptions")
+  H.eq(settings.threads, 1, "the command line's --threads, not overridden")
+  child:lua("require('codet5').configure({ maxNewTokens = 8 })")
+  H.wait_for("didChangeConfiguration", function()
+    return server_settings(child).maxNewTokens == 8
+  end, 10000)
+  H.eq(#vim.tbl_filter(function(note) return note.level >= vim.log.levels.WARN end, child:notes()), 0, "no warnings")
+  child:close()
+end
+
 function cases.toggle()
   local child = ready_child()
   child:cmd("Codet5Toggle")
   H.eq(child:lua("return require('codet5').statusline()"), "codet5: off", "statusline when off")
   assert(H.find_note(child:notes(), "codet5: completions off"), "toggle says so")
   H.wait_for("the server to have enabled=false", function()
-    return child:lua([[
-      local client = require('codet5.lsp').client(0)
-      local reply = client:request_sync('workspace/executeCommand', { command = 'codet5.status' }, 5000, 0)
-      return reply and reply.result and reply.result.settings.enabled == false
-    ]])
+    return server_settings(child).enabled == false
   end, 10000)
   child:input("2GAn")
   H.stays("no suggestion while off", function()

@@ -120,7 +120,8 @@ end
 local function enable(options, cmd, on_attach)
   local cfg = client_config(options, cmd, on_attach)
   if has_011 then
-    vim.lsp.config(M.name, cfg)
+    -- Assigned, not merged with vim.lsp.config(): a new setup() replaces the old options whole.
+    vim.lsp.config[M.name] = cfg
     vim.lsp.enable(M.name)
     return
   end
