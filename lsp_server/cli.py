@@ -154,8 +154,9 @@ def run_server(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet = args.command in ("demo", "complete", "models")  # their output is for a person, not a log
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         filename=args.log_file, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "complete":
