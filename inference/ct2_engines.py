@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,9 +13,21 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 
+from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
 
 EarlyStop = Callable[[list[int]], bool]
+
+_LIVE_MODELS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _release_models() -> None:
+    """Free CTranslate2 models before the interpreter shuts down: a model still alive during
+    finalization aborts the process ("terminate called without an active exception")."""
+    close_open_streams()
+    for engine in list(_LIVE_MODELS):
+        engine.release()
 
 
 class StaticPromptCache:
@@ -65,6 +79,12 @@ class DecoderEngine:
             str(model_dir), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
         )
         self.static_cache = StaticPromptCache(self.generator, max_cached_prompts)
+        _LIVE_MODELS.add(self)
+
+    def release(self) -> None:
+        """Drop the CTranslate2 model now."""
+        self.generator = None
+        self.static_cache = None
 
     def _static_options(self, tokens: list[str], static_len: int) -> tuple[int, dict]:
         static_len = min(static_len, len(tokens) - 1)
@@ -109,6 +129,11 @@ class EncoderDecoderEngine:
         self.translator = ctranslate2.Translator(
             str(model_dir), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
         )
+        _LIVE_MODELS.add(self)
+
+    def release(self) -> None:
+        """Drop the CTranslate2 model now."""
+        self.translator = None
 
     def stream(self, source_ids: list[int], max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
         """Ids the decoder writes for the encoder input `source_ids`, one by one."""

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 
 from .healing import HealingFilter
 from .tokenizer import IncrementalDecoder
 
 StopPredicate = Callable[[str], bool]
+
+_OPEN_STREAMS: weakref.WeakSet = weakref.WeakSet()
+
+
+def close_open_streams() -> None:
+    """Stop every stream still decoding (used before the runtime is torn down at exit)."""
+    for stream in list(_OPEN_STREAMS):
+        stream.close()
 
 
 class TextStream:
@@ -34,6 +43,7 @@ class TextStream:
         self.text = ""
         self.tokens = 0
         self.finish_reason: str | None = None
+        _OPEN_STREAMS.add(self)
 
     def __iter__(self) -> TextStream:
         return self
