@@ -1,0 +1,196 @@
+"""Code summarization quality: smoothed BLEU-4 (CodeXGLUE definition) of a summarizer and a baseline.
+
+Two test sets: the held-out split of the embedded summarizer's recipe (modules never seen in
+training; `build/summarizer/data/test.jsonl`, rebuilt by the recipe's data step if absent) and the
+head of the CodeXGLUE code-to-text Python test set (`../shared/eval/..._head130.jsonl`, read in
+place). The model sees each function's code without its docstring; CodeXGLUE's reference is its
+`docstring_tokens` joined by spaces. The baseline turns the function name into a sentence
+(`get_user_name` -> "Get user name."). Scores are means over examples with a seeded bootstrap 95%
+interval.
+
+`python -m bench.summarization [--model DIR] [--card MODEL_CARD.md]` prints the table (and
+replaces the scores section of the model card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import random
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .bleu import bleu_of_pairs
+
+ROOT = Path(__file__).resolve().parent.parent
+SUMMARIZER_DIR = ROOT / "inference" / "data" / "summarizer"
+HELD_OUT = ROOT / "build" / "summarizer" / "data"
+CODEXGLUE = ROOT.parent / "shared" / "eval" / "codexglue_code2text_python_test_head130.jsonl"
+CARD_START, CARD_END = "<!-- scores:start -->", "<!-- scores:end -->"
+PAPER_NOTE = (
+    "For context: the CodeT5+ paper (arXiv 2305.07922) reports 20.16 for CodeT5+ 220M on the full "
+    "CodeSearchNet Python test set (14,918 functions), after fine-tuning on its 251k training pairs."
+)
+BOOTSTRAP_ROUNDS = 1000
+
+
+@dataclass(frozen=True)
+class Example:
+    """Code without its docstring, the reference summary, and the function's name."""
+
+    code: str
+    reference: str
+    name: str
+
+
+def name_sentence(name: str) -> str:
+    """The baseline summary: the function name's words as a sentence (`getUserName` -> "Get user name.")."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.strip("_"))
+    words = [w.lower() for w in re.split(r"[_\s]+", spaced) if w]
+    if not words:
+        return ""
+    return " ".join([words[0].capitalize(), *words[1:]]) + "."
+
+
+def _without_docstring(code: str) -> str | None:
+    """The first function of `code` without its docstring, or None if `code` does not parse."""
+    from quantize.summarizer.extract import strip_docstring
+
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if ast.get_docstring(node, clean=False) is None:
+                return code
+            return strip_docstring(code.splitlines(keepends=True), node)
+    return None
+
+
+def codexglue_examples(path: Path) -> list[Example]:
+    """CodeSearchNet records: `code` without its docstring (the space-joined `code_tokens`, which
+    CodeSearchNet already stripped, when the code is not Python 3), reference `docstring_tokens`."""
+    examples = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            code = _without_docstring(record["code"]) or " ".join(record["code_tokens"])
+            name = record["func_name"].rsplit(".", 1)[-1]
+            examples.append(Example(code, " ".join(record["docstring_tokens"]), name))
+    return examples
+
+
+def held_out_examples(data_dir: Path) -> list[Example]:
+    """The recipe's test split (modules kept out of training), built first if missing."""
+    from quantize.summarizer.data import build_dataset, read_jsonl
+
+    path = data_dir / "test.jsonl"
+    if not path.is_file():
+        from quantize.summarizer.cli import DEFAULT_SEED
+
+        build_dataset(data_dir, DEFAULT_SEED)
+    return [Example(p.code, p.summary, p.name) for p in read_jsonl(path)]
+
+
+def bootstrap_interval(scores: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean."""
+    rng = random.Random(seed)
+    n = len(scores)
+    means = sorted(sum(rng.choices(scores, k=n)) / n for _ in range(BOOTSTRAP_ROUNDS))
+    return means[int(0.025 * BOOTSTRAP_ROUNDS)], means[int(0.975 * BOOTSTRAP_ROUNDS) - 1]
+
+
+def score(examples: Sequence[Example], summarize: Callable[[Example], str]) -> dict[str, Any]:
+    """Mean smoothed BLEU-4 of `summarize` over `examples`, its 95% interval, and time per example."""
+    started = time.perf_counter()
+    predictions = [summarize(e) for e in examples]
+    seconds = time.perf_counter() - started
+    scores = bleu_of_pairs([e.reference for e in examples], predictions)
+    low, high = bootstrap_interval(scores)
+    return {
+        "examples": len(examples),
+        "bleu": sum(scores) / len(scores),
+        "ci95": [low, high],
+        "ms_per_example": 1000 * seconds / len(examples),
+        "samples": [{"name": e.name, "reference": e.reference, "prediction": p} for e, p in list(zip(examples, predictions))[:5]],
+    }
+
+
+def run(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: int = 1, limit: int | None = None) -> dict[str, Any]:
+    """Scores of the model and the name baseline on both test sets."""
+    from inference import CodeModel
+
+    model = CodeModel(str(model_dir), cpu_threads=cpu_threads)
+    systems: dict[str, Callable[[Example], str]] = {
+        "embedded summarizer": lambda e: model.summarize(e.code).read().strip(),
+        "baseline: function name": lambda e: name_sentence(e.name),
+    }
+    sets = {
+        "held-out modules (recipe test split)": held_out_examples(held_out_dir)[:limit],
+        "CodeXGLUE code-to-text Python, first 130": codexglue_examples(codexglue)[:limit],
+    }
+    rows = []
+    for set_name, examples in sets.items():
+        for system, summarize in systems.items():
+            print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
+            rows.append({"test_set": set_name, "system": system, **score(examples, summarize)})
+    return {"model": str(model_dir), "rows": rows, "note": PAPER_NOTE}
+
+
+def table(result: dict[str, Any]) -> str:
+    """The markdown table of a `run` result, with the paper's reference point under it."""
+    lines = [
+        "| test set | system | examples | smoothed BLEU-4 | 95% CI |",
+        "|---|---|---:|---:|---|",
+    ]
+    for row in result["rows"]:
+        low, high = row["ci95"]
+        lines.append(f"| {row['test_set']} | {row['system']} | {row['examples']} | {row['bleu']:.2f} | {low:.2f}-{high:.2f} |")
+    return "\n".join(lines) + "\n\n" + result["note"] + "\n"
+
+
+def write_into_card(card: Path, text: str) -> None:
+    """Replace what lies between the scores markers of `card` with `text`."""
+    content = card.read_text(encoding="utf-8")
+    start, end = content.index(CARD_START) + len(CARD_START), content.index(CARD_END)
+    card.write_text(content[:start] + "\n" + text + content[end:], encoding="utf-8")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--summarizer", type=Path, default=SUMMARIZER_DIR, help="CTranslate2 summarizer directory")
+    parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="the recipe's data directory (test.jsonl)")
+    parser.add_argument("--codexglue", type=Path, default=CODEXGLUE, help="CodeXGLUE code-to-text jsonl")
+    parser.add_argument("--limit", type=int, help="only the first N examples of each set")
+    parser.add_argument("--card", type=Path, help="also write the table into this model card's scores section")
+
+
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Run with parsed `add_arguments` options; print the table (and write it into the card)."""
+    result = run(args.summarizer, args.held_out, args.codexglue, limit=args.limit)
+    text = table(result)
+    print(text)
+    if args.card:
+        write_into_card(args.card, text)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.summarization", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--json", type=Path, help="write the full result (with sample predictions) here")
+    args = parser.parse_args(argv)
+    result = run_from_args(args)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

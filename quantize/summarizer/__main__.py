@@ -1,0 +1,5 @@
+"""`python -m quantize.summarizer` runs the embedded summarizer's recipe."""
+
+from quantize.summarizer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Train the compact T5 summarizer on one CPU thread, with periodic checkpoints and a loss log."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+from quantize.summarizer.extract import Pair
+
+IGNORE_INDEX = -100
+FINAL_DIR = "final"
+CHECKPOINT_DIR = "checkpoint"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model shape and optimisation settings (the defaults are the shipped model's)."""
+
+    vocab_size: int = 8192
+    d_model: int = 256
+    d_kv: int = 32
+    num_heads: int = 8
+    d_ff: int = 1024
+    encoder_layers: int = 4
+    decoder_layers: int = 3
+    dropout: float = 0.1
+    max_source_tokens: int = 256
+    max_target_tokens: int = 40
+    batch_size: int = 16
+    steps: int = 3400
+    warmup_steps: int = 200
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    seed: int = 1234
+    max_minutes: float = 70.0
+    checkpoint_minutes: float = 5.0
+    valid_examples: int = 256
+
+
+Example = tuple[list[int], list[int]]
+
+
+def encode_pair(tokenizer: PreTrainedTokenizerFast, pair: Pair, config: TrainConfig) -> Example:
+    """Source `<s> code </s>` cut like the server cuts it (keep the final `</s>`); target `summary </s>`."""
+    source = tokenizer(pair.code, add_special_tokens=True).input_ids
+    if len(source) > config.max_source_tokens:
+        source = source[: config.max_source_tokens - 1] + source[-1:]
+    target = tokenizer(pair.summary, add_special_tokens=False).input_ids[: config.max_target_tokens - 1]
+    return source, [*target, tokenizer.eos_token_id]
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, config: TrainConfig) -> T5ForConditionalGeneration:
+    """A CodeT5-shaped T5 v1.0: ReLU FFN, tied embeddings, decoding starts from `<pad>` (id 0)."""
+    t5 = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=config.d_model,
+        d_kv=config.d_kv,
+        d_ff=config.d_ff,
+        num_layers=config.encoder_layers,
+        num_decoder_layers=config.decoder_layers,
+        num_heads=config.num_heads,
+        feed_forward_proj="relu",
+        dropout_rate=config.dropout,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return T5ForConditionalGeneration(t5)
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors; padded label positions are ignored by the loss."""
+    source_len = max(len(s) for s, _ in examples)
+    target_len = max(len(t) for _, t in examples)
+    input_ids = torch.full((len(examples), source_len), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), target_len), IGNORE_INDEX, dtype=torch.long)
+    for row, (source, target) in enumerate(examples):
+        input_ids[row, : len(source)] = torch.tensor(source)
+        labels[row, : len(target)] = torch.tensor(target)
+    return {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "labels": labels}
+
+
+def batches(examples: list[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
+    """Endless shuffled batches of similar source lengths (less padding), reshuffled every epoch."""
+    while True:
+        order = list(examples)
+        rng.shuffle(order)
+        chunk = batch_size * 50
+        epoch = []
+        for start in range(0, len(order), chunk):
+            group = sorted(order[start : start + chunk], key=lambda e: len(e[0]))
+            epoch.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+        rng.shuffle(epoch)
+        yield from epoch
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup to the peak, then linear decay to zero at `config.steps`."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    return config.learning_rate * max(0.0, (config.steps - step) / max(1, config.steps - config.warmup_steps))
+
+
+@torch.no_grad()
+def mean_loss(model: T5ForConditionalGeneration, examples: list[Example], pad_id: int, batch_size: int) -> float:
+    """Token-weighted mean cross-entropy over `examples` (evaluation mode)."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start : start + batch_size], pad_id)
+        n = int((batch["labels"] != IGNORE_INDEX).sum())
+        total += float(model(**batch).loss) * n
+        tokens += n
+    model.train()
+    return total / max(1, tokens)
+
+
+def _save(model: T5ForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, out: Path, info: dict) -> None:
+    """Save model + tokenizer + `training.json` to `out`, replacing it only once fully written."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def train(
+    train_pairs: list[Pair],
+    valid_pairs: list[Pair],
+    tokenizer: PreTrainedTokenizerFast,
+    config: TrainConfig,
+    out_dir: Path,
+    log=print,
+) -> Path:
+    """Train; checkpoint to `out_dir/checkpoint` every few minutes, the finished model to `out_dir/final`.
+
+    Stops early (keeping what it has, in `final`) when `config.max_minutes` is reached.
+    """
+    torch.set_num_threads(1)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_examples = [encode_pair(tokenizer, p, config) for p in train_pairs]
+    valid_examples = [encode_pair(tokenizer, p, config) for p in valid_pairs[: config.valid_examples]]
+    model = build_model(tokenizer, config)
+    parameters = sum(p.numel() for p in model.parameters())
+    log(f"{len(train_examples)} training examples, {parameters / 1e6:.1f}M parameters")
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+    )
+    pad = tokenizer.pad_token_id
+    started = last_checkpoint = time.monotonic()
+    log_path = out_dir / LOG_FILE
+    log_file = log_path.open("w", encoding="utf-8")
+    running, seen, step = 0.0, 0, 0
+    stream = batches(train_examples, config.batch_size, rng)
+    model.train()
+    info = {"config": asdict(config), "parameters": parameters, "train_examples": len(train_examples)}
+    try:
+        for step in range(config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config)
+            loss = model(**collate(next(stream), pad)).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            running += loss.item()
+            seen += 1
+            now = time.monotonic()
+            minutes = (now - started) / 60
+            checkpoint_due = now - last_checkpoint >= config.checkpoint_minutes * 60
+            out_of_time = minutes >= config.max_minutes
+            if (step + 1) % 50 == 0 or checkpoint_due or out_of_time:
+                record = {"step": step + 1, "loss": round(running / seen, 4), "lr": learning_rate(step, config), "minutes": round(minutes, 2)}
+                running, seen = 0.0, 0
+                if checkpoint_due or out_of_time:
+                    record["valid_loss"] = round(mean_loss(model, valid_examples, pad, config.batch_size), 4)
+                    _save(model, tokenizer, out_dir / CHECKPOINT_DIR, {**info, **record})
+                    last_checkpoint = time.monotonic()
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                log(json.dumps(record))
+            if out_of_time:
+                break
+        record = {
+            "step": step + 1,
+            "minutes": round((time.monotonic() - started) / 60, 2),
+            "valid_loss": round(mean_loss(model, valid_examples, pad, config.batch_size), 4),
+            "stopped_early": step + 1 < config.steps,
+        }
+        log_file.write(json.dumps({**record, "final": True}) + "\n")
+        log(json.dumps(record))
+        _save(model, tokenizer, out_dir / FINAL_DIR, {**info, **record})
+    finally:
+        log_file.close()
+    return out_dir / FINAL_DIR
