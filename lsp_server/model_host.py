@@ -1,8 +1,10 @@
-"""The model host: loads one model in the background and runs generation jobs on one worker.
+"""The model host: loads the models in the background and runs generation jobs on one worker.
 
-Shared by every client of a daemon. Jobs run one at a time in priority order (completions
-before summaries); a job that was cancelled before it started is skipped, and a running job
-is told to stop through its `threading.Event`.
+Shared by every client of a daemon. It holds the completion model and, when
+`Settings.summary_model` names another one, a summary model. Jobs for either run one at a time
+in priority order (completions before summaries); a job that was cancelled before it started
+is skipped, a running job is told to stop through its `threading.Event`, and a long job can
+ask `more_urgent_waiting` between steps to yield the worker.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -28,6 +30,8 @@ T = TypeVar("T")
 
 PRIORITY_COMPLETION = 0
 PRIORITY_SUMMARY = 10
+ROLE_COMPLETION = "completion"  # the job runs on the completion model
+ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
 
 
 class ModelState(str, Enum):
@@ -73,7 +77,7 @@ def load_code_model(settings: Settings, progress: Callable[[str], None]) -> Code
 
 
 class ModelHost:
-    """One loaded model, its load state, and the job queue in front of it."""
+    """The loaded models, the completion model's load state, and the job queue in front of them."""
 
     def __init__(self, factory: ModelFactory = load_code_model) -> None:
         self._factory = factory
@@ -82,6 +86,9 @@ class ModelHost:
         self._model: CodeModel | None = None
         self._key: tuple | None = None
         self._loaded: concurrent.futures.Future[CodeModel] | None = None
+        self._summary_model: CodeModel | None = None
+        self._summary_key: tuple | None = None  # None: the completion model summarizes
+        self._summary_loaded: concurrent.futures.Future[CodeModel] | None = None
         self.status = HostStatus(ModelState.IDLE, "")
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -103,7 +110,8 @@ class ModelHost:
                 log.exception("status listener failed")
 
     def ensure(self, settings: Settings) -> None:
-        """Start loading the model `settings` describe, unless it is the one loaded or loading."""
+        """Start loading the models `settings` describe, unless they are the ones loaded or loading."""
+        self._ensure_summarizer(settings)
         with self._lock:
             if settings.model_key() == self._key:
                 return
@@ -131,6 +139,41 @@ class ModelHost:
         self._set_status(HostStatus(ModelState.READY, model.preset.name, "Ready", model.device, model.compute_type))
         future.set_result(model)
 
+    def _ensure_summarizer(self, settings: Settings) -> None:
+        """Start loading `settings.summary_model` unless it is empty or the completion model."""
+        summary = replace(settings, model=settings.summary_model)
+        key = summary.model_key() if settings.summary_model and summary.model_key() != settings.model_key() else None
+        with self._lock:
+            if key == self._summary_key:
+                return
+            self._summary_key, self._summary_model = key, None
+            future: concurrent.futures.Future[CodeModel] | None = None if key is None else concurrent.futures.Future()
+            self._summary_loaded = future
+        if future is not None:
+            threading.Thread(target=self._load_summarizer, args=(summary, future), name="summary-loader", daemon=True).start()
+
+    def _load_summarizer(self, settings: Settings, future: concurrent.futures.Future) -> None:
+        try:
+            model = self._factory(settings, lambda message: log.info("summary model: %s", message))
+        except Exception as exc:
+            log.exception("summary model %s failed to load", settings.model)
+            future.set_exception(ModelUnavailable(f"Cannot load summary model {settings.model!r}: {exc}"))
+            return
+        if future is self._summary_loaded:
+            self._summary_model = model
+        future.set_result(model)
+
+    async def summarizer(self) -> CodeModel:
+        """The model that writes summaries, waiting for a load in progress: the summary model
+        when one is set, else the completion model. ModelUnavailable if it cannot summarize."""
+        future = self._summary_loaded
+        model = await (asyncio.shield(asyncio.wrap_future(future)) if future is not None else self.ready())
+        if not model.can_summarize:
+            raise ModelUnavailable(
+                f"no summarization model configured: {model.preset.name} cannot summarize code (set codet5.summaryModel)"
+            )
+        return model
+
     async def ready(self) -> CodeModel:
         """The loaded model, waiting for a load in progress; ModelUnavailable if it failed."""
         future = self._loaded
@@ -141,27 +184,34 @@ class ModelHost:
     def close(self) -> None:
         """Release the model now (the runtime's threads must not outlive the interpreter)."""
         with self._lock:
-            self._model = None
-            self._key = None
+            self._model = self._summary_model = None
+            self._key = self._summary_key = None
         gc.collect()
 
     # -- jobs ------------------------------------------------------------------------------
-    def submit(self, priority: int, job: Callable[[CodeModel, threading.Event], T]) -> tuple[concurrent.futures.Future[T], threading.Event]:
-        """Queue `job(model, stop)`; returns its future and the event that asks it to stop."""
+    def submit(
+        self, priority: int, job: Callable[[CodeModel, threading.Event], T], role: str = ROLE_COMPLETION
+    ) -> tuple[concurrent.futures.Future[T], threading.Event]:
+        """Queue `job(model, stop)` for the model of `role`; returns its future and the event that asks it to stop."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         stop = threading.Event()
-        self._jobs.put((priority, next(self._seq), future, stop, job))
+        self._jobs.put((priority, next(self._seq), future, stop, job, role))
         return future, stop
+
+    def more_urgent_waiting(self, priority: int) -> bool:
+        """Whether a job of a more urgent priority (a lower number) is queued."""
+        with self._jobs.mutex:
+            return bool(self._jobs.queue) and self._jobs.queue[0][0] < priority
 
     def _work(self) -> None:
         while True:
-            _, _, future, stop, job = self._jobs.get()
+            _, _, future, stop, job, role = self._jobs.get()
             if not future.set_running_or_notify_cancel():
                 continue
             if stop.is_set():
                 future.set_exception(JobStopped())
                 continue
-            model = self._model
+            model = self._summary_model if role == ROLE_SUMMARY and self._summary_key is not None else self._model
             if model is None:
                 future.set_exception(ModelUnavailable(self.status.message or "the model is not loaded"))
                 continue
@@ -171,9 +221,11 @@ class ModelHost:
                 future.set_exception(exc)
 
 
-async def run_job(host: ModelHost, priority: int, job: Callable[[CodeModel, threading.Event], Any]) -> Any:
+async def run_job(
+    host: ModelHost, priority: int, job: Callable[[CodeModel, threading.Event], Any], role: str = ROLE_COMPLETION
+) -> Any:
     """Run a job on the host from asyncio; cancelling the awaiting task stops the job."""
-    future, stop = host.submit(priority, job)
+    future, stop = host.submit(priority, job, role)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:

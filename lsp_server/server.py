@@ -15,6 +15,14 @@ from pygls.workspace import TextDocument
 from . import __version__
 from .completion import CompletionPipeline, Suggestion
 from .config import Settings, parse_settings, settings_to_json
+from .docstring import (
+    DOCSTRING_ACTION_KIND,
+    GENERATE_DOCSTRING_COMMAND,
+    Summarizer,
+    docstring_actions,
+    function_hover,
+    write_docstring,
+)
 from .load_progress import LoadProgress
 from .protocol import Codet5Protocol
 from .model_host import HostStatus, JobStopped, ModelHost, ModelState, ModelUnavailable
@@ -46,6 +54,7 @@ class Codet5Server(LanguageServer):
         self.pinned = pinned  # a daemon's model settings; clients cannot change them
         self.settings = pinned or base or Settings()
         self.pipeline = CompletionPipeline(host, TypeaheadCache())
+        self.summarizer = Summarizer(host)
         self.latest: dict[str, asyncio.Task] = {}
         self._load_progress: LoadProgress | None = None
         self._unsubscribe = lambda: None
@@ -54,7 +63,7 @@ class Codet5Server(LanguageServer):
     def apply_settings(self, raw: Any, load: bool = True) -> None:
         """Validate client settings, report what was rejected, and (re)load the model if needed."""
         settings, errors = parse_settings(raw, self.settings)
-        if self.pinned is not None and settings.model_key() != self.pinned.model_key():
+        if self.pinned is not None and (settings.model_key(), settings.summary_model) != (self.pinned.model_key(), self.pinned.summary_model):
             errors.append("this daemon serves a model chosen on its command line; model settings from the editor are ignored")
             settings = parse_settings(settings_to_json(self.pinned), settings)[0]
         self.settings = settings
@@ -97,6 +106,16 @@ class Codet5Server(LanguageServer):
         self._unsubscribe()
         for task in self.latest.values():
             task.cancel()
+
+    def place(self, uri: str, position: types.Position) -> tuple[TextDocument, str | None, int, types.Position]:
+        """(the open document, its grammar when it is supported and enabled, the position's
+        character index in its line, the position clamped to its line)."""
+        document = self.workspace.text_documents.get(uri)
+        if document is None:
+            raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
+        character, position = cursor(document, position)
+        enabled = self.settings.language_enabled(document.language_id)
+        return document, language_for(document.language_id, uri) if enabled else None, character, position
 
     # -- completion ------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position) -> tuple[Suggestion | None, types.Position]:
@@ -207,10 +226,27 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
         items = [] if suggestion is None else [completion_item(ls, params.text_document.uri, position, suggestion.text)]
         return types.CompletionList(is_incomplete=True, items=items)
 
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    async def hover(ls: Codet5Server, params: types.HoverParams) -> types.Hover | None:
+        document, language, character, position = ls.place(params.text_document.uri, params.position)
+        return await function_hover(ls.summarizer, document.source, language, position.line, character) if language else None
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[DOCSTRING_ACTION_KIND]))
+    def code_action(ls: Codet5Server, params: types.CodeActionParams) -> list[types.CodeAction]:
+        document, language, character, position = ls.place(params.text_document.uri, params.range.start)
+        return docstring_actions(params.text_document.uri, document.source, language, position.line, character, position,
+                                 params.context.only) if language else []
+
+    @server.command(GENERATE_DOCSTRING_COMMAND)
+    async def generate_docstring(ls: Codet5Server, uri: str, position: types.Position) -> dict[str, Any]:
+        _, language, character, position = ls.place(uri, position)
+        return (await write_docstring(ls, ls.summarizer, uri, language, position.line, character)).to_json()
+
     @server.command(STATUS_COMMAND)
     def status(ls: Codet5Server, *args: Any) -> dict[str, Any]:
         return {**status_json(ls.host.status), "settings": settings_to_json(ls.settings),
-                "cache": {"hits": ls.pipeline.cache.hits, "misses": ls.pipeline.cache.misses}}
+                "cache": {"hits": ls.pipeline.cache.hits, "misses": ls.pipeline.cache.misses},
+                "summaryCache": ls.summarizer.cache.stats()}
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: Codet5Server, *args: Any) -> None:

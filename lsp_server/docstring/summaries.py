@@ -1,0 +1,95 @@
+"""One-sentence summaries of functions from the summary model, cached, yielding the worker to completions."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import threading
+from collections.abc import Callable
+
+from inference import CodeModel
+
+from ..model_host import PRIORITY_SUMMARY, ROLE_SUMMARY, JobStopped, ModelHost, run_job
+from ..summary_cache import SummaryCache, summary_key
+from ..syntax import FunctionInfo
+
+SUMMARY_MAX_TOKENS = 64
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+TextListener = Callable[[str], None]
+
+
+def first_sentence(text: str) -> tuple[str, bool]:
+    """(the first sentence of `text` on one line, whether it is complete: followed by whitespace)."""
+    end = _SENTENCE_END.search(text)
+    head = text[: end.end()] if end else text
+    return " ".join(head.split()), end is not None
+
+
+def code_to_summarize(info: FunctionInfo) -> str:
+    """The function's text as the summarizer is trained on it: dedented, without a Python docstring."""
+    lines = _LINE_BREAK.split(info.text)
+    if info.style == "python" and info.docstring_range is not None:
+        start_line, start_char, end_line, end_char = info.docstring_range
+        first, last = start_line - info.start_line, end_line - info.start_line
+        if 0 < first <= last < len(lines) and not lines[first][:start_char].strip() and not lines[last][end_char:].strip():
+            del lines[first : last + 1]
+    return textwrap.dedent("\n".join(lines))
+
+
+class _SummaryRun:
+    """One summary generation as host jobs. A job yields the worker (returns None) when a more
+    urgent job waits; the next job generates again from the start, greedy decoding repeats
+    itself, and listeners hear only text beyond what they were already given."""
+
+    def __init__(self, code: str, host: ModelHost, on_text: TextListener | None) -> None:
+        self.code = code
+        self.host = host
+        self.on_text = on_text
+        self.shown = ""
+
+    def __call__(self, model: CodeModel, stop: threading.Event) -> str | None:
+        stream = model.summarize(self.code, max_new_tokens=SUMMARY_MAX_TOKENS)
+        with stream:
+            for _ in stream:
+                if stop.is_set():
+                    raise JobStopped()
+                sentence, complete = first_sentence(stream.text)
+                if complete:
+                    return sentence
+                self._tell(sentence)
+                if self.host.more_urgent_waiting(PRIORITY_SUMMARY):
+                    return None
+        return first_sentence(stream.text)[0]
+
+    def _tell(self, sentence: str) -> None:
+        if self.on_text is not None and sentence and not self.shown.startswith(sentence):
+            self.shown = sentence
+            self.on_text(sentence)
+
+
+class Summarizer:
+    """Summaries of functions for hovers and docstrings, one cache per session."""
+
+    def __init__(self, host: ModelHost, cache: SummaryCache | None = None) -> None:
+        self.host = host
+        self.cache = cache or SummaryCache()
+
+    async def summary(self, info: FunctionInfo, on_text: TextListener | None = None) -> str:
+        """The one-sentence summary of `info`'s function ("" if the model wrote none).
+
+        `on_text` hears the summary so far as it grows, from the worker thread; a cached summary
+        is returned without it. Raises ModelUnavailable when no model can summarize.
+        """
+        model = await self.host.summarizer()
+        code = code_to_summarize(info)
+        key = summary_key(str(model.path), code)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        run = _SummaryRun(code, self.host, on_text)
+        while (summary := await run_job(self.host, PRIORITY_SUMMARY, run, ROLE_SUMMARY)) is None:
+            pass  # yielded to a completion: queue the rest behind it
+        self.cache.put(key, summary)
+        return summary

@@ -1,0 +1,105 @@
+"""Summaries on the model host with the tiny models: first sentence, what the model reads, the
+summary model slot, the cache, and a summary that yields the worker to a completion."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from lsp_server.config import Settings
+from lsp_server.docstring import Summarizer, code_to_summarize, first_sentence
+from lsp_server.model_host import PRIORITY_COMPLETION, ModelHost, ModelUnavailable
+from lsp_server.syntax import function_at
+
+SOURCE = '''\
+def add(a, b):
+    return a + b
+
+
+class Counter:
+    def increment(self):
+        """Count one more."""
+        self.count += 1
+        return self.count
+'''
+ADD = "Add two numbers."
+
+
+@pytest.fixture
+async def host(tiny_models):
+    """A host with the tiny Llama for completions and the tiny T5 for summaries, both loaded."""
+    host = ModelHost()
+    host.ensure(Settings(model=str(tiny_models.llama_int8), summary_model=str(tiny_models.t5_int8), threads=1))
+    await host.ready()
+    await host.summarizer()
+    yield host
+    host.close()
+
+
+def test_first_sentence_is_one_line_and_says_when_it_ended():
+    assert first_sentence(" Add two") == ("Add two", False)
+    assert first_sentence("Add two\n numbers.") == ("Add two numbers.", False)
+    assert first_sentence("Add two numbers. Then more") == ("Add two numbers.", True)
+    assert first_sentence("Scale by 1.5 times!\nx") == ("Scale by 1.5 times!", True)
+
+
+def test_the_model_reads_the_dedented_function_without_its_docstring():
+    method = function_at(SOURCE, "python", 5, 9)
+    assert code_to_summarize(method) == "def increment(self):\n    self.count += 1\n    return self.count"
+    add = function_at(SOURCE, "python", 0, 4)
+    assert code_to_summarize(add) == "def add(a, b):\n    return a + b"
+    js = function_at("function f(x) {\n  return x;\n}\n", "javascript", 1, 2)
+    assert code_to_summarize(js) == "function f(x) {\n  return x;\n}"
+
+
+async def test_summaries_come_from_the_summary_model_and_then_the_cache(host):
+    summarizer = Summarizer(host)
+    heard: list[str] = []
+    info = function_at(SOURCE, "python", 0, 4)
+    assert await summarizer.summary(info, heard.append) == ADD
+    assert heard[-1] == ADD and len(heard) > 1
+    heard.clear()
+    assert await summarizer.summary(info, heard.append) == ADD
+    assert heard == [] and (summarizer.cache.hits, summarizer.cache.misses) == (1, 1)
+
+
+async def test_a_summary_yields_the_worker_to_a_completion_and_resumes(host):
+    """The completion is queued while the summary is between two tokens: it runs first, then
+    the summary finishes with the same text, its listener hearing only growing text."""
+    summarizer = Summarizer(host)
+    started, queued = threading.Event(), threading.Event()
+    heard: list[str] = []
+
+    def listen(text: str) -> None:  # on the worker thread, between two tokens of the summary
+        heard.append(text)
+        if len(heard) == 1:
+            started.set()
+            assert queued.wait(30)
+
+    finished: list[str] = []
+    summarizing = asyncio.ensure_future(summarizer.summary(function_at(SOURCE, "python", 0, 4), listen))
+    summarizing.add_done_callback(lambda _: finished.append("summary"))
+    assert await asyncio.to_thread(started.wait, 30)
+    future, _ = host.submit(PRIORITY_COMPLETION, lambda model, stop: model.complete("def add(a, b):\n    return", max_new_tokens=4).read())
+    future.add_done_callback(lambda _: finished.append("completion"))
+    queued.set()
+    assert (await asyncio.wrap_future(future)).startswith(" a + b")
+    assert await summarizing == ADD
+    assert finished == ["completion", "summary"]
+    assert heard[-1] == ADD
+    assert all(later.startswith(earlier) and later != earlier for earlier, later in zip(heard, heard[1:]))
+
+
+async def test_without_a_summary_model_the_completion_model_must_summarize(tiny_models):
+    decoder_only = ModelHost()
+    decoder_only.ensure(Settings(model=str(tiny_models.llama_int8), threads=1))
+    with pytest.raises(ModelUnavailable, match="no summarization model configured"):
+        await decoder_only.summarizer()
+    decoder_only.close()
+
+    t5 = ModelHost()
+    t5.ensure(Settings(model=str(tiny_models.t5_int8), summary_model=str(tiny_models.t5_int8), threads=1))
+    assert await t5.summarizer() is await t5.ready()  # the same model is loaded once
+    t5.close()
