@@ -22,13 +22,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per generation (0: all cores, at most 8)")
+    parser.add_argument("--summary-model", default="", help="model for docstring summaries (default: the completion model, if it can)")
     parser.add_argument("--offline", action="store_true", help="never use the network (local files and caches only)")
     parser.add_argument("--trust-remote-code", action="store_true", help="let transformers run code shipped with a checkpoint")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings(
-        model=args.model, device=args.device, compute_type=args.compute_type, threads=args.threads,
+        model=args.model, summary_model=args.summary_model, device=args.device, compute_type=args.compute_type, threads=args.threads,
         local_files_only=args.offline, trust_remote_code=args.trust_remote_code,
     )
 
