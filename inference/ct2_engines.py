@@ -13,10 +13,12 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 
+from .healing import top_k
 from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
 
 EarlyStop = Callable[[list[int]], bool]
+
 
 _LIVE_MODELS: weakref.WeakSet = weakref.WeakSet()
 
@@ -93,14 +95,14 @@ class DecoderEngine:
         self.static_cache.admit(tokens[:static_len])
         return static_len, {"static_prompt": tokens[:static_len], "cache_static_prompt": True}
 
-    def next_token_logits(self, prompt_ids: list[int], static_len: int) -> np.ndarray:
-        """Logits over the vocabulary for the token after the prompt."""
+    def next_token_candidates(self, prompt_ids: list[int], static_len: int, k: int) -> list[int]:
+        """The `k` most likely ids after the prompt, most likely first."""
         tokens = self.tokenizer.tokens(prompt_ids)
         static_len, options = self._static_options(tokens, static_len)
         result = self.generator.generate_batch(
             [tokens[static_len:]], max_length=1, return_logits_vocab=True, include_prompt_in_result=False, **options
         )
-        return np.asarray(result[0].logits[0]).ravel()
+        return top_k(np.asarray(result[0].logits[0]).ravel(), k)
 
     def stream(
         self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]
@@ -116,6 +118,8 @@ class DecoderEngine:
         )
         try:
             for step in steps:
+                if step.token in end_tokens:
+                    return
                 yield step.token_id
         finally:
             steps.close()
@@ -143,23 +147,28 @@ class EncoderDecoderEngine:
         )
         try:
             for step in steps:
+                if step.token in end_tokens:
+                    return
                 yield step.token_id
         finally:
             steps.close()
 
-    def next_token_logits(self, source_ids: list[int], prefix_ids: list[int]) -> np.ndarray:
-        """Logits over the vocabulary for the decoder token after the forced `prefix_ids`."""
+    def next_token_candidates(self, source_ids: list[int], prefix_ids: list[int], k: int) -> list[int]:
+        """The `k` most likely decoder ids after the forced `prefix_ids`, most likely first.
+
+        Alternatives mode forwards the prefix in one pass but returns no logits, so the ranked
+        alternatives of the first free position are asked for instead.
+        """
         result = self.translator.translate_batch(
             [self.tokenizer.tokens(source_ids)],
             target_prefix=[self.tokenizer.tokens(prefix_ids)],
             beam_size=1,
-            num_hypotheses=1,
+            num_hypotheses=k,
             return_alternatives=True,
-            return_logits_vocab=True,
             max_decoding_length=len(prefix_ids) + 1,
             max_input_length=0,
         )
-        return np.asarray(result[0].logits[0][-1]).ravel()
+        return self.tokenizer.ids([h[len(prefix_ids)] for h in result[0].hypotheses if len(h) > len(prefix_ids)])
 
     def continue_prefix(
         self,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_PARTIAL_WORD = re.compile(r"[A-Za-z0-9_]+\Z")
+
+_PARTIAL_WORD = re.compile(r"\w+\Z")
 _TRAILING_SPACE = re.compile(r"\s+\Z")
 
 
@@ -66,16 +67,26 @@ class HealingFilter:
         return self._seen[max(before, n):]
 
 
-def pick_healing_token(logits: np.ndarray, cut: str, token_texts: Sequence[str], top_k: int = 256) -> int | None:
-    """The most likely token whose text agrees with `cut` (starts it, or starts with it).
+class NoHealingToken(Exception):
+    """No likely token re-creates the text cut from the prompt."""
 
-    This constrains the first generated token to re-create the cut text, instead of hoping
-    greedy decoding does; None when no token among the `top_k` most likely agrees.
-    """
-    k = min(top_k, logits.shape[0])
+
+def top_k(logits: np.ndarray, k: int) -> list[int]:
+    """Indices of the `k` largest logits, largest first."""
+    k = min(k, logits.shape[0])
     best = np.argpartition(-logits, k - 1)[:k]
-    for token_id in best[np.argsort(-logits[best])]:
-        text = token_texts[token_id] if token_id < len(token_texts) else ""
+    return [int(i) for i in best[np.argsort(-logits[best])]]
+
+
+HEALING_CANDIDATES = 256  # how many of the most likely first tokens are considered
+
+
+def pick_healing_token(candidates: Sequence[int], cut: str, token_texts: Sequence[str]) -> int | None:
+    """The first of `candidates` (most likely first) whose text agrees with `cut`: it starts the
+    cut, or starts with it. This constrains the first generated token to re-create the cut text,
+    instead of hoping greedy decoding does; None when no candidate agrees."""
+    for token_id in candidates:
+        text = token_texts[token_id] if 0 <= token_id < len(token_texts) else ""
         if text and "\ufffd" not in text and (cut.startswith(text) or text.startswith(cut)):
-            return int(token_id)
+            return token_id
     return None

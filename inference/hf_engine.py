@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from .healing import top_k
 
 
 
@@ -70,9 +71,9 @@ class TransformersDecoderEngine(_TransformersModel):
     """Decoder-only model; same interface as the CTranslate2 DecoderEngine."""
 
     @torch.inference_mode()
-    def next_token_logits(self, prompt_ids: list[int], static_len: int) -> np.ndarray:
+    def next_token_candidates(self, prompt_ids: list[int], static_len: int, k: int) -> list[int]:
         out = self.model(input_ids=torch.tensor([prompt_ids], device=self.device))
-        return out.logits[0, -1].float().cpu().numpy()
+        return top_k(out.logits[0, -1].float().cpu().numpy(), k)
 
     def stream(self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
         """Decoder-only: ids after the prompt (`static_len` is ignored: no prompt cache here)."""
@@ -95,11 +96,11 @@ class TransformersEncoderDecoderEngine(_TransformersModel):
         return self._greedy(self._encoded(source_ids), "decoder_input_ids", [start], max_new_tokens, self._end_ids(end_tokens))
 
     @torch.inference_mode()
-    def next_token_logits(self, source_ids: list[int], prefix_ids: list[int]) -> np.ndarray:
+    def next_token_candidates(self, source_ids: list[int], prefix_ids: list[int], k: int) -> list[int]:
         start = self.model.config.decoder_start_token_id
         decoder = torch.tensor([[start, *prefix_ids]], device=self.device)
         out = self.model(**self._encoded(source_ids), decoder_input_ids=decoder)
-        return out.logits[0, -1].float().cpu().numpy()
+        return top_k(out.logits[0, -1].float().cpu().numpy(), k)
 
     def continue_prefix(
         self, source_ids: list[int], prefix_ids: list[int], max_new_tokens: int, end_tokens: list[str],

@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ctranslate2
-import numpy as np
 
-from .healing import HealingFilter, heal_prefix, pick_healing_token
+from .healing import HEALING_CANDIDATES, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
 from .presets import Architecture, Preset, PromptFormat
 from .prompts import (
     SPAN_END,
@@ -70,12 +69,24 @@ def _tail_stop(tokenizer: CodeTokenizer, context: list[int], stop: StopPredicate
     return early
 
 
-def _after(first: list[int] | None, rest: Callable[[], Iterator[int]]) -> Iterator[int]:
-    """`first` then the ids of `rest()`; nothing when `first` is None (no healing token fits)."""
-    if first is None:
-        return
+def _healed(
+    cut: str,
+    candidates: Callable[[], list[int]],
+    texts: list[str],
+    rest: Callable[[list[int]], Iterator[int]],
+) -> Iterator[int]:
+    """Ids of a healed generation: a first token constrained to agree with `cut`, then `rest(first)`.
+
+    Nothing runs until the first id is asked for; NoHealingToken if no likely token agrees.
+    """
+    first: list[int] = []
+    if cut:
+        token = pick_healing_token(candidates(), cut, texts)
+        if token is None:
+            raise NoHealingToken(cut)
+        first = [token]
     yield from first
-    steps = rest()
+    steps = rest(first)
     try:
         yield from steps
     finally:
@@ -185,17 +196,27 @@ class CodeModel:
                 assert self.preset.fim is not None
                 prompt = fim_prompt(self.tokenizer, healed.kept, suffix, self.preset.fim, budget)
             context = prompt.ids
-            first = self._healing_token(healed.cut, self._engine.next_token_logits, prompt.ids, prompt.static_len)
-            ids = _after(first, lambda: self._engine.stream([*prompt.ids, *first], prompt.static_len, new_tokens - len(first), self._end_tokens))
+            ids = _healed(
+                healed.cut,
+                lambda: self._engine.next_token_candidates(prompt.ids, prompt.static_len, HEALING_CANDIDATES),
+                self.tokenizer.token_texts,
+                lambda first: self._engine.stream(
+                    [*prompt.ids, *first], prompt.static_len, new_tokens - len(first), self._end_tokens
+                ),
+            )
         elif fmt is PromptFormat.CODET5_CLM:
             clm = codet5_clm_prompt(self.tokenizer, healed.kept, self.preset.clm_token, budget)
             assert clm.prefix_ids is not None
             context = clm.prefix_ids
-            first = self._healing_token(healed.cut, self._engine.next_token_logits, clm.source_ids, clm.prefix_ids)
             early = _tail_stop(self.tokenizer, context, stop) if stop is not None else None
-            ids = _after(first, lambda: self._engine.continue_prefix(
-                clm.source_ids, [*clm.prefix_ids, *first], new_tokens - len(first), self._end_tokens, early
-            ))
+            ids = _healed(
+                healed.cut,
+                lambda: self._engine.next_token_candidates(clm.source_ids, clm.prefix_ids, HEALING_CANDIDATES),
+                self.tokenizer.token_texts,
+                lambda first: self._engine.continue_prefix(
+                    clm.source_ids, [*clm.prefix_ids, *first], new_tokens - len(first), self._end_tokens, early
+                ),
+            )
         else:
             span = codet5_span_prompt(self.tokenizer, healed.kept, suffix, budget)
             sentinel = self.tokenizer.token_id(SPAN_SENTINEL)
@@ -203,13 +224,6 @@ class CodeModel:
             ids = (i for i in self._engine.stream(span.source_ids, new_tokens + 1, ends) if i != sentinel)
             context = self.tokenizer.encode(healed.kept)
         return TextStream(ids, IncrementalDecoder(self.tokenizer, context), healing, stop)
-
-    def _healing_token(self, cut: str, logits_of: Callable[..., np.ndarray], *args: object) -> list[int] | None:
-        """[the first token, constrained to re-create `cut`], [] when nothing was cut, None when no token fits."""
-        if not cut:
-            return []
-        token = pick_healing_token(logits_of(*args), cut, self.tokenizer.token_texts)
-        return None if token is None else [token]
 
     def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
         """Stream a natural-language summary of `code` from the encoder-decoder."""

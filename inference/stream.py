@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator
 
-from .healing import HealingFilter
+from .healing import HealingFilter, NoHealingToken
 from .tokenizer import IncrementalDecoder
 
 StopPredicate = Callable[[str], bool]
@@ -54,6 +54,9 @@ class TextStream:
                 token_id = next(self._ids)
             except StopIteration:
                 self.finish_reason = "end"
+                break
+            except NoHealingToken:
+                self.finish_reason = "diverged"
                 break
             self.tokens += 1
             piece = self._decoder.push(token_id)
