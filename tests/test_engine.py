@@ -19,6 +19,7 @@ from inference.healing import heal_prefix
 from inference.model import pick_compute_type, pick_device
 from inference.prompts import codet5_span_prompt, plain_prompt
 from inference.tokenizer import CodeTokenizer
+from tests.test_resolve import CONTEXT_REASON, tiny_gpt2
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels
 
 DECODERS = ["llama_int8", "llama_float32", "codegen_int8", "codegen_float32"]
@@ -106,6 +107,12 @@ def test_t5_decoder_only_mode_writes_rest_of_corpus(load: Callable[[str], CodeMo
     stream = load(name).complete(prefix, max_new_tokens=200)
     assert stream.read() == CORPUS[len(prefix) :]
     assert stream.finish_reason == "end"
+
+
+@pytest.mark.parametrize("name", ["llama_int8", "codegen_int8"])
+def test_left_to_right_decoder_ignores_suffix(load: Callable[[str], CodeModel], name: str) -> None:
+    prefix, _, suffix = INFILL_EXAMPLES[0]
+    assert load(name).complete(prefix, suffix, max_new_tokens=200).read() == CORPUS[len(prefix) :]
 
 
 @pytest.mark.parametrize("prefix", ["def add(a, b):\n    ret", "def add(a, b):\n    "])
@@ -341,6 +348,15 @@ def test_summarize_only_preset_does_not_complete(tiny_models: TinyModels, cache_
         model.complete("def add(a, b):")
     code, summary = next(iter(SUMMARIES.items()))
     assert model.summarize(code).read() == summary
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=CONTEXT_REASON)
+def test_prompt_fits_model_context(tiny_models: TinyModels, cache_env: None, tmp_path: Path) -> None:
+    hf_dir = tiny_gpt2(tiny_models.tokenizer_dir, tmp_path / "gpt2", n_positions=64)
+    model = CodeModel(convert_to_ct2(hf_dir, tmp_path / "gpt2-ct2"), device="cpu", cpu_threads=1)
+    prefix = CORPUS * 2 + "def add(a, b):"
+    assert model.count_tokens(prefix) > 64
+    model.complete(prefix, max_new_tokens=8).read()  # CTranslate2: "No position encodings ... >= 64"
 
 
 def test_count_tokens(load: Callable[[str], CodeModel], tok: CodeTokenizer) -> None:

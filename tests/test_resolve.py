@@ -15,10 +15,33 @@ from inference.presets import DEFAULT_PRESET, PRESETS, Architecture, PromptForma
 from inference.resolve import Backend, ModelNotFoundError, describe_local, resolve_model
 from tests.tiny_models import TinyModels
 
+CONTEXT_REASON = (
+    "resolve.describe_local ignores the checkpoint's context length (max_position_embeddings / n_positions): "
+    "every local decoder gets max_context_tokens=2048, so prompts overflow models with learned positions"
+)
+
+
+def tiny_gpt2(tokenizer_dir: Path, out: Path, n_positions: int) -> Path:
+    """A small random GPT-2 (learned absolute positions) with the tiny tokenizer, saved as an HF directory."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=32, n_layer=1, n_head=2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty converted-model cache and an empty Hugging Face cache."""
+    from huggingface_hub import constants
+
     monkeypatch.setenv("CODET5_LSP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-hub"))  # read when snapshot_download runs
     return tmp_path / "cache"
 
 
@@ -99,10 +122,8 @@ def test_unknown_name_lists_presets(spec: str) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("spec", ["codet5-lsp-tests/no-such-model", "codet5p-220m", "Salesforce/codet5p-770m"])
-def test_hub_id_offline_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+def test_hub_id_offline_fails_fast(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     start = time.monotonic()
     with pytest.raises(ModelNotFoundError, match="network access is off") as error:
         resolve_model(spec)
@@ -112,9 +133,8 @@ def test_hub_id_offline_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert f"codet5-quantize {hub_id}" in str(error.value)  # says what to do
 
 
-def test_local_files_only_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_files_only_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(ModelNotFoundError, match="network access is off"):
         resolve_model("codet5-lsp-tests/no-such-model", local_files_only=True)
 
@@ -162,6 +182,12 @@ def test_describe_local_from_config(tiny_models: TinyModels, name: str, architec
         )
     else:
         assert (preset.completion_format, preset.summarizes) == (PromptFormat.PLAIN, False)
+
+
+@pytest.mark.xfail(strict=True, reason=CONTEXT_REASON)
+def test_describe_local_reads_context_length(tiny_models: TinyModels, tmp_path: Path) -> None:
+    hf_dir = tiny_gpt2(tiny_models.tokenizer_dir, tmp_path / "gpt2", n_positions=64)
+    assert describe_local(hf_dir).max_context_tokens == 64
 
 
 def test_describe_local_metadata_architecture_wins(tiny_models: TinyModels, tmp_path: Path) -> None:
