@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.healing import HealingFilter, heal_prefix, pick_healing_token
+from inference.healing import HealingFilter, heal_prefix, pick_healing_token, top_k
 
 
 @pytest.mark.parametrize(
@@ -36,11 +36,7 @@ def test_heal_prefix_cuts_at_last_clean_boundary(prefix: str, kept: str, cut: st
     assert (healed.kept, healed.cut) == (kept, cut)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="healing._PARTIAL_WORD is ASCII-only ([A-Za-z0-9_]), so a non-ASCII identifier is cut in its middle",
-)
-@pytest.mark.parametrize("prefix", ["x = naïve", "größe"])
+@pytest.mark.parametrize("prefix", ["x = naïve", "größe", "名前 = 値"])
 def test_heal_prefix_cuts_whole_unicode_identifier(prefix: str) -> None:
     word = prefix.split()[-1]
     assert heal_prefix(prefix).kept == prefix[: len(prefix) - len(word)].rstrip()
@@ -51,8 +47,8 @@ def test_heal_prefix_splits_without_loss(prefix: str) -> None:
     healed = heal_prefix(prefix)
     assert healed.kept + healed.cut == prefix
     assert not healed.kept[-1:].isspace()  # never ends in whitespace
-    assert re.fullmatch(r"\s*[A-Za-z0-9_]*", healed.cut)  # only whitespace, then one partial word
-    assert not healed.cut or not re.search(r"[A-Za-z0-9_]\Z", healed.kept) or healed.cut[0].isspace()
+    assert re.fullmatch(r"\s*\w*", healed.cut)  # only whitespace, then one partial word
+    assert not healed.cut or not re.search(r"\w\Z", healed.kept) or healed.cut[0].isspace()
 
 
 def feed_all(cut: str, pieces: list[str]) -> tuple[list[str], bool]:
@@ -91,30 +87,34 @@ def test_healing_filter_reports_divergence(cut: str, pieces: list[str], out: lis
 TEXTS = ["a", " ret", "\n   ", "\n    return", "xyz", "\ufffd", "", " return", "\n"]
 
 
-def logits_ranking(*ranking: int) -> np.ndarray:
-    """Logits over TEXTS where `ranking` lists ids from most to least likely."""
-    logits = np.full(len(TEXTS), -10.0, dtype=np.float32)
-    for rank, token_id in enumerate(ranking):
-        logits[token_id] = 5.0 - rank
-    return logits
+def test_top_k_ranks_largest_first() -> None:
+    logits = np.array([0.5, 3.0, -1.0, 2.0, 3.5], dtype=np.float32)
+    assert top_k(logits, 3) == [4, 1, 3]
+    assert top_k(logits, 10) == [4, 1, 3, 0, 2]  # k larger than the vocabulary
+    assert top_k(logits, 1) == [4]
 
 
-def test_pick_healing_token_takes_most_likely_agreeing_token() -> None:
+def test_pick_healing_token_takes_first_agreeing_candidate() -> None:
     # "xyz" disagrees, U+FFFD (a partial character) and "" never qualify; "\n    return" starts with the cut.
-    assert pick_healing_token(logits_ranking(4, 5, 6, 3, 2), "\n    re", TEXTS) == 3
+    assert pick_healing_token([4, 5, 6, 3, 2], "\n    re", TEXTS) == 3
     # A token that is a prefix of the cut qualifies too.
-    assert pick_healing_token(logits_ranking(4, 2, 3), "\n    re", TEXTS) == 2
-    assert pick_healing_token(logits_ranking(8, 2), "\n    re", TEXTS) == 8
+    assert pick_healing_token([4, 2, 3], "\n    re", TEXTS) == 2
+    assert pick_healing_token([8, 2], "\n    re", TEXTS) == 8
 
 
-def test_pick_healing_token_none_when_nothing_agrees_in_top_k() -> None:
-    logits = logits_ranking(4, 0, 1, 3)
-    assert pick_healing_token(logits, "\n", TEXTS, top_k=3) is None
-    assert pick_healing_token(logits, "\n", TEXTS, top_k=4) == 3
-    assert pick_healing_token(logits_ranking(0, 4), "q", TEXTS) is None
+def test_pick_healing_token_none_when_no_candidate_agrees() -> None:
+    assert pick_healing_token([4, 0, 1], "\n", TEXTS) is None
+    assert pick_healing_token([0, 4], "q", TEXTS) is None
+    assert pick_healing_token([], "q", TEXTS) is None
 
 
 def test_pick_healing_token_ignores_ids_without_text() -> None:
     # Converted models may have more logits than tokenizer entries (padded vocabularies).
-    logits = np.concatenate([logits_ranking(1), np.array([50.0], dtype=np.float32)])
-    assert pick_healing_token(logits, " re", TEXTS) == 1
+    assert pick_healing_token([len(TEXTS), -1, 1], " re", TEXTS) == 1
+
+
+def test_pick_healing_token_from_logits() -> None:
+    logits = np.full(len(TEXTS), -10.0, dtype=np.float32)
+    logits[[4, 0, 1, 3]] = [5.0, 4.0, 3.0, 2.0]
+    assert pick_healing_token(top_k(logits, 3), "\n", TEXTS) is None  # the agreeing token ranks 4th
+    assert pick_healing_token(top_k(logits, 4), "\n", TEXTS) == 3
