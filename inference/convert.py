@@ -90,6 +90,18 @@ def is_ct2_dir(model_dir: Path) -> bool:
     )
 
 
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
+
+
+def context_length(config: dict[str, Any]) -> int | None:
+    """The longest sequence a checkpoint's learned or rotary positions cover, if its config says."""
+    for key in CONTEXT_KEYS:
+        value = config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def _source_architecture(src: Path) -> str:
     try:
         config = json.loads((src / "config.json").read_text(encoding="utf-8"))
@@ -170,6 +182,7 @@ def convert_to_ct2(
             "transformers": transformers.__version__,
             "format_version": FORMAT_VERSION,
             "architecture": architecture,
+            "context_length": context_length(json.loads((src / "config.json").read_text(encoding="utf-8"))),
         }
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return out

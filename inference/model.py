@@ -8,7 +8,7 @@ from pathlib import Path
 
 import ctranslate2
 
-from .healing import HEALING_CANDIDATES, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
+from .healing import HEALING_CANDIDATES, HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
 from .presets import Architecture, Preset, PromptFormat
 from .prompts import (
     SPAN_END,
@@ -187,6 +187,8 @@ class CodeModel:
         budget = self.preset.max_context_tokens - new_tokens
         if suffix.strip() and self.preset.infill_format is not None:
             fmt = self.preset.infill_format
+        if fmt is PromptFormat.CODET5_SPAN:  # the sentinel follows the prefix as in training: nothing to heal
+            healed = HealedPrefix(kept=prefix, cut="")
         healing = HealingFilter(healed.cut) if healed.cut else None
 
         if fmt in (PromptFormat.PLAIN, PromptFormat.FIM):

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from .cache import models_dir
-from .convert import ConversionError, convert_to_ct2, is_ct2_dir, read_metadata
+from .convert import ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
 from .embedded import ensure_embedded_model
 from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
 
@@ -60,8 +60,27 @@ def _architecture_of(path: Path) -> str:
     return ""
 
 
+def _context_limit(path: Path) -> int | None:
+    """The context length recorded at conversion, or in an HF config."""
+    meta = read_metadata(path) or {}
+    if isinstance(meta.get("context_length"), int):
+        return meta["context_length"]
+    config = path / "config.json"
+    try:
+        return context_length(json.loads(config.read_text(encoding="utf-8"))) if config.is_file() else None
+    except ValueError:
+        return None
+
+
 def describe_local(path: Path) -> Preset:
-    """A preset for a local directory: the registry's if its source names one, else inferred."""
+    """A preset for a local directory: the registry's if its source names one, else inferred;
+    its context budget never exceeds what the checkpoint's positions cover."""
+    preset = _describe(path)
+    limit = _context_limit(path)
+    return replace(preset, max_context_tokens=limit) if limit and limit < preset.max_context_tokens else preset
+
+
+def _describe(path: Path) -> Preset:
     meta = read_metadata(path) or {}
     for candidate in (str(meta.get("source", "")), path.name):
         for preset in PRESETS.values():
@@ -108,9 +127,9 @@ def _local(path: Path, trust_remote_code: bool, progress: Progress | None) -> Re
 
 
 def _hub_snapshot(hub_id: str, local_files_only: bool) -> Path:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
-    offline = local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = local_files_only or constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
     try:
         return Path(snapshot_download(hub_id, local_files_only=True))
     except Exception:
@@ -119,8 +138,6 @@ def _hub_snapshot(hub_id: str, local_files_only: bool) -> Path:
                 f"{hub_id} is not in the converted cache or the Hugging Face cache, and network access is off. "
                 f"On a machine with access run `codet5-quantize {hub_id} --out DIR`, copy DIR here and use --model DIR."
             ) from None
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
     try:
         return Path(snapshot_download(hub_id))
     except Exception as exc:

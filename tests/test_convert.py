@@ -175,6 +175,7 @@ def test_convert_llama_is_self_contained(tiny_models, tmp_path, quantization):
         "transformers": metadata["transformers"],
         "format_version": 1,
         "architecture": "LlamaForCausalLM",
+        "context_length": json.loads((tiny_models.llama_hf / "config.json").read_text())["max_position_embeddings"],
     }
     # The tiny model memorized CORPUS: the converted model, loaded alone, continues it.
     assert _continues_corpus(out)

@@ -15,10 +15,6 @@ from inference.presets import DEFAULT_PRESET, PRESETS, Architecture, PromptForma
 from inference.resolve import Backend, ModelNotFoundError, describe_local, resolve_model
 from tests.tiny_models import TinyModels
 
-CONTEXT_REASON = (
-    "resolve.describe_local ignores the checkpoint's context length (max_position_embeddings / n_positions): "
-    "every local decoder gets max_context_tokens=2048, so prompts overflow models with learned positions"
-)
 
 
 def tiny_gpt2(tokenizer_dir: Path, out: Path, n_positions: int) -> Path:
@@ -184,7 +180,6 @@ def test_describe_local_from_config(tiny_models: TinyModels, name: str, architec
         assert (preset.completion_format, preset.summarizes) == (PromptFormat.PLAIN, False)
 
 
-@pytest.mark.xfail(strict=True, reason=CONTEXT_REASON)
 def test_describe_local_reads_context_length(tiny_models: TinyModels, tmp_path: Path) -> None:
     hf_dir = tiny_gpt2(tiny_models.tokenizer_dir, tmp_path / "gpt2", n_positions=64)
     assert describe_local(hf_dir).max_context_tokens == 64
