@@ -19,9 +19,9 @@ from .machine import LoadSampler, machine_info
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _save(name: str, data: dict[str, Any]) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def _save(results: Path, name: str, data: dict[str, Any]) -> Path:
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, default=list) + "\n", encoding="utf-8")
     print(f"bench: wrote {path}", file=sys.stderr)
     return path
@@ -65,12 +65,13 @@ def run_replay(args: argparse.Namespace) -> None:
         if args.profile_every:
             model = _model(args.model)
             settings = Settings(context_tokens=args.context_tokens, completion_mode="line")
+            completed = frozenset(r["index"] for r in result["requests"] if r["outcome"] != "superseded" and not r["cache_hit"])
             with LoadSampler() as load:
-                times = stages.profile_scenario(model, scenario, settings, every=args.profile_every)
+                times = stages.profile_scenario(model, scenario, settings, every=args.profile_every, also=completed)
             result["stages"] = {"every": args.profile_every, "load": load.summary(), "summary": stages.summarize(times),
-                                "times": [asdict(t) for t in times]}
+                                "queueing": stages.queueing(result["requests"], times), "times": [asdict(t) for t in times]}
             del model
-        _save(f"replay-{name}", result)
+        _save(args.results, f"replay-{name}", result)
 
 
 def run_humaneval(args: argparse.Namespace) -> None:
@@ -98,13 +99,13 @@ def run_humaneval(args: argparse.Namespace) -> None:
         print(f"bench: {path:16} pass@1 {100 * summary['pass_at_1']:.1f}% EM {100 * summary['exact_match']:.1f}% "
               f"ES {100 * summary['edit_similarity']:.1f} p50 {summary['latency_p50_ms']:.0f} ms "
               f"p95 {summary['latency_p95_ms']:.0f} ms", file=sys.stderr)
-    _save(args.output, result)
+    _save(args.results, args.output, result)
 
 
 def run_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
-    print(f"bench: wrote {write_report(RESULTS)}", file=sys.stderr)
+    print(f"bench: wrote {write_report(args.results)}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="default", help="model to measure (default: the embedded SmolLM2-135M)")
     parser.add_argument("--context-tokens", type=int, default=1024, help="the server's context budget (default 1024)")
     parser.add_argument("--humaneval-limit", type=int, help="with no command: only the first N HumanEval tasks")
+    parser.add_argument("--replay-lines", type=int, help="with no command: lines typed per replay scenario (default 30)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where result files go; the report is written next to it (default bench/results)")
     sub = parser.add_subparsers(dest="command")
 
     replay = sub.add_parser("replay", help="type a standard-library file into the LSP server, keystroke by keystroke")
@@ -152,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         run_report(args)
     else:
         defaults = parser.parse_args(["replay"])
+        defaults.lines = args.replay_lines
         run_replay(replace_args(defaults, args))
         defaults = parser.parse_args(["humaneval"])
         defaults.limit = args.humaneval_limit
@@ -162,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def replace_args(defaults: argparse.Namespace, top: argparse.Namespace) -> argparse.Namespace:
-    """A subcommand's defaults with the top-level options (model, context) applied."""
-    defaults.model, defaults.context_tokens = top.model, top.context_tokens
+    """A subcommand's defaults with the top-level options applied."""
+    defaults.model, defaults.context_tokens, defaults.results = top.model, top.context_tokens, top.results
     return defaults
 
 

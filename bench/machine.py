@@ -38,11 +38,15 @@ def _version(package: str) -> str:
 
 
 def git_commit() -> str:
+    """The short commit of HEAD, with "+changes" when the code under test differs from it."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "inference", "lsp_server"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return commit + ("+changes" if status.stdout.strip() else "")
 
 
 def machine_info() -> dict[str, object]:

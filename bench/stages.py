@@ -28,7 +28,7 @@ from .stats import mean, median, p95
 class _EngineClock:
     """Durations of the engine calls made during one completion."""
 
-    healing_ms: float = 0.0  # the forward pass that picks the healing token
+    healing_ms: float = 0.0  # the forward pass that ranks candidates for the healing token
     first_token_ms: float | None = None  # from the generation call to its first token (the prompt pass)
     decode_ms: float = 0.0  # the remaining tokens
     tokens: int = 0
@@ -37,6 +37,7 @@ class _EngineClock:
 
 @dataclass
 class StageTimes:
+    index: int  # the keystroke after which the completion was asked for
     line: int
     character: int
     prompt_tokens: int
@@ -54,7 +55,7 @@ class StageTimes:
 
 
 class _Instrumented:
-    """Wraps an engine's `next_token_logits` and `stream` to time them."""
+    """Wraps an engine's `next_token_candidates` (the healing pass) and `stream` to time them."""
 
     def __init__(self, engine: Any, cut: str, token_texts: list[str]) -> None:
         self.engine = engine
@@ -62,12 +63,12 @@ class _Instrumented:
         self._cut = cut
         self._token_texts = token_texts
 
-    def next_token_logits(self, *args: Any) -> Any:
+    def next_token_candidates(self, *args: Any) -> list[int]:
         start = time.perf_counter()
-        logits = self.engine.next_token_logits(*args)
+        candidates = self.engine.next_token_candidates(*args)
         self.clock.healing_ms += (time.perf_counter() - start) * 1000
-        self.clock.argmax_heals = pick_healing_token(logits, self._cut, self._token_texts, top_k=1) is not None
-        return logits
+        self.clock.argmax_heals = pick_healing_token(candidates[:1], self._cut, self._token_texts) is not None
+        return candidates
 
     def stream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
         start = time.perf_counter()
@@ -89,7 +90,7 @@ class _Instrumented:
         return getattr(self.engine, name)
 
 
-def time_completion(model: CodeModel, text: str, line: int, character: int, settings: Settings) -> StageTimes:
+def time_completion(model: CodeModel, text: str, line: int, character: int, settings: Settings, index: int = 0) -> StageTimes:
     """Run the pipeline's stages for the cursor at (line, character) of `text` and time them."""
     engine = model._engine  # instrumentation: the benchmark times the engine calls of this run
     resets = getattr(getattr(engine, "static_cache", None), "resets", 0)
@@ -118,7 +119,7 @@ def time_completion(model: CodeModel, text: str, line: int, character: int, sett
     total_ms = (time.perf_counter() - started) * 1000 - syntax_ms  # the pipeline analyses once, inside build_context
     clock = timed.clock
     return StageTimes(
-        line=line, character=character, prompt_tokens=model.count_tokens(context.prefix),
+        index=index, line=line, character=character, prompt_tokens=model.count_tokens(context.prefix),
         syntax_ms=round(syntax_ms, 2), context_ms=round(context_ms, 2), healing_ms=round(clock.healing_ms, 1),
         first_token_ms=round(clock.first_token_ms or 0.0, 1), decode_ms=round(clock.decode_ms, 1), tokens=clock.tokens,
         postprocess_ms=round(post_ms, 2), total_ms=round(total_ms, 1),
@@ -151,10 +152,25 @@ def summarize(times: list[StageTimes]) -> dict[str, dict[str, float]]:
     return out
 
 
-def profile_scenario(model: CodeModel, scenario: Scenario, settings: Settings, every: int = 8) -> list[StageTimes]:
-    """Stage times at every `every`-th keystroke of a replay scenario and after every Enter, in typing order."""
+def profile_scenario(
+    model: CodeModel, scenario: Scenario, settings: Settings, every: int = 8, also: frozenset[int] = frozenset()
+) -> list[StageTimes]:
+    """Stage times after every `every`-th keystroke of a replay scenario, every Enter and the
+    keystrokes in `also` (e.g. those whose request the replay saw completed), in typing order."""
     times = []
     for i, (text, line, character, kind) in enumerate(typing_states(scenario)):
-        if kind == "enter" or i % every == 0:
-            times.append(time_completion(model, text, line, character, settings))
+        if kind == "enter" or i % every == 0 or i in also:
+            times.append(time_completion(model, text, line, character, settings, index=i))
     return times
+
+
+def queueing(requests: list[dict[str, Any]], times: list[StageTimes]) -> dict[str, Any]:
+    """For the replay's completed model runs that were also timed in-process: the LSP latency
+    minus the in-process time at the same document state (waiting behind superseded work,
+    transport, scheduling), median and p95."""
+    alone = {t.index: t.total_ms for t in times}
+    extra = [r["latency_ms"] - alone[r["index"]] for r in requests
+             if r["outcome"] != "superseded" and not r["cache_hit"] and r["index"] in alone]
+    if not extra:
+        return {"count": 0}
+    return {"count": len(extra), "p50_ms": round(median(extra), 1), "p95_ms": round(p95(extra), 1)}
