@@ -222,3 +222,12 @@ def test_shipped_summarizer_loads_and_summarizes() -> None:
     assert model.can_summarize
     summary = model.summarize("def add(a, b):\n    return a + b\n").read().strip()
     assert len(summary.split()) >= 2 and any(c.isalpha() for c in summary)
+
+
+def test_cli_options_map_onto_the_training_config() -> None:
+    from quantize.summarizer.cli import _train_config, build_parser
+    from quantize.summarizer.train import TrainConfig
+
+    args = build_parser().parse_args(["all", "--seed", "5", "--steps", "10", "--learning-rate", "0.5", "--out", "x"])
+    assert _train_config(args) == TrainConfig(seed=5, steps=10, learning_rate=0.5)
+    assert _train_config(build_parser().parse_args(["train"])) == TrainConfig()

@@ -28,13 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     everything = commands.add_parser("all", help="data, train and convert")
     everything.add_argument("--seed", type=int, default=DEFAULT_SEED)
     everything.add_argument("--out", type=Path, default=None)
-    _add_train_options(everything)
+    _add_train_options(everything, with_seed=False)
     return parser
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
+def _add_train_options(parser: argparse.ArgumentParser, *, with_seed: bool = True) -> None:
+    """One option per `TrainConfig` field (`all` shares its data `--seed` with training)."""
     for field in dataclasses.fields(TrainConfig):
-        if field.name == "seed" and parser.prog.endswith(" all"):
+        if field.name == "seed" and not with_seed:
             continue
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
 
