@@ -9,6 +9,7 @@ from inference import CodeModel
 
 from .config import Settings
 from .context import CompletionContext, build_context
+from .documents import split_lines
 from .model_host import PRIORITY_COMPLETION, JobStopped, ModelHost, run_job
 from .postprocess import StopDetector, postprocess
 from .typeahead import TypeaheadCache
@@ -49,7 +50,7 @@ class CompletionPipeline:
 
         Raises ModelUnavailable when no model can serve, JobStopped when superseded.
         """
-        lines = text.splitlines(keepends=True)
+        lines = split_lines(text)
         offset = sum(len(ln) for ln in lines[:line]) + character
         prefix, suffix = text[:offset], text[offset:]
         cached = self.cache.lookup(uri, prefix, suffix)

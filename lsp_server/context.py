@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Settings
+from .documents import split_lines
 from .postprocess import CompletionRequestText
 from .syntax import CompletionSyntax, analyze_completion
 
@@ -84,7 +85,7 @@ def build_context(
 
     `line` and `character` index the document's lines and a line's Python characters.
     """
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     if line >= len(lines):  # cursor on the empty last line after a final newline
         lines.append("")
     cursor_line = lines[line].rstrip("\r\n")

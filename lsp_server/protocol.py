@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from .documents import LspWorkspace
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,14 @@ class _RejectedRequest:
 
 
 class Codet5Protocol(LanguageServerProtocol):
-    """The LSP protocol with a response for requests that fail to deserialize."""
+    """The LSP protocol with a response for requests that fail to deserialize, and documents
+    whose lines and positions follow LSP."""
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Any:
+        result = yield from super().lsp_initialize(params)
+        self._workspace = LspWorkspace.like(self._workspace)
+        return result
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:

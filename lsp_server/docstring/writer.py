@@ -21,6 +21,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import PositionCodec
 
+from ..documents import split_lines
 from ..model_host import ModelUnavailable
 from ..syntax import FunctionInfo, format_docstring, function_at
 from .summaries import Summarizer
@@ -107,7 +108,7 @@ class _Slot:
     the slot holds now (nothing, the existing docstring, or what this run wrote)."""
 
     def __init__(self, source: str, info: FunctionInfo) -> None:
-        lines = source.splitlines(keepends=True)
+        lines = split_lines(source)
         if info.docstring_range is not None:
             start_line, start_char, end_line, end_char = info.docstring_range
             start, end = _offset(lines, start_line, start_char), _offset(lines, end_line, end_char)
@@ -155,7 +156,7 @@ class _Slot:
             tail += 1
         while tail and (_splits_crlf(old, len(old) - tail) or _splits_crlf(new, len(new) - tail)):
             tail -= 1
-        lines = source.splitlines(keepends=True)
+        lines = split_lines(source)
         first = codec.position_to_client_units(lines, _position(lines, start + head))
         last = codec.position_to_client_units(lines, _position(lines, start + len(old) - tail))
         return types.TextEdit(range=types.Range(start=first, end=last), new_text=new[head : len(new) - tail])
