@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
+  ApplyWorkspaceEditRequest,
   DidChangeConfigurationNotification,
   DidOpenTextDocumentNotification,
   ExecuteCommandRequest,
@@ -35,6 +36,7 @@ describe("the real server, spoken to with vscode-languageserver-protocol", { ski
   const statuses: ModelStatus[] = [];
   const messages: string[] = [];
   let progressTokens = 0;
+  let applyEdits = 0;
   let commands: string[] = [];
   const uri = "file:///tmp/codet5-wire/add.py";
 
@@ -51,6 +53,11 @@ describe("the real server, spoken to with vscode-languageserver-protocol", { ski
     });
     connection.onRequest(WorkDoneProgressCreateRequest.type, () => {
       progressTokens += 1;
+    });
+    // This bare connection has no editor buffer: it declines the docstring edits it is sent.
+    connection.onRequest(ApplyWorkspaceEditRequest.type, () => {
+      applyEdits += 1;
+      return { applied: false, failureReason: "no editor buffer in the wire test" };
     });
     connection.listen();
   });
@@ -81,7 +88,7 @@ describe("the real server, spoken to with vscode-languageserver-protocol", { ski
     // The extension contributes the server's settings with the server's defaults (model and threads come from the command line here).
     assert.deepEqual(Object.keys(reply.settings!).sort(), [...SERVER_SETTINGS].sort());
     const properties = manifest.contributes.configuration.properties;
-    for (const key of SERVER_SETTINGS.filter((k) => !["model", "threads", "completionMode", "maxNewTokens"].includes(k))) {
+    for (const key of SERVER_SETTINGS.filter((k) => !["model", "summaryModel", "threads", "completionMode", "maxNewTokens"].includes(k))) {
       assert.deepEqual(reply.settings![key], properties[`codet5.${key}`].default, `default of codet5.${key}`);
     }
   });
@@ -117,7 +124,9 @@ describe("the real server, spoken to with vscode-languageserver-protocol", { ski
       arguments: [uri, { line: 0, character: 4 }],
     });
     if (commands.includes(SERVER_COMMANDS.generateDocstring)) {
-      await request;
+      const result = (await request) as { applied: boolean };
+      assert.ok(applyEdits >= 1, "the docstring arrives as workspace/applyEdit");
+      assert.equal(result.applied, false, "a declined edit is reported, not claimed");
     } else {
       const error = await request.then(() => undefined, (e: unknown) => e);
       assert.ok(error instanceof ResponseError, `expected an error, got ${String(error)}`);
