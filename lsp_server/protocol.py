@@ -2,19 +2,26 @@
 
 pygls raises while deserializing a request whose params do not match the LSP types and then
 drops the message, leaving the client waiting forever; here such a request is answered with
-InvalidParams.
+InvalidParams. pygls also drops, without a response, bodies that are JSON but no JSON-RPC 2.0
+message (an array, an object without `jsonrpc`, a method that is not a string), requests that
+arrive before `initialize` and requests that arrive after `shutdown`; here they get
+InvalidRequest, ServerNotInitialized and InvalidRequest, as JSON-RPC and LSP ask.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import cattrs
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcServerNotInitialized
+from pygls.protocol import JsonRPCProtocol, LanguageServerProtocol, lsp_method
 
 from .documents import LspWorkspace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,17 +42,62 @@ class Codet5Protocol(LanguageServerProtocol):
         return result
 
     def structure_message(self, data: dict[str, Any]) -> Any:
+        if "jsonrpc" in data and "method" in data and "params" not in data:
+            data = {**data, "params": None}  # JSON-RPC lets params be left out
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:
-            if isinstance(data, dict) and "id" in data and isinstance(data.get("method"), str):
-                cause = exc.__cause__ or exc
-                return _RejectedRequest(data["id"], data["method"], str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
-            raise
+            if "id" in data and isinstance(data.get("method"), str):
+                return _RejectedRequest(_carried_id(data), data["method"], _reason(exc.__cause__ or exc))
+            # Not a request, or an object nested in one (this hook sees every JSON object):
+            # kept as it is, so that a top-level one reaches handle_message and is judged there.
+            return data
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, _RejectedRequest):
-            error = JsonRpcInvalidParams(f"invalid params for {message.method}: {message.reason}")
+            self._send_response(message.id, error=JsonRpcInvalidParams(f"invalid params for {message.method}: {message.reason}").to_response_error())
+            return
+        if isinstance(message, dict) and "id" not in message and isinstance(message.get("method"), str):
+            log.warning("dropped notification %s: its params do not match the LSP types", message["method"])
+            return
+        method = getattr(message, "method", None)
+        is_request = hasattr(message, "id") and method is not None
+        if not hasattr(message, "jsonrpc") or (is_request and not _valid_request(message)):
+            self._send_response(_carried_id(message), error=JsonRpcInvalidRequest("not a JSON-RPC 2.0 message").to_response_error())
+            return
+        if is_request and method != types.INITIALIZE and self._workspace is None:
+            error = JsonRpcServerNotInitialized(f"{method}: the server is not initialized (send initialize first)")
             self._send_response(message.id, error=error.to_response_error())
             return
+        if is_request and self._shutdown:
+            self._send_response(message.id, error=JsonRpcInvalidRequest(f"{method}: the server is shutting down").to_response_error())
+            return
+        if method is not None and not is_request and method != types.EXIT and self._workspace is None:
+            return  # LSP: notifications before initialize are dropped
         super().handle_message(message)
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        if msg_id is not None:
+            super()._send_response(msg_id, result, error)
+            return
+        # pygls would leave the id out; JSON-RPC wants `"id": null` when the request's id is unknown.
+        outcome = {"error": self._converter.unstructure(error)} if error is not None else {"result": self._converter.unstructure(result)}
+        self._send_data({"jsonrpc": self.VERSION, "id": None, **outcome})
+
+
+def _reason(error: BaseException) -> str:
+    """What was wrong with a message's params, e.g. `expected int @ $.params.position.line`."""
+    if isinstance(error, cattrs.BaseValidationError):
+        return "; ".join(message.replace("invalid value for type, ", "") for message in cattrs.transform_error(error))
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _valid_request(message: Any) -> bool:
+    return isinstance(message.method, str) and message.jsonrpc == JsonRPCProtocol.VERSION and (
+        message.id is None or _carried_id(message) is not None)
+
+
+def _carried_id(message: Any) -> Any:
+    """The id an invalid message carries, if it is one JSON-RPC allows (a string or an integer), else None."""
+    carried = message.get("id") if isinstance(message, dict) else getattr(message, "id", None)
+    return carried if isinstance(carried, (str, int)) and not isinstance(carried, bool) else None

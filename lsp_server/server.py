@@ -96,8 +96,9 @@ class Codet5Server(LanguageServer):
             self._load_progress.update(status.state is ModelState.LOADING, status.message)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """A message that is not JSON gets a ParseError response (id null), as JSON-RPC asks."""
-        if isinstance(error, ValueError) and type(error).__name__ == "JSONDecodeError":
+        """A body that cannot be parsed (not JSON, not UTF-8, nested too deep) gets a ParseError
+        response (id null), as JSON-RPC asks."""
+        if source is JsonRpcException and isinstance(error, (ValueError, RecursionError)):
             self.protocol._send_response(None, error=JsonRpcParseError(f"invalid JSON: {error}").to_response_error())
             return
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
