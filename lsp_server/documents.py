@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.workspace import TextDocument, Workspace
@@ -33,6 +34,12 @@ def split_lines(text: str) -> list[str]:
 def encodable(text: str) -> str:
     """`text` with every lone surrogate replaced by U+FFFD (same length in code points and UTF-16)."""
     return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def open_document(workspace: Workspace, uri: str) -> TextDocument | None:
+    """The open document `uri` names, None if it is not open. The workspace keys documents by
+    their decoded URI, and editors percent-encode spaces and non-ASCII characters."""
+    return workspace.text_documents.get(unquote(uri))
 
 
 class LspTextDocument(TextDocument):

@@ -15,6 +15,7 @@ from pygls.workspace import TextDocument
 from . import __version__
 from .completion import CompletionPipeline, Suggestion
 from .config import Settings, parse_settings, settings_to_json
+from .documents import open_document
 from .docstring import (
     DOCSTRING_ACTION_KIND,
     GENERATE_DOCSTRING_COMMAND,
@@ -111,7 +112,7 @@ class Codet5Server(LanguageServer):
     def place(self, uri: str, position: types.Position) -> tuple[TextDocument, str | None, int, types.Position]:
         """(the open document, its grammar when it is supported and enabled, the position's
         character index in its line, the position clamped to its line)."""
-        document = self.workspace.text_documents.get(uri)
+        document = open_document(self.workspace, uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
         character, position = cursor(document, position)
@@ -124,7 +125,7 @@ class Codet5Server(LanguageServer):
 
         Latest request per document wins: an older one still running gets None.
         """
-        document = self.workspace.text_documents.get(uri)
+        document = open_document(self.workspace, uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
         character, position = cursor(document, position)
@@ -224,7 +225,8 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(ls: Codet5Server, params: types.CompletionParams) -> types.CompletionList:
         suggestion, position = await ls.suggest(params.text_document.uri, params.position)
-        items = [] if suggestion is None else [completion_item(ls, params.text_document.uri, position, suggestion.text)]
+        document = open_document(ls.workspace, params.text_document.uri)  # None if closed while the model ran
+        items = [] if suggestion is None or document is None else [completion_item(document, position, suggestion.text)]
         return types.CompletionList(is_incomplete=True, items=items)
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
@@ -256,13 +258,12 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     return server
 
 
-def completion_item(ls: Codet5Server, uri: str, position: types.Position, text: str) -> types.CompletionItem:
+def completion_item(document: TextDocument, position: types.Position, text: str) -> types.CompletionItem:
     """A completion item that inserts the suggestion, matched against the word being typed.
 
     Clients filter items by the word before the cursor, so the edit starts at that word and
     repeats it, and the label is the suggestion's first line.
     """
-    document = ls.workspace.text_documents[uri]
     character, position = cursor(document, position)
     line = document.lines[position.line] if position.line < len(document.lines) else ""
     word = _WORD_BEFORE.search(line[:character]).group(0)

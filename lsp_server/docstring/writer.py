@@ -21,7 +21,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import PositionCodec
 
-from ..documents import split_lines
+from ..documents import open_document, split_lines
 from ..model_host import ModelUnavailable
 from ..syntax import FunctionInfo, format_docstring, function_at
 from .summaries import Summarizer
@@ -215,7 +215,7 @@ class _Writer:
             return None
         new = self.slot.render(summary)
         for _ in range(MAX_ATTEMPTS):
-            document = self.ls.workspace.text_documents.get(self.uri)
+            document = open_document(self.ls.workspace, self.uri)
             if document is None:
                 return "the document was closed"
             source, version = document.source, document.version
@@ -251,7 +251,7 @@ class _Writer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_TIMEOUT_S
         while True:
-            document = self.ls.workspace.text_documents.get(self.uri)
+            document = open_document(self.ls.workspace, self.uri)
             if document is None:
                 return False
             if document.version != version:
@@ -273,7 +273,7 @@ async def write_docstring(
 ) -> DocstringResult:
     """Write (or rewrite) the docstring of the function at (line, character) (Python string
     units) of the open document `uri`, streaming the summary into the buffer."""
-    document = ls.workspace.text_documents.get(uri)
+    document = open_document(ls.workspace, uri)
     info = function_at(document.source, language, line, character) if document is not None and language else None
     if info is None:
         missing = "no function at the position" if language else "docstrings are off or unsupported for this document"
