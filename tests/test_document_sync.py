@@ -31,6 +31,7 @@ from lsp_server.server import Codet5Server, create_server, cursor
 from tests.lsp_harness import end_of, inline, open_document, stdio_client
 
 EXAMPLES = int(os.environ.get("CODET5_SYNC_EXAMPLES", "120"))
+PREFIX_DOCUMENT = "def add(a, b):\n    return"
 
 # Pieces of text the generator strings together: multi-byte UTF-8, astral characters (UTF-16
 # surrogate pairs), combining sequences, all three LSP line breaks and the characters that
@@ -288,3 +289,13 @@ async def test_completion_position_is_right_after_edits_in_a_document_with_form_
         text = head + "def add(a, b):\n    return"
         result = await inline(client, "file:///sync/ff.py", end_of(text))
         assert [item.insert_text for item in result.items] == [" a + b"]
+
+
+async def test_percent_encoded_uris_name_the_open_document(tmp_path, tiny_models):
+    """Editors percent-encode spaces and non-ASCII characters in URIs (VS Code always does)."""
+    options = {"model": str(tiny_models.llama_int8), "threads": 1}
+    async with stdio_client(tmp_path, options) as (client, _):
+        for uri in ("file:///my%20project/%C3%A9t%C3%A9.py", "file:///c%3A/Users/x/a.py"):
+            open_document(client, uri, PREFIX_DOCUMENT)
+            result = await inline(client, uri, end_of(PREFIX_DOCUMENT))
+            assert [item.insert_text for item in result.items] == [" a + b"]
