@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from inference import CodeModel
+from inference.memory import release_free_memory
 
 from .config import Settings
 
@@ -219,6 +220,8 @@ class ModelHost:
                 future.set_result(job(model, stop))
             except BaseException as exc:
                 future.set_exception(exc)
+            if self._jobs.empty():  # idle: hand the generation's freed buffers back to the OS
+                release_free_memory()
 
 
 async def run_job(
