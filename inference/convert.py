@@ -7,6 +7,7 @@ metadata file (`codet5_lsp.json`) saying where it came from and how it was quant
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.cache import atomic_directory
+from inference.cache import CACHE_ENV, atomic_directory
 
 Progress = Callable[[str], None] | None
 
@@ -55,6 +56,21 @@ _SEQ2SEQ_GGUF_ARCHITECTURES = frozenset({"t5"})
 
 class ConversionError(Exception):
     """A conversion failed; the message says what failed and what to do about it."""
+
+
+class CacheWriteError(ConversionError):
+    """The converted model could not be written (the disk is full or read-only): the checkpoint is fine."""
+
+
+_WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _write_failure(exc: BaseException, out: Path) -> CacheWriteError | None:
+    """A CacheWriteError for `exc` if it is a failure to write next to `out`, else None."""
+    if not (isinstance(exc, OSError) and exc.errno in _WRITE_FAILURES):
+        return None
+    return CacheWriteError(f"cannot write the converted model to {out.parent}: {exc.strerror}. "
+                           f"Free some space there, or set {CACHE_ENV} to a directory with room")
 
 
 def _report(progress: Progress, message: str) -> None:
@@ -145,8 +161,9 @@ def convert_to_ct2(
 
     `out` is written atomically (replacing an existing directory only on success) and holds
     the tokenizer files of `src` and the metadata file. `source_label` is what the metadata
-    records as the source (default: `src`). Raises ValueError for an unknown quantization and
-    ConversionError for anything that fails during conversion.
+    records as the source (default: `src`). Raises ValueError for an unknown quantization,
+    CacheWriteError when `out` cannot be written (disk full) and ConversionError for anything
+    else that fails during conversion.
     """
     import ctranslate2
     import transformers
@@ -163,6 +180,8 @@ def convert_to_ct2(
         try:
             converter.convert(str(tmp), quantization=quantization, force=True)
         except Exception as exc:
+            if (full := _write_failure(exc, out)) is not None:
+                raise full from exc
             raise ConversionError(
                 f"CTranslate2 could not convert {src} ({architecture}): {exc}. "
                 "Check that the directory holds a complete checkpoint of an architecture "

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from .cache import models_dir
-from .convert import ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
+from .convert import CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
 from .embedded import ensure_embedded_model
 from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
 
@@ -106,6 +106,8 @@ def _converted(src: Path, out: Path, preset: Preset, trust_remote_code: bool, pr
     try:
         convert_to_ct2(src, out, CACHE_QUANTIZATION, trust_remote_code=trust_remote_code, progress=progress)
         return ResolvedModel(out, preset, Backend.CTRANSLATE2)
+    except CacheWriteError:
+        raise  # the disk is full: the transformers backend would not help
     except ConversionError as exc:
         if progress:
             progress(f"CTranslate2 cannot convert {src.name} ({exc}); using transformers")
