@@ -340,6 +340,10 @@ def loss_cause(trace: StageTrace, engine: str) -> str:
         return "context (prompt differs)"
     if normalize_line(trace.raw_unstopped_line) != normalize_line(engine):
         return "model (same prompt, different text: healing or engine state)"
+    if trace.multiline and normalize_line(first_line(trace.raw)) == normalize_line(engine):
+        return "block mode (syntax asked for a block: lines after the engine's)"
+    if not trace.raw.strip() and engine[:1] == "\n":
+        return "stop rule (a blank line before the code: nothing kept)"
     if normalize_line(trace.raw) != normalize_line(engine):
         return "stop rule"
     if trace.final is None or normalize_line(trace.final) != normalize_line(trace.raw):

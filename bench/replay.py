@@ -185,6 +185,13 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def current(self) -> int:
+        """The RSS now (bytes); 0 once the process is gone."""
+        try:
+            return self._process.memory_info().rss
+        except psutil.Error:
+            return 0
+
     @property
     def peak(self) -> int:
         return max((rss for _, rss in self.samples), default=0)
@@ -222,6 +229,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
         if client.state != "ready":
             raise RuntimeError(f"the server's model did not load (see {log_file})")
         ready_s = time.perf_counter() - launched
+        rss_at_ready = rss.current()
         document = _Document(opening)
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=opening)))
@@ -234,7 +242,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
         cold_start = time.perf_counter()
         cold = await request_at(line, character)
         cold_ms = (time.perf_counter() - cold_start) * 1000
-        rss_after_load = rss.peak
+        rss_after_first = rss.current()
 
         shadow = TypeaheadCache()
         requests: list[Request] = []
@@ -274,7 +282,8 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             "cold_suggestion": cold.items[0].insert_text if cold.items else "",
             "typing_s": round(typing_s, 1),
             "server_cache": dict(status["cache"]),
-            "rss_after_load_mb": round(rss_after_load / 2**20, 1),
+            "rss_at_ready_mb": round(rss_at_ready / 2**20, 1),
+            "rss_after_first_request_mb": round(rss_after_first / 2**20, 1),
             "requests": [asdict(r) for r in requests],
         }
     finally:

@@ -190,7 +190,8 @@ def replay_section(replays: dict[str, dict[str, Any]]) -> list[str]:
             f"{_pct(data['server_cache_hit_rate'])} ({data['server_cache']['hits']}/{data['server_cache']['hits'] + data['server_cache']['misses']})",
             f"{_pct(s['superseded_share'])} {format_interval(*s['superseded_ci'], scale=100)}",
             f"{_pct(s['visible_share'])}",
-            f"{data['rss_peak_mb']:.0f} (after load {data['rss_after_load_mb']:.0f})",
+            f"{data['rss_peak_mb']:.0f} (model loaded {_ms(data.get('rss_at_ready_mb'))}, "
+            f"after the first request {_ms(data.get('rss_after_first_request_mb'))})",
             _load_text(data.get("load")),
         ])
     lines.append(markdown_table(
@@ -222,8 +223,8 @@ def stages_section(replays: dict[str, dict[str, Any]]) -> list[str]:
         "",
         f"The same stages as `CompletionPipeline`, timed in the benchmark's process at every {every}th keystroke "
         f"and every Enter of each scenario, in typing order (so the static-prompt cache behaves as while typing), "
-        f"with no other request queued. *healing*: the forward pass that picks the first token (logits over the "
-        f"vocabulary) when the prompt was backed off; *first token*: the generation call's prompt pass up to its "
+        f"with no other request queued. *healing*: the forward pass that ranks the candidates for the first token "
+        f"when the prompt was backed off; *first token*: the generation call's prompt pass up to its "
         f"first token; *decode*: the remaining tokens. Mean / p50 / p95 in ms.",
         "",
     ]
@@ -248,12 +249,20 @@ def stages_section(replays: dict[str, dict[str, Any]]) -> list[str]:
             f"re-created the cut (the pass changed nothing). Static-prompt cache resets: {s['static_resets']['total']}. "
             f"Load: {_load_text(data.get('load'))}."
         )
+        estimate = s.get("total_ms_speculative_healing_estimate")
+        if estimate:
+            lines.append(
+                f"- {name}: total p50 / p95 {s['total_ms']['p50']:.0f} / {s['total_ms']['p95']:.0f} ms; estimated with "
+                f"speculative healing (skip the pass where the most likely token fits, pay one more prompt pass where "
+                f"it does not): {estimate['p50']:.0f} / {estimate['p95']:.0f} ms."
+            )
         queue = data.get("queueing", {})
         if queue.get("count"):
             lines.append(
-                f"- {name}: the replay's completed model runs took {_ms(queue['p50_ms'])} ms more at the median "
-                f"(p95 {_ms(queue['p95_ms'])} ms, n={queue['count']}) over the LSP than the same document state "
-                f"alone in-process: the wait behind superseded requests' work, transport and scheduling."
+                f"- {name}: LSP latency of the replay's completed model runs minus the in-process time at the same "
+                f"document state: median {_ms(queue['p50_ms'])} ms, p95 {_ms(queue['p95_ms'])} ms (n={queue['count']}): "
+                f"the wait behind superseded requests' work, transport and scheduling (the two runs are minutes "
+                f"apart, so a load change shows here too; negative: the in-process run was slower)."
             )
     lines += ["", "![stages](plots/stages.png)", ""]
     return lines
@@ -309,12 +318,34 @@ def humaneval_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def other_humaneval_section(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per path of the other HumanEval result files (earlier runs, other settings)."""
+    lines = ["### Other HumanEval runs", ""]
+    rows = []
+    for name, data in runs.items():
+        for path, s in data["summary"].items():
+            rows.append([f"`{name}.json`", data["machine"]["commit"], data["machine"]["date"], s["tasks"], path,
+                         f"{_pct(s['pass_at_1'])} {format_interval(*s['pass_at_1_ci'], scale=100)}",
+                         f"{_pct(s['exact_match'])}", f"{100 * s['edit_similarity']:.1f}", f"{s['latency_p50_ms']:.0f}",
+                         s["empty"]])
+    lines.append(markdown_table(["file", "commit", "date", "tasks", "path", "pass@1 [95% CI]", "exact match",
+                                 "edit similarity", "p50 ms", "no suggestion"], rows))
+    for name, data in runs.items():
+        causes = Counter((t["path"], t["cause"]) for t in data.get("traces") or [])
+        if causes:
+            lines.append("")
+            lines.append(f"`{name}.json`, first stage departing from the engine where the engine passes and the path "
+                         f"fails: " + "; ".join(f"{p}: {c} x{n}" for (p, c), n in sorted(causes.items())) + ".")
+    return [*lines, ""]
+
+
 def write_report(results: Path) -> Path:
     """Write RESULTS.md (and plots/) next to `results` from the result files found there."""
     plots = results.parent / "plots"
     plots.mkdir(exist_ok=True)
     replays = {name: data for name in ("small", "large", "custom") if (data := _load(results, f"replay-{name}"))}
     humaneval = _load(results, "humaneval")
+    others = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("humaneval-*.json"))}
     lines = ["# codet5-lsp benchmark results", "",
              "Written by `python -m bench report` from `bench/results/*.json`; regenerate everything with "
              "`python -m bench` (about 30 minutes on 2 cores). Numbers measured on a shared, loaded machine are noisy: "
@@ -331,6 +362,8 @@ def write_report(results: Path) -> Path:
     if humaneval:
         plot_humaneval(humaneval, plots)
         lines += humaneval_section(humaneval)
+    if others:
+        lines += other_humaneval_section(others)
     path = results.parent / "RESULTS.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

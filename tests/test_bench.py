@@ -131,6 +131,8 @@ def test_loss_cause_names_the_first_stage_that_departs():
     assert loss_cause(trace(prompt_is_task_prompt=False), engine).startswith("context")
     assert loss_cause(trace(raw_unstopped_line="    z = 0", raw="    z = 0"), engine).startswith("model")
     assert loss_cause(trace(raw="    z ="), engine) == "stop rule"
+    assert loss_cause(trace(raw="", raw_unstopped_line="\n" + engine), "\n" + engine).startswith("stop rule (a blank line")
+    assert loss_cause(trace(multiline=True, raw=engine + "\n    break"), engine).startswith("block mode")
     assert loss_cause(trace(final=None), engine) == "post-processing"
     assert loss_cause(trace(), engine) == "indentation or whitespace"
 
