@@ -13,7 +13,7 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 
-from .healing import top_k
+from .healing import FirstTokenRejected, top_k
 from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
 
@@ -103,6 +103,62 @@ class DecoderEngine:
             [tokens[static_len:]], max_length=1, return_logits_vocab=True, include_prompt_in_result=False, **options
         )
         return top_k(np.asarray(result[0].logits[0]).ravel(), k)
+
+    def stream_checked(
+        self,
+        prompt_ids: list[int],
+        static_len: int,
+        max_new_tokens: int,
+        end_tokens: list[str],
+        accept_first: Callable[[int], bool],
+        k: int,
+    ) -> Iterator[int]:
+        """Like `stream`, but speculative about the first token: when `accept_first` refuses it,
+        decoding stops and FirstTokenRejected carries that step's `k` most likely ids.
+
+        One prompt pass serves both the check and the generation when the first token is
+        accepted, instead of a separate pass for the candidates.
+        """
+        tokens = self.tokenizer.tokens(prompt_ids)
+        static_len, options = self._static_options(tokens, static_len)
+        steps: queue.Queue = queue.Queue()
+        closed = threading.Event()
+        refused = threading.Event()
+
+        def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            if step.step == 0 and not accept_first(step.token_id):
+                refused.set()
+            steps.put(step)
+            return closed.is_set() or refused.is_set()
+
+        pending = self.generator.generate_batch(
+            [tokens[static_len:]], max_length=max_new_tokens, end_token=end_tokens, include_prompt_in_result=False,
+            return_logits_vocab=True, asynchronous=True, callback=on_step, **options,
+        )[0]
+
+        def finish() -> None:
+            try:
+                steps.put(pending.result())
+            except Exception as exc:  # handed to the consumer
+                steps.put(exc)
+
+        waiter = threading.Thread(target=finish, name="ct2-generate", daemon=True)
+        waiter.start()
+        try:
+            while True:
+                item = steps.get()
+                if isinstance(item, Exception):
+                    raise item
+                if not isinstance(item, ctranslate2.GenerationStepResult):  # the final result
+                    if refused.is_set():
+                        raise FirstTokenRejected(top_k(np.asarray(item.logits[0]).ravel(), k))
+                    return
+                if refused.is_set() or item.token in end_tokens:
+                    continue  # wait for the final result
+                yield item.token_id
+        finally:
+            closed.set()
+            waiter.join()
 
     def stream(
         self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]

@@ -71,6 +71,14 @@ class NoHealingToken(Exception):
     """No likely token re-creates the text cut from the prompt."""
 
 
+class FirstTokenRejected(Exception):
+    """A speculative generation's first token was refused; carries the most likely alternatives."""
+
+    def __init__(self, candidates: list[int]) -> None:
+        super().__init__(f"first token refused; {len(candidates)} alternatives")
+        self.candidates = candidates
+
+
 def top_k(logits: np.ndarray, k: int) -> list[int]:
     """Indices of the `k` largest logits, largest first."""
     k = min(k, logits.shape[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .healing import top_k
+from .healing import FirstTokenRejected, top_k
 
 
 
@@ -74,6 +74,16 @@ class TransformersDecoderEngine(_TransformersModel):
     def next_token_candidates(self, prompt_ids: list[int], static_len: int, k: int) -> list[int]:
         out = self.model(input_ids=torch.tensor([prompt_ids], device=self.device))
         return top_k(out.logits[0, -1].float().cpu().numpy(), k)
+
+    def stream_checked(
+        self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str],
+        accept_first: Callable[[int], bool], k: int,
+    ) -> Iterator[int]:
+        """`stream`, refused with FirstTokenRejected when `accept_first` refuses the first token."""
+        candidates = self.next_token_candidates(prompt_ids, static_len, k)
+        if not accept_first(candidates[0]):
+            raise FirstTokenRejected(candidates)
+        yield from self.stream(prompt_ids, static_len, max_new_tokens, end_tokens)
 
     def stream(self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
         """Decoder-only: ids after the prompt (`static_len` is ignored: no prompt cache here)."""

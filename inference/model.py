@@ -8,7 +8,15 @@ from pathlib import Path
 
 import ctranslate2
 
-from .healing import HEALING_CANDIDATES, HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
+from .healing import (
+    HEALING_CANDIDATES,
+    FirstTokenRejected,
+    HealedPrefix,
+    HealingFilter,
+    NoHealingToken,
+    heal_prefix,
+    pick_healing_token,
+)
 from .presets import Architecture, Preset, PromptFormat
 from .prompts import (
     SPAN_END,
@@ -55,6 +63,36 @@ def default_threads() -> int:
         return max(1, min(8, len(os.sched_getaffinity(0))))
     except AttributeError:
         return max(1, min(8, os.cpu_count() or 1))
+
+
+def _speculatively_healed(
+    cut: str,
+    texts: list[str],
+    checked: Callable[[Callable[[int], bool]], Iterator[int]],
+    rest: Callable[[list[int]], Iterator[int]],
+) -> Iterator[int]:
+    """Ids of a healed generation that first bets on the model's own first token.
+
+    Most of the time the most likely token already re-creates the cut, and one prompt pass
+    serves both; when it does not, the refused step's alternatives give the constrained first
+    token and generation continues after it (`rest`).
+    """
+    if not cut:
+        steps = rest([])
+    else:
+        try:
+            yield from checked(lambda token: pick_healing_token([token], cut, texts) is not None)
+            return
+        except FirstTokenRejected as refused:
+            token = pick_healing_token(refused.candidates, cut, texts)
+        if token is None:
+            raise NoHealingToken(cut)
+        yield token
+        steps = rest([token])
+    try:
+        yield from steps
+    finally:
+        steps.close()
 
 
 def _tail_stop(tokenizer: CodeTokenizer, context: list[int], stop: StopPredicate) -> Callable[[list[int]], bool]:
@@ -198,10 +236,12 @@ class CodeModel:
                 assert self.preset.fim is not None
                 prompt = fim_prompt(self.tokenizer, healed.kept, suffix, self.preset.fim, budget)
             context = prompt.ids
-            ids = _healed(
+            ids = _speculatively_healed(
                 healed.cut,
-                lambda: self._engine.next_token_candidates(prompt.ids, prompt.static_len, HEALING_CANDIDATES),
                 self.tokenizer.token_texts,
+                lambda accept: self._engine.stream_checked(
+                    prompt.ids, prompt.static_len, new_tokens, self._end_tokens, accept, HEALING_CANDIDATES
+                ),
                 lambda first: self._engine.stream(
                     [*prompt.ids, *first], prompt.static_len, new_tokens - len(first), self._end_tokens
                 ),

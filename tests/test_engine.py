@@ -14,7 +14,7 @@ from inference import CapabilityError, CodeModel
 from inference.convert import convert_to_ct2
 from inference.ct2_engines import DecoderEngine, EncoderDecoderEngine, StaticPromptCache
 from inference.hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
-from inference.healing import heal_prefix
+from inference.healing import FirstTokenRejected, heal_prefix
 from inference.model import pick_compute_type, pick_device
 from inference.prompts import codet5_span_prompt, plain_prompt
 from inference.tokenizer import CodeTokenizer
@@ -286,6 +286,20 @@ def test_static_prompt_gives_same_tokens(model_dirs: dict[str, Path], tok: CodeT
     candidates = engine.next_token_candidates(prompt.ids, prompt.static_len, 5)
     assert candidates == engine.next_token_candidates(prompt.ids, 0, 5) and candidates[0] == plain[0]
     assert len(engine.static_cache) == 1
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_speculative_first_token(model_dirs: dict[str, Path], tok: CodeTokenizer, name: str) -> None:
+    engine = DecoderEngine(model_dirs[name], tok, device="cpu", compute_type="auto", threads=1, max_cached_prompts=2)
+    prompt = plain_prompt(tok, long_prefix("bet", "    def increment(self):\n"), 2048, None)
+    plain = list(engine.stream(prompt.ids, prompt.static_len, 16, END))
+    seen: list[int] = []
+    accepted = list(engine.stream_checked(prompt.ids, prompt.static_len, 16, END, lambda t: seen.append(t) or True, 5))
+    assert accepted == plain and seen == plain[:1]  # one pass: the check saw only the first token
+    with pytest.raises(FirstTokenRejected) as refused:
+        list(engine.stream_checked(prompt.ids, prompt.static_len, 16, END, lambda t: False, 5))
+    assert refused.value.candidates == engine.next_token_candidates(prompt.ids, prompt.static_len, 5)
+    assert refused.value.candidates[0] == plain[0]
 
 
 def test_static_prompt_cache_resets(tiny_models: TinyModels) -> None:

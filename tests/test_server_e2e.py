@@ -141,7 +141,8 @@ async def test_missing_model_is_a_clear_error_not_a_crash(tmp_path, options):
     missing = str(tmp_path / "no-such-model")
     async with stdio_client(tmp_path, {"model": missing}) as (client, _):
         await client.wait_for(lambda c: c.state() == "error")
-        assert any(m.type == types.MessageType.Error and "no-such-model" in m.message for m in client.messages)
+        # The error message follows the status notification.
+        await client.wait_for(lambda c: any(m.type == types.MessageType.Error and "no-such-model" in m.message for m in c.messages), 10)
         open_document(client, URI, PREFIX)
         with pytest.raises(JsonRpcException, match="no-such-model"):
             await inline(client, URI, end_of(PREFIX))
