@@ -111,10 +111,13 @@ class ModelHost:
                 log.exception("status listener failed")
 
     def ensure(self, settings: Settings) -> None:
-        """Start loading the models `settings` describe, unless they are the ones loaded or loading."""
+        """Start loading the models `settings` describe, unless they are the ones loaded or loading.
+
+        A load that failed is tried again: the user may have fixed the fault.
+        """
         self._ensure_summarizer(settings)
         with self._lock:
-            if settings.model_key() == self._key:
+            if settings.model_key() == self._key and not _failed(self._loaded):
                 return
             self._key = settings.model_key()
             future: concurrent.futures.Future[CodeModel] = concurrent.futures.Future()
@@ -145,7 +148,7 @@ class ModelHost:
         summary = replace(settings, model=settings.summary_model)
         key = summary.model_key() if settings.summary_model and summary.model_key() != settings.model_key() else None
         with self._lock:
-            if key == self._summary_key:
+            if key == self._summary_key and not _failed(self._summary_loaded):
                 return
             self._summary_key, self._summary_model = key, None
             future: concurrent.futures.Future[CodeModel] | None = None if key is None else concurrent.futures.Future()
@@ -222,6 +225,10 @@ class ModelHost:
                 future.set_exception(exc)
             if self._jobs.empty():  # idle: hand the generation's freed buffers back to the OS
                 release_free_memory()
+
+
+def _failed(future: concurrent.futures.Future | None) -> bool:
+    return future is not None and future.done() and future.exception() is not None
 
 
 async def run_job(
