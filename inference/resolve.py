@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from .cache import models_dir
-from .convert import CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
+from .convert import FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
 from .embedded import ensure_embedded_model
 from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
 
@@ -100,8 +100,11 @@ def _describe(path: Path) -> Preset:
 
 
 def _converted(src: Path, out: Path, preset: Preset, trust_remote_code: bool, progress: Progress | None) -> ResolvedModel:
-    """CTranslate2 conversion of an HF directory, cached at `out`; the transformers backend if it cannot convert."""
-    if is_ct2_dir(out):
+    """CTranslate2 conversion of an HF directory, cached at `out`; the transformers backend if it cannot convert.
+
+    A cached conversion in an older format is converted again (the source is at hand).
+    """
+    if is_ct2_dir(out) and (read_metadata(out) or {}).get("format_version") == FORMAT_VERSION:
         return ResolvedModel(out, preset, Backend.CTRANSLATE2)
     try:
         convert_to_ct2(src, out, CACHE_QUANTIZATION, trust_remote_code=trust_remote_code, progress=progress)
