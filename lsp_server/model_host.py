@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PRIORITY_COMPLETION = 0
+_CLOSE_PRIORITY = -1  # the worker's last item
 PRIORITY_SUMMARY = 10
 ROLE_COMPLETION = "completion"  # the job runs on the completion model
 ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
@@ -93,7 +94,9 @@ class ModelHost:
         self.status = HostStatus(ModelState.IDLE, "")
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = itertools.count()
-        threading.Thread(target=self._work, name="model-worker", daemon=True).start()
+        self._running: threading.Event | None = None  # the stop event of the job running now
+        self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
+        self._worker.start()
 
     # -- state -----------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -186,7 +189,16 @@ class ModelHost:
         return await asyncio.shield(asyncio.wrap_future(future))
 
     def close(self) -> None:
-        """Release the model now (the runtime's threads must not outlive the interpreter)."""
+        """Stop the running job, end the worker and release the models now.
+
+        The runtime's threads must not outlive the interpreter: a generation still running in
+        the worker when the process exits (the editor went away mid-request) aborted it.
+        """
+        running = self._running
+        if running is not None:
+            running.set()
+        self._jobs.put((_CLOSE_PRIORITY, next(self._seq), None, None, None, None))  # ahead of every queued job
+        self._worker.join(timeout=30)
         with self._lock:
             self._model = self._summary_model = None
             self._key = self._summary_key = None
@@ -210,6 +222,8 @@ class ModelHost:
     def _work(self) -> None:
         while True:
             _, _, future, stop, job, role = self._jobs.get()
+            if future is None:  # close()
+                return
             if not future.set_running_or_notify_cancel():
                 continue
             if stop.is_set():
@@ -219,10 +233,13 @@ class ModelHost:
             if model is None:
                 future.set_exception(ModelUnavailable(self.status.message or "the model is not loaded"))
                 continue
+            self._running = stop
             try:
                 future.set_result(job(model, stop))
             except BaseException as exc:
                 future.set_exception(exc)
+            finally:
+                self._running = None
             if self._jobs.empty():  # idle: hand the generation's freed buffers back to the OS
                 release_free_memory()
 
