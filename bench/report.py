@@ -110,7 +110,7 @@ def plot_replay(replays: dict[str, dict[str, Any]], out: Path) -> list[Path]:
 
     staged = {name: data["stages"]["summary"] for name, data in replays.items() if data.get("stages")}
     if staged:
-        fig, axis = plt.subplots(figsize=(7, 3.5))
+        fig, axis = plt.subplots(figsize=(8, 3.8))
         names = list(staged)
         left = [0.0] * len(names)
         for column in STAGE_COLUMNS:
@@ -119,7 +119,7 @@ def plot_replay(replays: dict[str, dict[str, Any]], out: Path) -> list[Path]:
             left = [a + b for a, b in zip(left, widths)]
         axis.set_xlabel("mean milliseconds per completion (in-process, no queueing)")
         axis.set_title("Where the time goes")
-        axis.legend(fontsize=8, ncol=3)
+        axis.legend(fontsize=8, ncol=len(STAGE_COLUMNS), loc="upper center", bbox_to_anchor=(0.5, -0.2))
         fig.tight_layout()
         written.append(out / "stages.png")
         fig.savefig(written[-1], dpi=110)
@@ -223,8 +223,9 @@ def stages_section(replays: dict[str, dict[str, Any]]) -> list[str]:
         "",
         f"The same stages as `CompletionPipeline`, timed in the benchmark's process at every {every}th keystroke "
         f"and every Enter of each scenario, in typing order (so the static-prompt cache behaves as while typing), "
-        f"with no other request queued. *healing*: the forward pass that ranks the candidates for the first token "
-        f"when the prompt was backed off; *first token*: the generation call's prompt pass up to its "
+        f"with no other request queued. *healing*: a forward pass spent only on ranking candidates for the first "
+        f"token when the prompt was backed off (a separate pass, or a speculative one whose first token did not fit); "
+        f"*first token*: the generation call's prompt pass up to its "
         f"first token; *decode*: the remaining tokens. Mean / p50 / p95 in ms.",
         "",
     ]
@@ -241,21 +242,13 @@ def stages_section(replays: dict[str, dict[str, Any]]) -> list[str]:
         s = data["summary"]
         healing = s.get("healing", {})
         share = s["healing_ms"]["mean"] / s["total_ms"]["mean"] if s["total_ms"]["mean"] else 0.0
-        fits = healing.get("argmax_fits", 0)
-        passes = healing.get("passes", 0)
         lines.append(
-            f"- {name}: a healing pass ran in {passes} of {healing.get('completions', 0)} completions and took "
-            f"{_pct(share)} of the mean total; in {fits} of those {passes} passes the most likely token already "
-            f"re-created the cut (the pass changed nothing). Static-prompt cache resets: {s['static_resets']['total']}. "
+            f"- {name}: the prompt was backed off (healed) in {healing.get('healed', 0)} of {healing.get('completions', 0)} "
+            f"completions; the model's most likely first token re-created the cut in {healing.get('argmax_fits', 0)} "
+            f"of them. {healing.get('extra_passes', 0)} completions paid an extra forward pass for the healing token "
+            f"({_pct(share)} of the mean total). Static-prompt cache resets: {s['static_resets']['total']}. "
             f"Load: {_load_text(data.get('load'))}."
         )
-        estimate = s.get("total_ms_speculative_healing_estimate")
-        if estimate:
-            lines.append(
-                f"- {name}: total p50 / p95 {s['total_ms']['p50']:.0f} / {s['total_ms']['p95']:.0f} ms; estimated with "
-                f"speculative healing (skip the pass where the most likely token fits, pay one more prompt pass where "
-                f"it does not): {estimate['p50']:.0f} / {estimate['p95']:.0f} ms."
-            )
         queue = data.get("queueing", {})
         if queue.get("count"):
             lines.append(

@@ -32,7 +32,7 @@ class _EngineClock:
     first_token_ms: float | None = None  # from the generation call to its first token (the prompt pass)
     decode_ms: float = 0.0  # the remaining tokens
     tokens: int = 0
-    argmax_heals: bool | None = None  # the most likely first token already re-creates the cut
+    argmax_heals: bool | None = None  # the most likely first token re-creates the cut (None: nothing was cut)
 
 
 @dataclass
@@ -50,12 +50,17 @@ class StageTimes:
     postprocess_ms: float
     total_ms: float
     static_resets: int  # times the static-prompt cache was emptied during this completion
-    argmax_heals: bool | None  # no healing pass (None), or whether its most likely token already fit the cut
+    argmax_heals: bool | None  # nothing cut (None), or whether the most likely first token re-created the cut
     suggestion: str = field(default="")
 
 
 class _Instrumented:
-    """Wraps an engine's `next_token_candidates` (the healing pass) and `stream` to time them."""
+    """Wraps an engine's generation calls to time them.
+
+    `next_token_candidates` (a pass that only ranks first tokens) and a speculative
+    `stream_checked` whose first token was refused count as healing; the first token of the
+    call that generates counts as the prompt pass, the rest as decoding.
+    """
 
     def __init__(self, engine: Any, cut: str, token_texts: list[str]) -> None:
         self.engine = engine
@@ -63,16 +68,35 @@ class _Instrumented:
         self._cut = cut
         self._token_texts = token_texts
 
+    def _fits(self, token: int) -> bool:
+        return pick_healing_token([token], self._cut, self._token_texts) is not None
+
     def next_token_candidates(self, *args: Any) -> list[int]:
         start = time.perf_counter()
         candidates = self.engine.next_token_candidates(*args)
         self.clock.healing_ms += (time.perf_counter() - start) * 1000
-        self.clock.argmax_heals = pick_healing_token(candidates[:1], self._cut, self._token_texts) is not None
+        self.clock.argmax_heals = bool(candidates) and self._fits(candidates[0])
         return candidates
 
-    def stream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
+    def stream_checked(self, *args: Any) -> Iterator[int]:
+        *head, accept, k = args
+
+        def accept_first(token: int) -> bool:
+            self.clock.argmax_heals = self._fits(token)
+            return accept(token)
+
         start = time.perf_counter()
-        steps = self.engine.stream(*args, **kwargs)
+        try:
+            yield from self._timed(self.engine.stream_checked(*head, accept_first, k), start)
+        except Exception:
+            if self.clock.first_token_ms is None:  # the bet was refused: that pass only ranked candidates
+                self.clock.healing_ms += (time.perf_counter() - start) * 1000
+            raise
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
+        yield from self._timed(self.engine.stream(*args, **kwargs), time.perf_counter())
+
+    def _timed(self, steps: Iterator[int], start: float) -> Iterator[int]:
         try:
             for token in steps:
                 now = time.perf_counter()
@@ -147,15 +171,9 @@ def summarize(times: list[StageTimes]) -> dict[str, dict[str, float]]:
         values = [get(t) for t in times]
         out[name] = {"mean": round(mean(values), 1), "p50": round(median(values), 1), "p95": round(p95(values), 1)}
     out["static_resets"] = {"total": sum(t.static_resets for t in times), "completions": len(times)}
-    healed = [t.argmax_heals for t in times if t.argmax_heals is not None]
-    out["healing"] = {"passes": len(healed), "argmax_fits": sum(healed), "completions": len(times)}
-    # Speculative healing (generate unconstrained, fall back to the constrained pass only when the
-    # first token does not fit the cut) would skip the healing pass where the most likely token
-    # fits, and waste one prompt pass where it does not.
-    speculative = [t.total_ms - t.healing_ms if t.argmax_heals else t.total_ms + t.first_token_ms if t.argmax_heals is False
-                   else t.total_ms for t in times]
-    out["total_ms_speculative_healing_estimate"] = {
-        "mean": round(mean(speculative), 1), "p50": round(median(speculative), 1), "p95": round(p95(speculative), 1)}
+    healed = [t for t in times if t.argmax_heals is not None]
+    out["healing"] = {"healed": len(healed), "argmax_fits": sum(bool(t.argmax_heals) for t in healed),
+                      "extra_passes": sum(t.healing_ms > 0 for t in times), "completions": len(times)}
     return out
 
 
