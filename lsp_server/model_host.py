@@ -95,6 +95,7 @@ class ModelHost:
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = itertools.count()
         self._running: threading.Event | None = None  # the stop event of the job running now
+        self._loaders: list[threading.Thread] = []
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -125,7 +126,7 @@ class ModelHost:
             self._key = settings.model_key()
             future: concurrent.futures.Future[CodeModel] = concurrent.futures.Future()
             self._loaded = future
-        threading.Thread(target=self._load, args=(settings, future), name="model-loader", daemon=True).start()
+        self._start_loader(self._load, settings, future, "model-loader")
 
     def _load(self, settings: Settings, future: concurrent.futures.Future) -> None:
         name = settings.model
@@ -157,7 +158,14 @@ class ModelHost:
             future: concurrent.futures.Future[CodeModel] | None = None if key is None else concurrent.futures.Future()
             self._summary_loaded = future
         if future is not None:
-            threading.Thread(target=self._load_summarizer, args=(summary, future), name="summary-loader", daemon=True).start()
+            self._start_loader(self._load_summarizer, summary, future, "summary-loader")
+
+    def _start_loader(self, load: Callable[[Settings, concurrent.futures.Future], None], settings: Settings,
+                      future: concurrent.futures.Future, name: str) -> None:
+        thread = threading.Thread(target=load, args=(settings, future), name=name, daemon=True)
+        with self._lock:
+            self._loaders = [t for t in self._loaders if t.is_alive()] + [thread]
+        thread.start()
 
     def _load_summarizer(self, settings: Settings, future: concurrent.futures.Future) -> None:
         try:
@@ -192,13 +200,16 @@ class ModelHost:
         """Stop the running job, end the worker and release the models now.
 
         The runtime's threads must not outlive the interpreter: a generation still running in
-        the worker when the process exits (the editor went away mid-request) aborted it.
+        the worker, or a model still loading, when the process exits (the editor went away
+        mid-request) aborted it. A load in progress is waited for.
         """
         running = self._running
         if running is not None:
             running.set()
         self._jobs.put((_CLOSE_PRIORITY, next(self._seq), None, None, None, None))  # ahead of every queued job
         self._worker.join(timeout=30)
+        for loader in list(self._loaders):  # a model half-built at exit aborts the process too
+            loader.join(timeout=30)
         with self._lock:
             self._model = self._summary_model = None
             self._key = self._summary_key = None
