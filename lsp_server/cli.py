@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="daemon address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"daemon port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a daemon address other than loopback")
+    parser.add_argument("--token-file", type=Path, help="daemon: serve only clients that send the token in this file as "
+                        "initializationOptions.token (default: $CODET5_LSP_TOKEN when set)")
     parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command")
@@ -131,16 +134,33 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_token(path: Path | None, env: str) -> str | None:
+    """The daemon's token: the first line of `path`, else `$env` when set; None for no token."""
+    if path is None:
+        return os.environ.get(env) or None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"codet5-lsp: cannot read the token file {path}: {exc}") from None
+    if not token:
+        raise SystemExit(f"codet5-lsp: the token file {path} is empty")
+    return token
+
+
 def run_server(args: argparse.Namespace) -> int:
     from .server import create_server
 
     host = ModelHost()
     if args.tcp:
-        from .daemon import check_bind_address, serve
+        from .daemon import TOKEN_ENV, check_bind_address, serve
 
         check_bind_address(args.host, args.allow_remote)
+        token = read_token(args.token_file, TOKEN_ENV)
+        if args.allow_remote and token is None:
+            print(f"codet5-lsp: warning: listening on {args.host} without a token: anyone who can reach the port can use "
+                  f"this server (see --token-file)", file=sys.stderr, flush=True)
         try:
-            asyncio.run(serve(args.host, args.port, host, _settings(args)))
+            asyncio.run(serve(args.host, args.port, host, _settings(args), token=token))
         except KeyboardInterrupt:
             pass
         finally:

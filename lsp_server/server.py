@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 STATUS_NOTIFICATION = "codet5/status"
 STATUS_COMMAND = "codet5.status"
 MAX_DOCUMENT_CHARS = 8_000_000  # larger documents get no completions
+TOKEN_OPTION = "token"  # initializationOptions key a daemon's token comes in; no setting
 _WORD_BEFORE = re.compile(r"\w*\Z")
 
 
@@ -196,7 +197,8 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: Codet5Server, params: types.InitializeParams) -> None:
-        ls.apply_settings(params.initialization_options, load=False)
+        options = params.initialization_options
+        ls.apply_settings({k: v for k, v in options.items() if k != TOKEN_OPTION} if isinstance(options, dict) else options, load=False)
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: Codet5Server, params: types.InitializedParams) -> None:
