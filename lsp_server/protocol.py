@@ -10,7 +10,9 @@ InvalidRequest, ServerNotInitialized and InvalidRequest, as JSON-RPC and LSP ask
 
 from __future__ import annotations
 
+import copy
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +20,12 @@ import cattrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcServerNotInitialized
 from pygls.protocol import JsonRPCProtocol, LanguageServerProtocol, lsp_method
+from pygls.workspace import TextDocument
 
-from .documents import LspWorkspace
+from .documents import LspWorkspace, open_document
 
 log = logging.getLogger(__name__)
+_RECEIVED: ContextVar[tuple[str, TextDocument] | None] = ContextVar("received_document", default=None)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,14 @@ class Codet5Protocol(LanguageServerProtocol):
             return  # LSP: notifications before initialize are dropped
         super().handle_message(message)
 
+    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
+        # An async handler starts only after the messages behind its request (didChange,
+        # didClose) may have been applied: keep the document as the request found it.
+        uri = getattr(getattr(params, "text_document", None), "uri", None)
+        document = open_document(self._workspace, uri) if isinstance(uri, str) and self._workspace is not None else None
+        _RECEIVED.set(None if document is None else (uri, copy.copy(document)))
+        super()._handle_request(msg_id, method_name, params)
+
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         if msg_id is not None:
             super()._send_response(msg_id, result, error)
@@ -90,6 +102,12 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, cattrs.BaseValidationError):
         return "; ".join(message.replace("invalid value for type, ", "") for message in cattrs.transform_error(error))
     return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def document_at_receipt(uri: str) -> TextDocument | None:
+    """The document `uri` as it was when the request being handled arrived (None if it was not open then)."""
+    received = _RECEIVED.get()
+    return received[1] if received is not None and received[0] == uri else None
 
 
 def _valid_request(message: Any) -> bool:

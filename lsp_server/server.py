@@ -25,7 +25,7 @@ from .docstring import (
     write_docstring,
 )
 from .load_progress import LoadProgress
-from .protocol import Codet5Protocol
+from .protocol import Codet5Protocol, document_at_receipt
 from .model_host import HostStatus, JobStopped, ModelHost, ModelState, ModelUnavailable
 from .syntax import language_for
 from .typeahead import TypeaheadCache
@@ -110,10 +110,14 @@ class Codet5Server(LanguageServer):
         for task in self.latest.values():
             task.cancel()
 
+    def document(self, uri: str) -> TextDocument | None:
+        """The open document `uri`: as the request being handled found it, else as it is now."""
+        return document_at_receipt(uri) or open_document(self.workspace, uri)
+
     def place(self, uri: str, position: types.Position) -> tuple[TextDocument, str | None, int, types.Position]:
         """(the open document, its grammar when it is supported and enabled, the position's
         character index in its line, the position clamped to its line)."""
-        document = open_document(self.workspace, uri)
+        document = self.document(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
         character, position = cursor(document, position)
@@ -126,7 +130,7 @@ class Codet5Server(LanguageServer):
 
         Latest request per document wins: an older one still running gets None.
         """
-        document = open_document(self.workspace, uri)
+        document = self.document(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
         character, position = cursor(document, position)
@@ -227,7 +231,7 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(ls: Codet5Server, params: types.CompletionParams) -> types.CompletionList:
         suggestion, position = await ls.suggest(params.text_document.uri, params.position)
-        document = open_document(ls.workspace, params.text_document.uri)  # None if closed while the model ran
+        document = ls.document(params.text_document.uri)
         items = [] if suggestion is None or document is None else [completion_item(document, position, suggestion.text)]
         return types.CompletionList(is_incomplete=True, items=items)
 
