@@ -14,6 +14,7 @@ subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -28,7 +29,7 @@ from lsprotocol import types
 
 from lsp_server.model_host import ModelHost
 from lsp_server.server import Codet5Server, create_server, cursor
-from tests.lsp_harness import end_of, inline, open_document, stdio_client
+from tests.lsp_harness import end_of, inline, open_document, start_daemon, stdio_client
 
 EXAMPLES = int(os.environ.get("CODET5_SYNC_EXAMPLES", "120"))
 PREFIX_DOCUMENT = "def add(a, b):\n    return"
@@ -299,3 +300,46 @@ async def test_percent_encoded_uris_name_the_open_document(tmp_path, tiny_models
             open_document(client, uri, PREFIX_DOCUMENT)
             result = await inline(client, uri, end_of(PREFIX_DOCUMENT))
             assert [item.insert_text for item in result.items] == [" a + b"]
+
+
+async def test_a_request_sees_its_document_as_it_was_sent_even_when_a_change_or_close_follows_at_once(tmp_path, tiny_models):
+    """Over TCP the messages behind a request are often handled before its (async) handler starts;
+    a completion sent just before didClose, or before a change that empties the document, must
+    still complete the text it was sent for."""
+    process, port = await start_daemon(tmp_path, "--model", str(tiny_models.llama_int8), "--threads", "1")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        def send(*messages: dict) -> None:
+            for message in messages:
+                body = json.dumps(message).encode()
+                writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+        async def response(request_id: int) -> dict:
+            while True:
+                length = 0
+                while (line := await asyncio.wait_for(reader.readline(), 60)) != b"\r\n":
+                    length = int(line.split(b":")[1]) if line.lower().startswith(b"content-length:") else length
+                message = json.loads(await reader.readexactly(length))
+                if message.get("id") == request_id and "method" not in message:
+                    return message
+
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+             {"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        await response(1)
+        for request_id, follower in enumerate([
+            {"method": "textDocument/didClose", "params": {"textDocument": {"uri": "file:///x.py"}}},
+            {"method": "textDocument/didChange", "params": {"textDocument": {"uri": "file:///x.py", "version": 2},
+                                                            "contentChanges": [{"text": ""}]}},
+        ], start=2):
+            send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+                     "uri": "file:///x.py", "languageId": "python", "version": 1, "text": PREFIX_DOCUMENT}}},
+                 {"jsonrpc": "2.0", "id": request_id, "method": "textDocument/inlineCompletion", "params": {
+                     "textDocument": {"uri": "file:///x.py"}, "position": {"line": 1, "character": 10}, "context": {"triggerKind": 1}}},
+                 {"jsonrpc": "2.0", **follower})
+            answer = await response(request_id)
+            assert [item["insertText"] for item in answer["result"]["items"]] == [" a + b"], answer
+        writer.close()
+    finally:
+        process.terminate()
+        await process.wait()

@@ -1,0 +1,276 @@
+"""Load and soak: several editors typing into one TCP daemon, with latency and memory figures.
+
+Each client connects like an editor, opens a real file (a standard-library module, from a line
+chosen at random) and types the next lines into it at the end, one incremental `didChange` per
+keystroke, each followed by an inline completion request. Half the clients cancel their
+previous request when they send a new one (as VS Code does), the others leave it to the server
+(latest request per document wins). After each region a client closes its document and opens
+another. The daemon's resident memory is sampled all along.
+
+A request fails when it gets an error response other than RequestCancelled, or no response.
+Figures: requests by outcome, latency (p50/p95) of the answered ones, and RSS per minute (per
+window), with the growth from minute 1 to the last minute (median of each).
+
+`python -m bench.soak` runs the full soak (8 clients, 10 minutes, the embedded default model,
+offline, `CODET5_LSP_CACHE` where it is cached) and writes `bench/results/soak.json`;
+tests/test_daemon_load.py runs a short one on a tiny model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.client import LanguageClient
+
+from .machine import LoadSampler, machine_info
+from .replay import RssSampler
+from .stats import median, p95
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+FILES = ["textwrap.py", "inspect.py", "argparse.py", "json/decoder.py", "difflib.py", "csv.py", "shutil.py", "tarfile.py"]
+REQUEST_CANCELLED = -32800
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Outcomes:
+    """What the requests of all clients came to."""
+
+    latencies_ms: list[float] = field(default_factory=list)  # answered requests (not cancelled)
+    counts: dict[str, int] = field(default_factory=lambda: {"shown": 0, "empty": 0, "cancelled": 0, "failed": 0})
+    failures: list[str] = field(default_factory=list)
+    keystrokes: int = 0
+    documents: int = 0
+
+    def figures(self) -> dict[str, Any]:
+        answered = self.latencies_ms
+        return {
+            "requests": sum(self.counts.values()), **self.counts, "keystrokes": self.keystrokes, "documents": self.documents,
+            "p50_ms": round(median(answered), 1) if answered else None,
+            "p95_ms": round(p95(answered), 1) if answered else None,
+            "failures": self.failures[:20],
+        }
+
+
+class _Client(LanguageClient):
+    def __init__(self) -> None:
+        super().__init__("codet5-lsp-soak", "0")
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class Typist:
+    """One editor: types regions of real files into the daemon until the deadline."""
+
+    def __init__(self, index: int, port: int, deadline: float, outcomes: Outcomes, *, token: str | None,
+                 key_ms: tuple[float, float], lines: int, seed: int) -> None:
+        self.index = index
+        self.port = port
+        self.deadline = deadline
+        self.outcomes = outcomes
+        self.token = token
+        self.key_ms = key_ms
+        self.lines = lines
+        self.rng = random.Random(seed * 1000 + index)
+        self.cancels = index % 2 == 0  # like VS Code: a new request cancels the previous one
+        self.pending: set[asyncio.Future] = set()
+
+    async def run(self) -> None:
+        client = _Client()
+        await client.start_tcp("127.0.0.1", self.port)
+        try:
+            options = {"token": self.token} if self.token else None
+            await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=options))
+            client.initialized(types.InitializedParams())
+            region = 0
+            while time.monotonic() < self.deadline:
+                await self._type_region(client, f"file:///soak/client{self.index}/region{region}.py")
+                region += 1
+            await asyncio.gather(*self.pending, return_exceptions=True)
+        finally:
+            try:
+                await asyncio.wait_for(client.shutdown_async(None), 30)
+                client.exit(None)
+            except Exception:
+                pass
+            await client.stop()
+
+    def _region(self) -> tuple[str, str]:
+        """(the opening text: a file up to a random line, the lines to type after it)."""
+        lines = (STDLIB / self.rng.choice(FILES)).read_text(encoding="utf-8").splitlines(keepends=True)
+        start = self.rng.randrange(20, max(21, len(lines) - self.lines))
+        return "".join(lines[:start]), "".join(lines[start:start + self.lines])
+
+    async def _type_region(self, client: _Client, uri: str) -> None:
+        text, typed = self._region()
+        client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
+        self.outcomes.documents += 1
+        version, previous = 1, None
+        for key in re.findall(r"\n[ \t]*|[^\n]", typed):  # Enter comes with the next line's indentation
+            if time.monotonic() >= self.deadline:
+                break
+            last_line = text.rsplit("\n", 1)[-1]
+            at = types.Position(line=text.count("\n"), character=_utf16(last_line))
+            text += key
+            version += 1
+            client.text_document_did_change(types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=key)]))
+            self.outcomes.keystrokes += 1
+            if previous is not None and self.cancels and not previous.done():
+                previous.cancel()
+            cursor = types.Position(line=text.count("\n"), character=_utf16(text.rsplit("\n", 1)[-1]))
+            previous = asyncio.ensure_future(self._complete(client, uri, cursor))
+            self.pending.add(previous)
+            previous.add_done_callback(self.pending.discard)
+            await asyncio.sleep(self.rng.uniform(*self.key_ms) / 1000)
+        client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+
+    async def _complete(self, client: _Client, uri: str, position: types.Position) -> None:
+        sent = time.perf_counter()
+        request = client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=position,
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
+        try:
+            result = await asyncio.wait_for(request, 120)
+        except asyncio.CancelledError:
+            self.outcomes.counts["cancelled"] += 1
+            raise
+        except JsonRpcException as exc:
+            if exc.code == REQUEST_CANCELLED:
+                self.outcomes.counts["cancelled"] += 1
+            else:
+                self._fail(f"client {self.index}: {type(exc).__name__} {exc.code}: {exc}")
+            return
+        except Exception as exc:  # no response in time, a broken connection
+            self._fail(f"client {self.index}: {type(exc).__name__}: {exc}")
+            return
+        self.outcomes.latencies_ms.append((time.perf_counter() - sent) * 1000)
+        self.outcomes.counts["shown" if result.items else "empty"] += 1
+
+    def _fail(self, message: str) -> None:
+        self.outcomes.counts["failed"] += 1
+        self.outcomes.failures.append(message)
+
+
+def rss_windows(samples: list[tuple[float, int]], window_s: float) -> list[dict[str, float]]:
+    """Median and maximum RSS (MB) of each window of samples (seconds since start, bytes)."""
+    windows: dict[int, list[int]] = {}
+    for seconds, rss in samples:
+        windows.setdefault(int(seconds // window_s), []).append(rss)
+    return [{"window": w + 1, "median_mb": round(median(v) / 2**20, 1), "max_mb": round(max(v) / 2**20, 1)}
+            for w, v in sorted(windows.items())]
+
+
+async def load(port: int, pid: int, *, clients: int, seconds: float, window_s: float = 60.0, token: str | None = None,
+               key_ms: tuple[float, float] = (60.0, 160.0), lines: int = 12, seed: int = 0) -> dict[str, Any]:
+    """Type with `clients` editors into the daemon at `port` (process `pid`) for `seconds`; the
+    figures, with RSS by window of `window_s` seconds (a minute for the soak)."""
+    outcomes = Outcomes()
+    rss = RssSampler(pid, interval_s=0.5)
+    started = time.monotonic()
+    deadline = started + seconds
+    try:
+        await asyncio.gather(*(Typist(i, port, deadline, outcomes, token=token, key_ms=key_ms, lines=lines, seed=seed).run()
+                               for i in range(clients)))
+    finally:
+        rss.stop()
+    windows = rss_windows(rss.samples, window_s)
+    first, last = windows[0]["median_mb"], windows[-1]["median_mb"]
+    return {
+        "clients": clients, "seconds": round(time.monotonic() - started, 1), **outcomes.figures(),
+        "rss_start_mb": round(rss.samples[0][1] / 2**20, 1), "rss_peak_mb": round(rss.peak / 2**20, 1),
+        "rss_window_s": window_s, "rss_by_window": windows, "rss_growth_first_to_last_window": round((last - first) / first, 4),
+    }
+
+
+async def start_daemon(args: list[str], env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+    """`python -m lsp_server --tcp --port 0 ARGS`; returns it and its port once it listens."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lsp_server", "--tcp", "--port", "0", *args, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), 600)).decode()
+        if not line:
+            raise RuntimeError("the daemon exited before listening")
+        match = re.search(r"listening on [^:]+:(\d+)", line)
+        if match:
+            asyncio.ensure_future(_drain(process.stderr))
+            return process, int(match.group(1))
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+async def wait_until_ready(port: int, timeout: float = 600) -> None:
+    """Wait for the daemon's model: a client asks codet5.status until it says ready (or error)."""
+    client = _Client()
+    await client.start_tcp("127.0.0.1", port)
+    try:
+        await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))
+            if status["state"] == "error":
+                raise RuntimeError(f"the daemon's model did not load: {status['message']}")
+            if status["state"] == "ready" or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await client.stop()
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    daemon_args = ["--model", args.model, "--offline", *(["--threads", str(args.threads)] if args.threads else [])]
+    process, port = await start_daemon(daemon_args, dict(os.environ))
+    try:
+        await wait_until_ready(port)
+        figures = await load(port, process.pid, clients=args.clients, seconds=args.minutes * 60, seed=args.seed)
+    finally:
+        process.terminate()
+        await process.wait()
+    return {"command": "python -m bench.soak " + " ".join(sys.argv[1:]), "daemon": daemon_args,
+            "cache": os.environ.get("CODET5_LSP_CACHE", "(default)"), **figures}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--threads", type=int, default=0, help="daemon's CPU threads per generation (0: its default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    args = parser.parse_args(argv)
+    machine = machine_info()
+    with LoadSampler() as load_average:
+        result = asyncio.run(soak(args))
+    result.update(machine=machine, load=load_average.summary())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "rss_by_window")}, indent=1))
+    print(f"bench: wrote {args.out}", file=sys.stderr)
+    return 0 if result["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
