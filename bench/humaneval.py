@@ -32,7 +32,16 @@ from lsp_server.completion import CompletionPipeline
 from lsp_server.config import Settings
 from lsp_server.context import build_context
 from lsp_server.model_host import ModelHost
-from lsp_server.postprocess import StopDetector, postprocess
+from lsp_server.postprocess import (
+    CompletionRequestText,
+    StopDetector,
+    balance_brackets,
+    drop_blank,
+    drop_repetition,
+    fix_indentation,
+    postprocess,
+    trim_suffix_overlap,
+)
 from lsp_server.typeahead import TypeaheadCache
 
 from .execution import Outcome, run_program
@@ -43,6 +52,7 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "Huma
 PATHS = ("engine", "server", "server-indented")
 MAX_NEW_TOKENS = 48
 _LINE_DONE = re.compile(r"\S[^\n]*\n")
+POSTPROCESS_STAGES = (trim_suffix_overlap, balance_brackets, drop_repetition, fix_indentation, drop_blank)
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,7 @@ class StageTrace:
     raw: str  # the model's text as the stop rule cut it
     raw_unstopped_line: str  # the model's text under the engine's own stop rule
     final: str | None  # after post-processing
+    first_changing_stage: str | None = None  # the first post-processing stage that changed the text
 
 
 def trace_server(model: CodeModel, task: Task, view: EditorView, settings: Settings) -> StageTrace:
@@ -152,7 +163,17 @@ def trace_server(model: CodeModel, task: Task, view: EditorView, settings: Setti
         raw=raw,
         raw_unstopped_line=first_line(own.read()),
         final=postprocess(raw, context.request),
+        first_changing_stage=first_changing_stage(raw, context.request),
     )
+
+
+def first_changing_stage(text: str, request: CompletionRequestText) -> str | None:
+    """Name of the first post-processing stage (in the pipeline's order) that changes `text`."""
+    for stage in POSTPROCESS_STAGES:
+        changed = stage(text, request)
+        if changed != text:
+            return stage.__name__
+    return None
 
 
 def _common_suffix_length(a: str, b: str) -> int:
@@ -347,7 +368,7 @@ def loss_cause(trace: StageTrace, engine: str) -> str:
     if normalize_line(trace.raw) != normalize_line(engine):
         return "stop rule"
     if trace.final is None or normalize_line(trace.final) != normalize_line(trace.raw):
-        return "post-processing"
+        return f"post-processing ({trace.first_changing_stage})" if trace.first_changing_stage else "post-processing"
     return "indentation or whitespace"
 
 

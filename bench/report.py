@@ -47,6 +47,11 @@ def _load_text(load: dict[str, Any] | None) -> str:
     return f"mean {load['mean']}, max {load['max']} (1-minute load average, {load['samples']} samples)"
 
 
+def _share_above(samples: list[list[float]], limit_mb: float) -> float:
+    """Share of the time (samples are evenly spaced) a sampled RSS series spent above `limit_mb`."""
+    return sum(mb > limit_mb for _, mb in samples) / len(samples) if samples else 0.0
+
+
 def _machine_line(machine: dict[str, Any]) -> str:
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; {machine['platform']}; "
             f"Python {machine['python']}, CTranslate2 {machine['ctranslate2']}, pygls {machine['pygls']}; "
@@ -191,7 +196,8 @@ def replay_section(replays: dict[str, dict[str, Any]]) -> list[str]:
             f"{_pct(s['superseded_share'])} {format_interval(*s['superseded_ci'], scale=100)}",
             f"{_pct(s['visible_share'])}",
             f"{data['rss_peak_mb']:.0f} (model loaded {_ms(data.get('rss_at_ready_mb'))}, "
-            f"after the first request {_ms(data.get('rss_after_first_request_mb'))})",
+            f"after the first request {_ms(data.get('rss_after_first_request_mb'))}; "
+            f"above {GOALS['rss_mb']:.0f} MB {_pct(_share_above(data.get('rss_samples') or [], GOALS['rss_mb']))} of the time)",
             _load_text(data.get("load")),
         ])
     lines.append(markdown_table(
@@ -347,7 +353,7 @@ def write_report(results: Path) -> Path:
     if not runs:
         lines.append("No results yet: run `python -m bench`.")
     for data in runs:
-        lines.append(f"- `{data['command']}`: {_machine_line(data['machine'])}")
+        lines.append(f"- `{data['command'].strip()}`: {_machine_line(data['machine'])}")
     lines.append("")
     if replays:
         plot_replay(replays, plots)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.execution import run_program
-from bench.humaneval import StageTrace, Task, editor_view, first_line, loss_cause, program
+from bench.humaneval import StageTrace, Task, editor_view, first_changing_stage, first_line, loss_cause, program
 from bench.metrics import edit_similarity, exact_match
 from bench.replay import Request, Scenario, _Document, classify, document_and_keys, summarize, typing_states
 from bench.stats import (
@@ -135,6 +135,15 @@ def test_loss_cause_names_the_first_stage_that_departs():
     assert loss_cause(trace(multiline=True, raw=engine + "\n    break"), engine).startswith("block mode")
     assert loss_cause(trace(final=None), engine) == "post-processing"
     assert loss_cause(trace(), engine) == "indentation or whitespace"
+
+
+def test_first_changing_stage_names_the_post_processing_stage():
+    from lsp_server.postprocess import CompletionRequestText
+
+    request = CompletionRequestText(line_prefix="    x = f(a", prev_lines=["def g(a):"])
+    assert first_changing_stage(")) + 1", request) == "balance_brackets"
+    assert first_changing_stage(")", request) is None
+    assert first_changing_stage("   ", request) == "drop_blank"
 
 
 # -- replay bookkeeping -------------------------------------------------------------------------
