@@ -191,6 +191,24 @@ def _allows_leading_newline(request: CompletionRequestText) -> bool:
     return bool(_ENDS_STATEMENT.search(head)) or not _CONTINUES.search(head)
 
 
+def _on_blank_line(request: CompletionRequestText) -> bool:
+    """A single-line completion on a line with nothing but indentation before and after the cursor."""
+    return not request.multiline and not request.line_prefix.strip() and not request.line_suffix.strip()
+
+
+def skip_leading_blank_lines(completion: str, request: CompletionRequestText) -> str:
+    """On an empty line, drop the blank lines a single-line completion starts with, and the
+    indentation the user already typed, so the code lands on the cursor's line."""
+    if not _on_blank_line(request) or not completion.strip() or "\n" not in completion:
+        return completion
+    first_code = len(completion) - len(completion.lstrip())
+    start = completion.rfind("\n", 0, first_code) + 1
+    if start == 0:
+        return completion
+    line = completion[start:]
+    return line[len(request.line_prefix):] if line.startswith(request.line_prefix) else line
+
+
 class StopDetector:
     """Incremental stop rule: fed the growing raw completion, says where it ends.
 
@@ -208,6 +226,9 @@ class StopDetector:
     def __init__(self, request: CompletionRequestText) -> None:
         self._request = request
         self._leading_newline = _allows_leading_newline(request)
+        # On an empty line a single-line completion may start with blank lines: they are dropped
+        # (`skip_leading_blank_lines`) and the code goes on the cursor's line.
+        self._blank_cursor_line = _on_blank_line(request)
         self._prefix_has_code = bool(request.line_prefix.strip())
         self._restart()
 
@@ -246,7 +267,7 @@ class StopDetector:
         """The cut if `line` (ending at `end`) ends the completion; decided on what is final already."""
         has_code = bool(line.strip())
         if not self._request.multiline:
-            if not complete or (self._line_no == 0 and not has_code and self._leading_newline):
+            if not complete or (not has_code and (self._blank_cursor_line or (self._line_no == 0 and self._leading_newline))):
                 return None
             return end
         if self._line_no == 0:
@@ -529,6 +550,7 @@ def drop_blank(completion: str, request: CompletionRequestText) -> str | None:
 
 
 _STAGES: tuple[Callable[[str, CompletionRequestText], str], ...] = (
+    skip_leading_blank_lines,
     trim_suffix_overlap,
     balance_brackets,
     drop_repetition,
