@@ -193,6 +193,9 @@ def test_tokenizer_has_codet5_special_tokens_and_template(tmp_path: Path) -> Non
     ids = tok.encode("return len(items)").ids
     assert ids[0] == 3 and ids[-1] == 1
     assert tok.decode(ids, skip_special_tokens=True) == "return len(items)"
+    code_tokens = tok.encode("def get_stored_items(self):", add_special_tokens=False).tokens
+    summary_tokens = tok.encode("Return the stored items.", add_special_tokens=False).tokens
+    assert {"stored", "items"} <= set(code_tokens) & set(summary_tokens)
 
 
 def test_encode_pair_keeps_the_end_token_when_truncating(tmp_path: Path) -> None:
@@ -209,6 +212,20 @@ def test_encode_pair_keeps_the_end_token_when_truncating(tmp_path: Path) -> None
     assert batch["labels"][1].tolist() == [9, 1, IGNORE_INDEX, IGNORE_INDEX]
     assert learning_rate(0, config) == pytest.approx(0.1) and learning_rate(9, config) == pytest.approx(1.0)
     assert learning_rate(55, config) == pytest.approx(0.5) and learning_rate(100, config) == 0.0
+
+
+def test_name_copy_task(tmp_path: Path) -> None:
+    from quantize.summarizer.tokenizer import train_tokenizer
+    from quantize.summarizer.train import NAME_TASK_TOKEN, TrainConfig, encode_pair, name_copy_example, name_words
+
+    assert name_words("getUser_name") == "get user name" and name_words("__init__") == "init"
+    tokenizer = train_tokenizer([MODULE] * 3, 300, tmp_path)
+    pair = Pair("def get_stored_items(self):\n    return self._items\n", "Return the stored items.", "get_stored_items", "m")
+    source, target = name_copy_example(tokenizer, pair, TrainConfig())
+    summary_source, _ = encode_pair(tokenizer, pair, TrainConfig())
+    assert source[:2] == [3, tokenizer.convert_tokens_to_ids(NAME_TASK_TOKEN)] and source[-1] == 1
+    assert len(source) == len(summary_source)
+    assert tokenizer.decode(target, skip_special_tokens=True) == "get stored items"
 
 
 @pytest.mark.skipif(not (PACKAGE_DIR / "model.bin").is_file(), reason="the shipped summarizer files are absent")
