@@ -36,8 +36,8 @@ class _RejectedRequest:
 
 
 class Codet5Protocol(LanguageServerProtocol):
-    """The LSP protocol with a response for requests that fail to deserialize, and documents
-    whose lines and positions follow LSP."""
+    """The LSP protocol with a response for every request, documents whose lines and positions
+    follow LSP, and request handlers that see their document as the request found it."""
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> Any:
