@@ -16,6 +16,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -31,6 +32,7 @@ T = TypeVar("T")
 
 PRIORITY_COMPLETION = 0
 _CLOSE_PRIORITY = -1  # the worker's last item
+TRIM_INTERVAL_S = 10.0  # under constant load, give freed heap memory back this often
 PRIORITY_SUMMARY = 10
 ROLE_COMPLETION = "completion"  # the job runs on the completion model
 ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
@@ -96,6 +98,7 @@ class ModelHost:
         self._seq = itertools.count()
         self._running: threading.Event | None = None  # the stop event of the job running now
         self._loaders: list[threading.Thread] = []
+        self._trimmed = time.monotonic()  # when freed heap memory was last given back
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -251,8 +254,11 @@ class ModelHost:
                 future.set_exception(exc)
             finally:
                 self._running = None
-            if self._jobs.empty():  # idle: hand the generation's freed buffers back to the OS
+            # Idle, or busy for a while (editors typing without pause never leave the worker
+            # idle): hand the generations' freed buffers back to the OS.
+            if self._jobs.empty() or time.monotonic() - self._trimmed > TRIM_INTERVAL_S:
                 release_free_memory()
+                self._trimmed = time.monotonic()
 
 
 def _failed(future: concurrent.futures.Future | None) -> bool:
