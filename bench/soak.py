@@ -8,6 +8,7 @@ previous request when they send a new one (as VS Code does), the others leave it
 another. The daemon's resident memory is sampled all along.
 
 A request fails when it gets an error response other than RequestCancelled, or no response.
+An empty answer that arrives after a newer request was sent counts as superseded.
 Figures: requests by outcome, latency (p50/p95) of the answered ones, and RSS per minute (per
 window), with the growth from minute 1 to the last minute (median of each).
 
@@ -50,7 +51,7 @@ class Outcomes:
     """What the requests of all clients came to."""
 
     latencies_ms: list[float] = field(default_factory=list)  # answered requests (not cancelled)
-    counts: dict[str, int] = field(default_factory=lambda: {"shown": 0, "empty": 0, "cancelled": 0, "failed": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"shown": 0, "empty": 0, "superseded": 0, "cancelled": 0, "failed": 0})
     failures: list[str] = field(default_factory=list)
     keystrokes: int = 0
     documents: int = 0
@@ -68,6 +69,10 @@ class Outcomes:
 class _Client(LanguageClient):
     def __init__(self) -> None:
         super().__init__("codet5-lsp-soak", "0")
+
+        @self.feature("codet5/status")
+        def status(params: Any) -> None:
+            """The daemon's model status: not needed here."""
 
 
 def _utf16(text: str) -> int:
@@ -89,6 +94,7 @@ class Typist:
         self.rng = random.Random(seed * 1000 + index)
         self.cancels = index % 2 == 0  # like VS Code: a new request cancels the previous one
         self.pending: set[asyncio.Future] = set()
+        self.sent = 0  # requests sent so far
 
     async def run(self) -> None:
         client = _Client()
@@ -103,12 +109,7 @@ class Typist:
                 region += 1
             await asyncio.gather(*self.pending, return_exceptions=True)
         finally:
-            try:
-                await asyncio.wait_for(client.shutdown_async(None), 30)
-                client.exit(None)
-            except Exception:
-                pass
-            await client.stop()
+            await _leave(client)
 
     def _region(self) -> tuple[str, str]:
         """(the opening text: a file up to a random line, the lines to type after it)."""
@@ -143,7 +144,8 @@ class Typist:
         client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
 
     async def _complete(self, client: _Client, uri: str, position: types.Position) -> None:
-        sent = time.perf_counter()
+        self.sent += 1
+        number, sent = self.sent, time.perf_counter()
         request = client.text_document_inline_completion_async(types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri), position=position,
             context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
@@ -162,11 +164,21 @@ class Typist:
             self._fail(f"client {self.index}: {type(exc).__name__}: {exc}")
             return
         self.outcomes.latencies_ms.append((time.perf_counter() - sent) * 1000)
-        self.outcomes.counts["shown" if result.items else "empty"] += 1
+        self.outcomes.counts["shown" if result.items else "superseded" if self.sent > number else "empty"] += 1
 
     def _fail(self, message: str) -> None:
         self.outcomes.counts["failed"] += 1
         self.outcomes.failures.append(message)
+
+
+async def _leave(client: LanguageClient) -> None:
+    """shutdown, exit, then stop the client (a TCP client that skips exit waits forever)."""
+    try:
+        await asyncio.wait_for(client.shutdown_async(None), 30)
+        client.exit(None)
+    except Exception:  # the daemon may be gone already
+        pass
+    await client.stop()
 
 
 def rss_windows(samples: list[tuple[float, int]], window_s: float) -> list[dict[str, float]]:
@@ -178,10 +190,11 @@ def rss_windows(samples: list[tuple[float, int]], window_s: float) -> list[dict[
             for w, v in sorted(windows.items())]
 
 
-async def load(port: int, pid: int, *, clients: int, seconds: float, window_s: float = 60.0, token: str | None = None,
-               key_ms: tuple[float, float] = (60.0, 160.0), lines: int = 12, seed: int = 0) -> dict[str, Any]:
+async def load(port: int, pid: int, *, clients: int, seconds: float, window_s: float = 60.0, idle_s: float = 10.0,
+               token: str | None = None, key_ms: tuple[float, float] = (60.0, 160.0), lines: int = 12, seed: int = 0) -> dict[str, Any]:
     """Type with `clients` editors into the daemon at `port` (process `pid`) for `seconds`; the
-    figures, with RSS by window of `window_s` seconds (a minute for the soak)."""
+    figures, with RSS by window of `window_s` seconds (a minute for the soak) while they type,
+    and once more after `idle_s` seconds of quiet (the server trims its heap when idle)."""
     outcomes = Outcomes()
     rss = RssSampler(pid, interval_s=0.5)
     started = time.monotonic()
@@ -189,14 +202,19 @@ async def load(port: int, pid: int, *, clients: int, seconds: float, window_s: f
     try:
         await asyncio.gather(*(Typist(i, port, deadline, outcomes, token=token, key_ms=key_ms, lines=lines, seed=seed).run()
                                for i in range(clients)))
+        typing_s = time.monotonic() - started
+        await asyncio.sleep(idle_s)
     finally:
         rss.stop()
-    windows = rss_windows(rss.samples, window_s)
-    first, last = windows[0]["median_mb"], windows[-1]["median_mb"]
+    typing = [(t, b) for t, b in rss.samples if t <= typing_s]
+    windows = rss_windows(typing, window_s)
+    full = [w for w in windows if w["window"] <= typing_s // window_s] or windows  # a last, partial window left out
+    first, last = full[0]["median_mb"], full[-1]["median_mb"]
     return {
-        "clients": clients, "seconds": round(time.monotonic() - started, 1), **outcomes.figures(),
-        "rss_start_mb": round(rss.samples[0][1] / 2**20, 1), "rss_peak_mb": round(rss.peak / 2**20, 1),
-        "rss_window_s": window_s, "rss_by_window": windows, "rss_growth_first_to_last_window": round((last - first) / first, 4),
+        "clients": clients, "seconds": round(typing_s, 1), **outcomes.figures(),
+        "rss_start_mb": round(typing[0][1] / 2**20, 1), "rss_peak_mb": round(max(b for _, b in typing) / 2**20, 1),
+        "rss_window_s": window_s, "rss_by_window": windows, "rss_growth_first_to_last_full_window": round((last - first) / first, 4),
+        "rss_after_idle_mb": round(rss.samples[-1][1] / 2**20, 1),
     }
 
 
@@ -236,7 +254,7 @@ async def wait_until_ready(port: int, timeout: float = 600) -> None:
                 return
             await asyncio.sleep(0.5)
     finally:
-        await client.stop()
+        await _leave(client)
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,11 +22,11 @@ PREFIX = "def add(a, b):\n    return"
 async def test_editors_typing_into_one_daemon_get_every_request_answered(tmp_path, tiny_models):
     process, port = await start_daemon(tmp_path, "--model", str(tiny_models.llama_int8), "--threads", "1")
     try:
-        figures = await load(port, process.pid, clients=CLIENTS, seconds=SECONDS, window_s=10)
+        figures = await load(port, process.pid, clients=CLIENTS, seconds=SECONDS, window_s=10, idle_s=2)
         print("\nload:", json.dumps({k: v for k, v in figures.items() if k != "failures"}))
         assert figures["failed"] == 0, figures["failures"]
         assert figures["keystrokes"] >= CLIENTS * SECONDS * 3  # they did type (about 9 keys a second each)
-        assert figures["shown"] + figures["empty"] >= figures["keystrokes"] // 4  # many were answered, not all cancelled
+        assert figures["shown"] + figures["empty"] + figures["superseded"] >= figures["keystrokes"] // 4  # answered, not all cancelled
         assert figures["rss_peak_mb"] < 1.5 * figures["rss_start_mb"] + 100  # no runaway memory
 
         client = RecordingClient()  # the daemon still serves a new editor
