@@ -8,8 +8,10 @@ place). The model sees each function's code without its docstring; CodeXGLUE's r
 (`get_user_name` -> "Get user name."). Scores are means over examples with a seeded bootstrap 95%
 interval.
 
-`python -m bench.summarization [--model DIR] [--card MODEL_CARD.md]` prints the table (and
-replaces the scores section of the model card).
+The metric is checked first against the CodeXGLUE evaluator's own sample (it must give
+9.554726113590661). `run(results_dir)` writes `summarization.json` there; `markdown(result)` is its
+RESULTS.md section. `python -m bench.summarization [--summarizer DIR] [--card MODEL_CARD.md]` prints
+the table (and replaces the scores section of the model card).
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bleu import bleu_of_pairs
+from .bleu import bleu_of_pairs, corpus_bleu, read_id_file
+from .machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARIZER_DIR = ROOT / "inference" / "data" / "summarizer"
 HELD_OUT = ROOT / "build" / "summarizer" / "data"
-CODEXGLUE = ROOT.parent / "shared" / "eval" / "codexglue_code2text_python_test_head130.jsonl"
+EVAL = ROOT.parent / "shared" / "eval"
+CODEXGLUE = EVAL / "codexglue_code2text_python_test_head130.jsonl"
+SAMPLE_REFERENCE = EVAL / "codexglue_code2text_sample5_reference.txt"
+SAMPLE_PREDICTIONS = EVAL / "codexglue_code2text_sample5_predictions.txt"
+OFFICIAL_SAMPLE_SCORE = 9.554726113590661
+RESULT_NAME = "summarization"
 CARD_START, CARD_END = "<!-- scores:start -->", "<!-- scores:end -->"
 PAPER_NOTE = (
     "For context: the CodeT5+ paper (arXiv 2305.07922) reports 20.16 for CodeT5+ 220M on the full "
@@ -123,9 +131,20 @@ def score(examples: Sequence[Example], summarize: Callable[[Example], str]) -> d
     }
 
 
-def run(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: int = 1, limit: int | None = None) -> dict[str, Any]:
-    """Scores of the model and the name baseline on both test sets."""
+def official_sample_score(reference: Path = SAMPLE_REFERENCE, predictions: Path = SAMPLE_PREDICTIONS) -> float:
+    """The metric on the CodeXGLUE evaluator's sample (9.554726113590661 with the official script)."""
+    with reference.open(encoding="utf-8") as ref, predictions.open(encoding="utf-8") as pred:
+        return corpus_bleu(read_id_file(ref), {rid: texts[0] for rid, texts in read_id_file(pred).items()})
+
+
+def evaluate(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: int = 1, limit: int | None = None) -> dict[str, Any]:
+    """Scores of the model and the name baseline on both test sets, with the metric's sample check."""
     from inference import CodeModel
+
+    sample = official_sample_score()
+    print(f"bench: smoothed BLEU-4 on the CodeXGLUE evaluator sample: {sample!r}", file=sys.stderr, flush=True)
+    if abs(sample - OFFICIAL_SAMPLE_SCORE) > 1e-9:
+        raise RuntimeError(f"the BLEU implementation gives {sample} on the official sample, not {OFFICIAL_SAMPLE_SCORE}")
 
     model = CodeModel(str(model_dir), cpu_threads=cpu_threads)
     systems: dict[str, Callable[[Example], str]] = {
@@ -141,11 +160,23 @@ def run(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: int =
         for system, summarize in systems.items():
             print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
             rows.append({"test_set": set_name, "system": system, **score(examples, summarize)})
-    return {"model": str(model_dir), "rows": rows, "note": PAPER_NOTE}
+    return {"model": str(model_dir), "official_sample": sample, "decoding": "greedy, CTranslate2 int8, one thread",
+            "rows": rows, "note": PAPER_NOTE}
+
+
+def run(results_dir: Path, model_dir: Path = SUMMARIZER_DIR, limit: int | None = None) -> dict[str, Any]:
+    """Evaluate the shipped summarizer and the baseline; write `results_dir/summarization.json`."""
+    machine = machine_info()
+    result = {**evaluate(model_dir, HELD_OUT, CODEXGLUE, limit=limit), "machine": machine}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{RESULT_NAME}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"bench: wrote {path}", file=sys.stderr)
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
-    """The markdown table of a `run` result, with the paper's reference point under it."""
+    """The markdown table of a result, the metric's check on the official sample and the paper's reference point."""
     lines = [
         "| test set | system | examples | smoothed BLEU-4 | 95% CI |",
         "|---|---|---:|---:|---|",
@@ -153,7 +184,22 @@ def table(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         low, high = row["ci95"]
         lines.append(f"| {row['test_set']} | {row['system']} | {row['examples']} | {row['bleu']:.2f} | {low:.2f}-{high:.2f} |")
-    return "\n".join(lines) + "\n\n" + result["note"] + "\n"
+    check = (f"Metric check on the CodeXGLUE evaluator's sample: {result['official_sample']!r} "
+             f"(the official script: {OFFICIAL_SAMPLE_SCORE!r}).")
+    return "\n".join(lines) + "\n\n" + check + " " + result["note"] + "\n"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The RESULTS.md section of a `run` result: the table, the metric check and a few predictions."""
+    samples = next(r["samples"] for r in result["rows"] if r["system"] == "embedded summarizer")
+    examples = "\n".join(f"- `{s['name']}`: {s['prediction']!r} (reference: {s['reference']!r})" for s in samples[:3])
+    machine = result.get("machine", {})
+    return (
+        "## Docstring summaries\n\n"
+        f"Smoothed BLEU-4 (CodeXGLUE code-to-text definition) of `{Path(result['model']).name}` ({result['decoding']}) and of a baseline that turns the function name "
+        f"into a sentence, with 95% bootstrap intervals. Commit {machine.get('commit', 'unknown')}, "
+        f"{machine.get('date', '')}.\n\n" + table(result) + "\nFirst held-out predictions:\n\n" + examples + "\n"
+    )
 
 
 def write_into_card(card: Path, text: str) -> None:
@@ -173,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run with parsed `add_arguments` options; print the table (and write it into the card)."""
-    result = run(args.summarizer, args.held_out, args.codexglue, limit=args.limit)
+    result = evaluate(args.summarizer, args.held_out, args.codexglue, limit=args.limit)
     text = table(result)
     print(text)
     if args.card:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.bleu import bleu_of_pairs, corpus_bleu, main, normalize, read_id_file, split_punctuation
-from bench.summarization import codexglue_examples, name_sentence
+from bench.summarization import codexglue_examples, markdown, name_sentence, official_sample_score
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 SAMPLE_REFERENCE = EVAL / "codexglue_code2text_sample5_reference.txt"
@@ -65,3 +65,20 @@ def test_codexglue_examples_drop_the_docstring() -> None:
     first = examples[0]
     assert first.name == "sina_xml_to_url_list" and first.reference == "str - > list Convert XML to URL List . From Biligrab ."
     assert "Biligrab" not in first.code and first.code.startswith("def sina_xml_to_url_list(xml_data):")
+
+
+@pytest.mark.skipif(not SAMPLE_REFERENCE.is_file(), reason="the CodeXGLUE evaluator sample is not at ../shared/eval")
+def test_bench_checks_the_metric_on_the_official_sample() -> None:
+    assert official_sample_score(SAMPLE_REFERENCE, SAMPLE_PREDICTIONS) == 9.554726113590661
+
+
+def test_markdown_section_has_every_row_the_check_and_predictions() -> None:
+    row = {"examples": 2, "bleu": 12.345, "ci95": [10.0, 14.5], "samples": [{"name": "add", "reference": "Add two numbers.", "prediction": "Add a and b."}]}
+    result = {
+        "model": "/x/summarizer", "official_sample": 9.554726113590661, "decoding": "greedy", "note": "Paper: 20.16.",
+        "rows": [{"test_set": "held-out", "system": "embedded summarizer", **row}, {"test_set": "held-out", "system": "baseline: function name", **row, "bleu": 3.0}],
+    }
+    text = markdown(result)
+    assert "| held-out | embedded summarizer | 2 | 12.35 | 10.00-14.50 |" in text
+    assert "| held-out | baseline: function name | 2 | 3.00 |" in text
+    assert "9.554726113590661" in text and "'Add a and b.'" in text and text.startswith("## ")

@@ -228,6 +228,42 @@ def test_name_copy_task(tmp_path: Path) -> None:
     assert tokenizer.decode(target, skip_special_tokens=True) == "get stored items"
 
 
+def test_name_copy_curriculum_falls_then_holds_and_picks_tasks_by_share() -> None:
+    import random
+
+    from quantize.summarizer.train import TrainConfig, name_copy_share, pick_tasks, swapped_sources
+
+    config = TrainConfig(steps=1000, name_copy_start=0.6, name_copy_end=0.1, name_copy_decay=0.5)
+    assert name_copy_share(0, config) == pytest.approx(0.6)
+    assert name_copy_share(250, config) == pytest.approx(0.35)
+    assert name_copy_share(500, config) == name_copy_share(999, config) == pytest.approx(0.1)
+    summary, copy = ([3, 7, 1], [9, 1]), ([3, 5, 7, 1], [8, 1])
+    rng = random.Random(0)
+    assert pick_tasks([(summary, copy)] * 10, 1.0, rng) == [copy] * 10
+    assert pick_tasks([(summary, copy)] * 10, 0.0, rng) == [summary] * 10
+    assert pick_tasks([(summary, None)] * 10, 1.0, rng) == [summary] * 10
+    picked = pick_tasks([(summary, copy)] * 2000, 0.3, rng)
+    assert 0.25 < picked.count(copy) / 2000 < 0.35
+    assert swapped_sources([([1], [2]), ([3], [4]), ([5], [6])]) == [([3], [2]), ([5], [4]), ([1], [6])]
+
+
+def test_smoothed_loss_without_smoothing_is_the_model_loss(tmp_path: Path) -> None:
+    import torch
+
+    from quantize.summarizer.tokenizer import train_tokenizer
+    from quantize.summarizer.train import TrainConfig, build_model, collate, smoothed_loss
+
+    tokenizer = train_tokenizer([MODULE] * 3, 300, tmp_path)
+    config = TrainConfig(d_model=32, d_kv=8, num_heads=4, d_ff=64, encoder_layers=1, decoder_layers=1, max_source_tokens=64)
+    model = build_model(tokenizer, config)
+    assert model.config.n_positions == 64
+    batch = collate([([3, 7, 8, 1], [9, 10, 1])], tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain = float(model(**batch).loss)
+        assert float(smoothed_loss(model, batch, 0.0)) == pytest.approx(plain, rel=1e-5)
+        assert float(smoothed_loss(model, batch, 0.1)) != pytest.approx(plain, rel=1e-3)
+
+
 @pytest.mark.skipif(not (PACKAGE_DIR / "model.bin").is_file(), reason="the shipped summarizer files are absent")
 def test_shipped_summarizer_loads_and_summarizes() -> None:
     from inference import CodeModel

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from inference.convert import convert_to_ct2
 from quantize.summarizer.data import read_jsonl
-from quantize.summarizer.train import CHECKPOINT_DIR, FINAL_DIR, LOG_FILE, TrainConfig, encode_pair, mean_loss
+from quantize.summarizer.train import CHECKPOINT_DIR, FINAL_DIR, LOG_FILE, TrainConfig, encode_pair, mean_loss, swapped_sources
 
 SOURCE_CHECK_EXAMPLES = 256
 
@@ -62,9 +62,8 @@ def source_dependence(model_dir: Path, work: Path) -> tuple[float, float]:
     config = TrainConfig(**json.loads((model_dir / "training.json").read_text(encoding="utf-8"))["config"])
     pairs = read_jsonl(work / "data" / "valid.jsonl")[:SOURCE_CHECK_EXAMPLES]
     examples = [encode_pair(tokenizer, p, config) for p in pairs]
-    swapped = [(examples[(i + 1) % len(examples)][0], target) for i, (_, target) in enumerate(examples)]
     pad = tokenizer.pad_token_id
-    return mean_loss(model, examples, pad, config.batch_size), mean_loss(model, swapped, pad, config.batch_size)
+    return mean_loss(model, examples, pad, config.batch_size), mean_loss(model, swapped_sources(examples), pad, config.batch_size)
 
 
 READS_CODE_MARGIN = 0.05
@@ -106,7 +105,8 @@ def model_card(work: Path, src: Path, out: Path) -> str:
     command = (work / "command.txt").read_text(encoding="utf-8").strip()
     excluded = ", ".join(f"{e['name']} {e['version']} ({e['licence']})" for e in manifest["excluded_distributions"])
     curve = "\n".join(
-        f"| {r['step']} | {r['minutes']} | {r.get('loss', '')} | {r['valid_loss']} |" for r in checkpoints
+        f"| {r['step']} | {r['minutes']} | {r.get('loss', '')} | {r['valid_loss']} | {r.get('valid_loss_swapped', '')} |"
+        for r in checkpoints
     )
     pairs, modules = manifest["pairs"], manifest["modules"]
     return f"""# Embedded summarizer
@@ -159,18 +159,21 @@ cut to {config['max_source_tokens']} tokens; targets are at most {config['max_ta
 `{command}` (then `python -m quantize.summarizer convert`), or `python -m quantize.summarizer all`
 for data, training and conversion in one go. AdamW (peak learning rate {config['learning_rate']},
 weight decay {config['weight_decay']}), {config['warmup_steps']} warmup steps then linear decay to
-zero at step {config['steps']}, batch {config['batch_size']}, dropout {config['dropout']}, gradient
-clipping 1.0, seed {config['seed']}, torch with one thread. A quarter of the training pairs are also
-used for an auxiliary task (`<s> <extra_id_0> code </s>` -> the function name's words) meant to
-make the decoder read the encoder early. {_training_summary(work, info)} Validation loss is
-measured on the first {config['valid_examples']} validation pairs.
+zero at step {config['steps']}, batch {config['batch_size']}, dropout {config['dropout']}, label
+smoothing {config['label_smoothing']}, gradient clipping 1.0, seed {config['seed']}, torch with one
+thread. Curriculum: each training example is turned, with a probability falling linearly from
+{config['name_copy_start']} to {config['name_copy_end']} over the first {config['name_copy_decay']:.0%} of the steps
+(then staying there), into an auxiliary task (`<s> <extra_id_0> code </s>` -> the function name's
+words) that makes the decoder read the encoder from the start. {_training_summary(work, info)}
+Validation loss (without label smoothing) is measured on the first {config['valid_examples']} validation pairs,
+also with each target paired with the next function's code ("swapped").
 
 Does the decoder read the code? Validation loss with each function's own code: {own:.4f}; with
 the next function's code instead: {swapped:.4f}
 ({'it does' if swapped - own > READS_CODE_MARGIN else 'no: the summaries come from the decoder alone, whatever the code'}).
 
-| step | minutes | training loss (last 50 steps) | validation loss |
-|---:|---:|---:|---:|
+| step | minutes | training loss (last 50 steps, smoothed, both tasks) | validation loss | swapped code |
+|---:|---:|---:|---:|---:|
 {curve}
 
 ## Scores

@@ -35,21 +35,25 @@ class TrainConfig:
     encoder_layers: int = 3
     decoder_layers: int = 2
     dropout: float = 0.0
-    max_source_tokens: int = 160
+    max_source_tokens: int = 128
     max_target_tokens: int = 48
     batch_size: int = 16
-    steps: int = 3200
-    warmup_steps: int = 150
-    learning_rate: float = 1e-3
+    steps: int = 6000
+    warmup_steps: int = 400
+    learning_rate: float = 2e-3
     weight_decay: float = 0.01
+    label_smoothing: float = 0.1
     seed: int = 1234
-    max_minutes: float = 32.0
+    max_minutes: float = 95.0
     checkpoint_minutes: float = 5.0
     valid_examples: int = 256
-    name_copy_fraction: float = 0.25
+    name_copy_start: float = 0.5
+    name_copy_end: float = 0.1
+    name_copy_decay: float = 0.4
 
 
 Example = tuple[list[int], list[int]]
+Task = tuple[Example, Example | None]  # (summarization, name copy or None)
 
 
 def encode_pair(tokenizer: PreTrainedTokenizerFast, pair: Pair, config: TrainConfig) -> Example:
@@ -98,6 +102,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, config: TrainConfig) -> T5Fo
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
+        n_positions=config.max_source_tokens,  # recorded as the converted model's context length
     )
     return T5ForConditionalGeneration(t5)
 
@@ -114,18 +119,44 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
     return {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "labels": labels}
 
 
-def batches(examples: list[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
+def batches(tasks: list[Task], batch_size: int, rng: random.Random) -> Iterator[list[Task]]:
     """Endless shuffled batches of similar source lengths (less padding), reshuffled every epoch."""
     while True:
-        order = list(examples)
+        order = list(tasks)
         rng.shuffle(order)
         chunk = batch_size * 50
         epoch = []
         for start in range(0, len(order), chunk):
-            group = sorted(order[start : start + chunk], key=lambda e: len(e[0]))
+            group = sorted(order[start : start + chunk], key=lambda t: len(t[0][0]))
             epoch.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
         rng.shuffle(epoch)
         yield from epoch
+
+
+def name_copy_share(step: int, config: TrainConfig) -> float:
+    """Curriculum: the share of examples turned into the name-copy task, falling linearly from
+    `name_copy_start` to `name_copy_end` over the first `name_copy_decay` of the steps."""
+    decay_steps = max(1, round(config.name_copy_decay * config.steps))
+    progress = min(1.0, step / decay_steps)
+    return config.name_copy_start + (config.name_copy_end - config.name_copy_start) * progress
+
+
+def pick_tasks(batch: Sequence[Task], share: float, rng: random.Random) -> list[Example]:
+    """Each example of `batch` as its name-copy form with probability `share`, else its summary."""
+    return [copy if copy is not None and rng.random() < share else summary for summary, copy in batch]
+
+
+def smoothed_loss(model: T5ForConditionalGeneration, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
+    """Cross-entropy with label smoothing over the non-ignored label positions."""
+    logits = model(**batch).logits
+    return torch.nn.functional.cross_entropy(
+        logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=IGNORE_INDEX, label_smoothing=smoothing
+    )
+
+
+def swapped_sources(examples: list[Example]) -> list[Example]:
+    """Each target paired with the next example's source: the loss a model that ignores the code gets."""
+    return [(examples[(i + 1) % len(examples)][0], target) for i, (_, target) in enumerate(examples)]
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -176,13 +207,15 @@ def train(
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_examples = [encode_pair(tokenizer, p, config) for p in train_pairs]
-    copied = rng.sample(train_pairs, round(config.name_copy_fraction * len(train_pairs)))
-    train_examples += [name_copy_example(tokenizer, p, config) for p in copied if name_words(p.name)]
+    tasks = [
+        (encode_pair(tokenizer, p, config), name_copy_example(tokenizer, p, config) if name_words(p.name) else None)
+        for p in train_pairs
+    ]
     valid_examples = [encode_pair(tokenizer, p, config) for p in valid_pairs[: config.valid_examples]]
+    valid_swapped = swapped_sources(valid_examples)
     model = build_model(tokenizer, config)
     parameters = sum(p.numel() for p in model.parameters())
-    log(f"{len(train_examples)} training examples ({len(copied)} name copies), {parameters / 1e6:.1f}M parameters")
+    log(f"{len(tasks)} training pairs, {parameters / 1e6:.1f}M parameters")
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     optimizer = torch.optim.AdamW(
@@ -194,14 +227,15 @@ def train(
     log_path = out_dir / LOG_FILE
     log_file = log_path.open("w", encoding="utf-8")
     running, seen, step = 0.0, 0, 0
-    stream = batches(train_examples, config.batch_size, rng)
+    stream = batches(tasks, config.batch_size, rng)
     model.train()
-    info = {"config": asdict(config), "parameters": parameters, "train_examples": len(train_examples)}
+    info = {"config": asdict(config), "parameters": parameters, "train_examples": len(tasks)}
     try:
         for step in range(config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
-            loss = model(**collate(next(stream), pad)).loss
+            examples = pick_tasks(next(stream), name_copy_share(step, config), rng)
+            loss = smoothed_loss(model, collate(examples, pad), config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -217,6 +251,7 @@ def train(
                 running, seen = 0.0, 0
                 if checkpoint_due or out_of_time:
                     record["valid_loss"] = round(mean_loss(model, valid_examples, pad, config.batch_size), 4)
+                    record["valid_loss_swapped"] = round(mean_loss(model, valid_swapped, pad, config.batch_size), 4)
                     _save(model, tokenizer, out_dir / CHECKPOINT_DIR, {**info, **record})
                     last_checkpoint = time.monotonic()
                 log_file.write(json.dumps(record) + "\n")
@@ -228,6 +263,7 @@ def train(
             "step": step + 1,
             "minutes": round((time.monotonic() - started) / 60, 2),
             "valid_loss": round(mean_loss(model, valid_examples, pad, config.batch_size), 4),
+            "valid_loss_swapped": round(mean_loss(model, valid_swapped, pad, config.batch_size), 4),
             "stopped_early": step + 1 < config.steps,
         }
         log_file.write(json.dumps({**record, "final": True}) + "\n")
