@@ -17,6 +17,7 @@ from .healing import (
     heal_prefix,
     pick_healing_token,
 )
+from .openai_backend import is_remote_spec
 from .presets import Architecture, Preset, PromptFormat
 from .prompts import (
     SPAN_END,
@@ -145,7 +146,17 @@ class CodeModel:
         trust_remote_code: let transformers run code shipped with a checkpoint (off by default).
         max_cached_prompts: live entries of the reused-prompt cache (each holds KV memory).
         progress: called with short messages while the model is fetched, converted and loaded.
+
+    `model` may instead name an OpenAI-compatible server, `openai:<base URL>[#<model id>]`:
+    the object is then a RemoteCodeModel (inference.remote_model).
     """
+
+    def __new__(cls, model: str | Path = "default", *args: object, **kwargs: object) -> CodeModel:
+        if cls is CodeModel and is_remote_spec(str(model)):
+            from .remote_model import RemoteCodeModel
+
+            return super().__new__(RemoteCodeModel)
+        return super().__new__(cls)
 
     def __init__(
         self,

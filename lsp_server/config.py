@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from inference.openai_backend import RemoteSpecError, is_remote_spec, parse_remote_spec
+
 COMPLETION_MODES = ("auto", "line", "block")
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")
@@ -63,12 +65,24 @@ def _is_str(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
 
 
+def _is_model_spec(v: Any) -> str | None:
+    """A string; one naming a server (`openai:...`) must be a well-formed spec."""
+    if not isinstance(v, str):
+        return "must be a string"
+    if is_remote_spec(v):
+        try:
+            parse_remote_spec(v)
+        except RemoteSpecError as exc:
+            return f"is not a valid server: {exc}"
+    return None
+
+
 def _is_str_list(v: Any) -> str | None:
     return None if isinstance(v, list) and all(isinstance(x, str) for x in v) else "must be a list of strings"
 
 
 _FIELDS: dict[str, tuple[str, Any]] = {
-    "model": ("model", _is_str),
+    "model": ("model", _is_model_spec),
     "device": ("device", _choice(DEVICES)),
     "computeType": ("compute_type", _choice(COMPUTE_TYPES)),
     "threads": ("threads", _int_range(0, 64)),

@@ -1,0 +1,367 @@
+"""The OpenAI-compatible backend: against a small SSE server written here, and end to end
+against a real llama.cpp server (llama-cpp-python) running the tiny Llama as a GGUF file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from lsprotocol import types
+
+from inference import CapabilityError, CodeModel
+from inference.openai_backend import (
+    API_KEY_ENV,
+    OpenAICompletionEngine,
+    RemoteModelError,
+    RemoteSpec,
+    RemoteSpecError,
+    parse_remote_spec,
+)
+from inference.remote_model import RemoteCodeModel, estimate_tokens
+from lsp_server.config import parse_settings
+from tests.lsp_harness import end_of, inline, open_document, stdio_client
+
+URI = "file:///work/example.py"
+PREFIX = "def add(a, b):\n    return"
+
+
+# -- specs and settings ------------------------------------------------------------------------
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("openai:http://127.0.0.1:8080/v1#smollm2", RemoteSpec("http://127.0.0.1:8080/v1", "smollm2")),
+    ("openai:http://localhost:8000", RemoteSpec("http://localhost:8000/v1")),
+    (" OpenAI:https://GPU-box.example:443/api/v1/ ", RemoteSpec("https://gpu-box.example:443/api/v1")),
+    ("openai:http://[::1]:9000/v1#org/model-7b", RemoteSpec("http://[::1]:9000/v1", "org/model-7b")),
+])
+def test_specs_name_a_base_url_and_an_optional_model(spec, expected):
+    assert parse_remote_spec(spec) == expected
+    assert expected.completions_url == expected.base_url + "/completions"
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ("openai:ftp://host/v1", "http:// or https://"),
+    ("openai:127.0.0.1:8080", "http:// or https://"),
+    ("openai:http:///v1", "no host"),
+    ("openai:http://host:70000/v1", "port"),
+    ("openai:http://user:secret@host/v1", API_KEY_ENV),
+    ("openai:http://host/v1?key=1", "query"),
+    ("openai:http://host/v1#my model", "spaces"),
+])
+def test_malformed_specs_are_refused_with_the_reason(spec, problem):
+    with pytest.raises(RemoteSpecError, match=problem):
+        parse_remote_spec(spec)
+
+
+def test_a_bad_server_url_in_settings_is_reported_and_the_model_kept():
+    settings, errors = parse_settings({"model": "openai:localhost:8080"})
+    assert settings.model == "default"
+    assert len(errors) == 1 and "codet5.model" in errors[0] and "http://" in errors[0]
+    settings, errors = parse_settings({"model": "openai:http://10.0.0.5:8000/v1#coder"})
+    assert errors == [] and settings.model == "openai:http://10.0.0.5:8000/v1#coder"
+
+
+# -- a fake OpenAI-compatible server -----------------------------------------------------------
+@dataclass
+class Script:
+    """What the fake server does; the requests it saw."""
+
+    models: list[str] = field(default_factory=lambda: ["fake-coder", "other"])
+    pieces: list[str] = field(default_factory=list)
+    endless: str = ""  # after `pieces`, send this forever (until the client goes away)
+    status: int = 200
+    error_event: bool = False  # an error event after `pieces`
+    garbage: bool = False  # a data line that is not JSON after `pieces`
+    hang_s: float = 0.0  # after the headers, send nothing for this long
+    crlf: bool = False  # end SSE lines with \r\n and send comment lines in between
+    requests: list[dict] = field(default_factory=list)
+    disconnected: threading.Event = field(default_factory=threading.Event)
+
+
+def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _json(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            script.requests.append({"path": self.path, "headers": dict(self.headers)})
+            if script.status != 200:
+                return self._json(script.status, {"error": {"message": "invalid api key"}})
+            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in script.models]})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            script.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            if script.status != 200:
+                return self._json(script.status, {"error": {"message": "invalid api key"}})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(script.hang_s)
+            end = "\r\n" if script.crlf else "\n"
+            try:
+                for piece in script.pieces:
+                    if script.crlf:
+                        self._chunk(f": ping{end}")
+                    self._event(json.dumps({"object": "text_completion", "choices": [{"index": 0, "text": piece}]}), end)
+                if script.error_event:
+                    self._event(json.dumps({"error": {"message": "model crashed"}}), end)
+                if script.garbage:
+                    self._event("<html>", end)
+                while script.endless:
+                    self._event(json.dumps({"choices": [{"index": 0, "text": script.endless}]}), end)
+                    time.sleep(0.01)
+                self._event("[DONE]", end)
+                self._chunk("")
+            except (BrokenPipeError, ConnectionResetError):
+                script.disconnected.set()
+
+        def _event(self, data: str, end: str) -> None:
+            self._chunk(f"data: {data}{end}{end}")
+
+        def _chunk(self, text: str) -> None:
+            data = text.encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    return Handler
+
+
+@contextlib.contextmanager
+def fake_server(script: Script) -> Iterator[str]:
+    """The fake server on a free loopback port; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the backend against the fake server -------------------------------------------------------
+def test_code_model_with_a_server_spec_is_a_remote_model(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    script = Script()
+    with fake_server(script) as url:
+        messages: list[str] = []
+        model = CodeModel(f"openai:{url}", progress=messages.append)
+        assert isinstance(model, RemoteCodeModel)
+        assert model.model_id == "fake-coder" and model.preset.name == "openai:fake-coder"
+        assert model.can_complete and not model.can_summarize
+        assert messages == [f"Connecting to {url}"]
+        assert "Authorization" not in script.requests[0]["headers"]
+        with pytest.raises(CapabilityError):
+            model.summarize("def f(): pass")
+        assert CodeModel(f"openai:{url}#other").model_id == "other"
+
+
+def test_a_model_the_server_does_not_serve_is_an_error_listing_what_it_serves():
+    with fake_server(Script()) as url:
+        with pytest.raises(RemoteModelError, match=r"does not serve 'missing'.*fake-coder"):
+            CodeModel(f"openai:{url}#missing")
+
+
+def test_connection_refused_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(RemoteModelError, match=rf"GET {url}/models failed: connection refused"):
+        CodeModel(f"openai:{url}")
+
+
+def test_http_errors_name_the_url_and_status_and_the_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(API_KEY_ENV, "sk-test")
+    script = Script(status=401)
+    with fake_server(script) as url:
+        with pytest.raises(RemoteModelError, match=rf"GET {url}/models answered HTTP 401 .*invalid api key"):
+            CodeModel(f"openai:{url}")
+    assert script.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
+
+
+def test_the_request_is_greedy_streamed_and_the_prompt_healed():
+    script = Script(pieces=["\n ", "   ret", "urn a", " + b", "\n"])
+    with fake_server(script) as url:
+        model = CodeModel(f"openai:{url}")
+        stream = model.complete("def add(a, b):\n    ret", max_new_tokens=10)
+        assert script.requests[-1]["path"] == "/v1/models"  # nothing sent before iterating
+        assert stream.read() == "urn a + b\n"
+        assert stream.finish_reason == "end" and stream.tokens == 5
+    body = script.requests[-1]["body"]
+    assert script.requests[-1]["path"] == "/v1/completions"
+    assert body["prompt"] == "def add(a, b):" and body["model"] == "fake-coder"
+    assert body["temperature"] == 0 and body["stream"] is True and "stop" not in body
+    assert body["max_tokens"] == 10 + estimate_tokens("\n    ret") + 1
+
+
+def test_a_continuation_that_does_not_recreate_the_cut_text_diverges():
+    with fake_server(Script(pieces=["\n\tpass", "\n"])) as url:
+        stream = CodeModel(f"openai:{url}").complete("def f():\n    ")
+        assert stream.read() == "" and stream.finish_reason == "diverged"
+
+
+def test_the_stop_rule_closes_the_connection_and_the_server_sees_it():
+    script = Script(pieces=["\n    return", " a", " + b", "\n"], endless="x")
+    with fake_server(script) as url:
+        stream = CodeModel(f"openai:{url}").complete(PREFIX, stop=lambda text: "\n" in text)
+        assert stream.read() == " a + b\n" and stream.finish_reason == "stop"
+        assert script.disconnected.wait(10)
+
+
+def test_closing_the_stream_cancels_the_request():
+    script = Script(pieces=["\n"], endless="y")
+    with fake_server(script) as url:
+        stream = CodeModel(f"openai:{url}").complete("x = 1\n", max_new_tokens=500)
+        assert next(stream) == "y"
+        stream.close()
+        assert stream.finish_reason == "closed"
+        assert script.disconnected.wait(10)
+
+
+def test_events_with_crlf_line_ends_and_comments_are_read():
+    with fake_server(Script(pieces=["a", "b\n"], crlf=True)) as url:
+        engine = OpenAICompletionEngine(parse_remote_spec(f"openai:{url}"))
+        assert list(engine.stream("fake-coder", "x", 4, stop=["\n\n"])) == ["a", "b\n"]
+    with fake_server(script := Script(pieces=["a"])) as url:
+        list(OpenAICompletionEngine(parse_remote_spec(f"openai:{url}")).stream("m", "x", 4, stop=["\n\n", "def"]))
+    assert script.requests[-1]["body"]["stop"] == ["\n\n", "def"]
+
+
+def test_a_server_that_stops_answering_times_out_with_the_url():
+    script = Script(pieces=["a"], hang_s=3)
+    with fake_server(script) as url:
+        engine = OpenAICompletionEngine(parse_remote_spec(f"openai:{url}"), timeout=0.3)
+        with pytest.raises(RemoteModelError, match=rf"POST {url}/completions failed during generation: no answer within 0.3 s"):
+            list(engine.stream("fake-coder", "x", 4))
+
+
+@pytest.mark.parametrize(("script", "problem"), [
+    (Script(pieces=["a"], error_event=True), "failed during generation: .*model crashed"),
+    (Script(pieces=["a"], garbage=True), "not an OpenAI completion chunk"),
+    (Script(status=500), "answered HTTP 500"),
+])
+def test_failures_during_a_completion_are_remote_model_errors(script, problem):
+    with fake_server(script) as url:
+        engine = OpenAICompletionEngine(parse_remote_spec(f"openai:{url}"))
+        with pytest.raises(RemoteModelError, match=problem):
+            list(engine.stream("fake-coder", "x", 4))
+
+
+async def test_an_unreachable_server_is_a_load_error_shown_to_the_user(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    async with stdio_client(tmp_path, {"model": f"openai:{url}"}) as (client, _):
+        await client.wait_for(lambda c: c.state() == "error")
+        await client.wait_for(lambda c: any(m.type == types.MessageType.Error and url in m.message for m in c.messages), 10)
+
+
+async def test_a_malformed_server_url_is_a_settings_warning_and_the_model_is_kept(tmp_path, tiny_models):
+    async with stdio_client(tmp_path, {"model": str(tiny_models.llama_int8), "threads": 1}) as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready")
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"codet5": {"model": "openai:localhost:8080"}}))
+        await client.wait_for(lambda c: any(m.type == types.MessageType.Warning for m in c.messages), 30)
+        assert "codet5.model" in client.messages[0].message and "http://" in client.messages[0].message
+        open_document(client, URI, PREFIX)
+        result = await inline(client, URI, end_of(PREFIX))
+        assert [item.insert_text for item in result.items] == [" a + b"]
+
+
+# -- end to end against llama.cpp's server -----------------------------------------------------
+def _wait_until_serving(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited with {process.returncode}")
+        try:
+            OpenAICompletionEngine(parse_remote_spec(f"openai:{url}"), timeout=2).list_models()
+            return
+        except RemoteModelError:
+            time.sleep(0.2)
+    raise RuntimeError(f"llama.cpp server did not answer {url}/models within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_models, tmp_path_factory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the tiny Llama (float32 GGUF); its base URL."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'llama-cpp-python[server]')")
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python is installed without its [server] extra")
+    from tests.tiny_gguf import write_llama_gguf
+
+    gguf = write_llama_gguf(tiny_models.llama_hf, tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
+    port = free_port()
+    log = (gguf.parent / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "tiny-llama",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--n_threads", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_until_serving(url, process, 120)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _line_done(text: str) -> bool:
+    return "\n" in text
+
+
+def test_llama_cpp_server_completes_as_the_local_engine_does(llama_server, tiny_models):
+    remote = CodeModel(f"openai:{llama_server}")
+    assert remote.model_id == "tiny-llama"
+    local = CodeModel(tiny_models.llama_float32, device="cpu", compute_type="float32", cpu_threads=1)
+    for prefix in (PREFIX, "def greet(name):\n    ret", "class Counter:\n    def __init__(self):\n"):
+        remote_text = remote.complete(prefix, max_new_tokens=16, stop=_line_done).read()
+        local_text = local.complete(prefix, max_new_tokens=16, stop=_line_done).read()
+        assert remote_text == local_text
+    assert remote.complete(PREFIX, max_new_tokens=16, stop=_line_done).read() == " a + b\n"
+
+
+def test_llama_cpp_server_keeps_serving_after_a_cancelled_stream(llama_server):
+    model = CodeModel(f"openai:{llama_server}")
+    stream = model.complete("def add(a, b):\n", max_new_tokens=200)
+    assert next(stream)
+    stream.close()
+    assert stream.finish_reason == "closed"
+    assert model.complete(PREFIX, max_new_tokens=8, stop=_line_done).read() == " a + b\n"
+
+
+async def test_inline_completion_through_the_language_server_from_llama_cpp(llama_server, tmp_path):
+    async with stdio_client(tmp_path, {"model": f"openai:{llama_server}#tiny-llama"}) as (client, _):
+        open_document(client, URI, PREFIX)
+        result = await inline(client, URI, end_of(PREFIX))
+        assert [item.insert_text for item in result.items] == [" a + b"]
+        await client.wait_for(lambda c: c.state() == "ready")
+        assert client.statuses[-1]["model"] == "openai:tiny-llama" and client.statuses[-1]["device"] == "remote"
