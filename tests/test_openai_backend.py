@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from lsprotocol import types
 
+from bench.remote import measure
 from inference import CapabilityError, CodeModel
 from inference.openai_backend import (
     API_KEY_ENV,
@@ -272,6 +273,22 @@ def test_failures_during_a_completion_are_remote_model_errors(script, problem):
             list(engine.stream("fake-coder", "x", 4))
 
 
+def test_measure_records_samples_for_every_prompt_and_repetition():
+    script = Script(pieces=["\n", "x", "y", "z"])
+    with fake_server(script) as url:
+        result = measure(url, ["a = 1\n", "b = 2\n"], max_new_tokens=8, repeats=3)
+    assert result["model"] == "fake-coder" and result["endpoint"] == url
+    assert [p["prompt_chars"] for p in result["prompts"]] == [6, 6]
+    for prompt in result["prompts"]:
+        assert len(prompt["samples"]) == 3
+        for sample in prompt["samples"]:
+            assert sample["tokens"] == 4 and sample["finish_reason"] == "end"
+            assert 0 < sample["first_token_ms"] <= sample["total_ms"]
+        assert prompt["median_tokens"] == 4
+    prompts = [r["body"]["prompt"] for r in script.requests if r["path"].endswith("/completions")]
+    assert prompts == ["a = 1"] + ["a = 1", "b = 2"] * 3  # a warm-up, then the prompts in turn
+
+
 async def test_an_unreachable_server_is_a_load_error_shown_to_the_user(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"
     async with stdio_client(tmp_path, {"model": f"openai:{url}"}) as (client, _):
@@ -365,3 +382,11 @@ async def test_inline_completion_through_the_language_server_from_llama_cpp(llam
         assert [item.insert_text for item in result.items] == [" a + b"]
         await client.wait_for(lambda c: c.state() == "ready")
         assert client.statuses[-1]["model"] == "openai:tiny-llama" and client.statuses[-1]["device"] == "remote"
+
+
+def test_measure_against_llama_cpp_server(llama_server):
+    result = measure(llama_server, [PREFIX, "def greet(name):\n    ret"], max_new_tokens=8, repeats=2)
+    assert result["model"] == "tiny-llama"
+    for prompt in result["prompts"]:
+        assert [s["tokens"] for s in prompt["samples"]] == [prompt["samples"][0]["tokens"]] * 2
+        assert all(s["first_token_ms"] is not None and s["tokens"] > 1 for s in prompt["samples"])
