@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from bench.remote import measure
 from inference import CapabilityError, CodeModel
@@ -78,6 +79,7 @@ class Script:
     pieces: list[str] = field(default_factory=list)
     endless: str = ""  # after `pieces`, send this forever (until the client goes away)
     status: int = 200
+    completion_status: int = 200  # the status of POST /completions alone
     error_event: bool = False  # an error event after `pieces`
     garbage: bool = False  # a data line that is not JSON after `pieces`
     hang_s: float = 0.0  # after the headers, send nothing for this long
@@ -110,8 +112,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             script.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            if script.status != 200:
-                return self._json(script.status, {"error": {"message": "invalid api key"}})
+            if script.status != 200 or script.completion_status != 200:
+                status = script.status if script.status != 200 else script.completion_status
+                return self._json(status, {"error": {"message": "invalid api key" if status == 401 else "server error"}})
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -294,6 +297,15 @@ async def test_an_unreachable_server_is_a_load_error_shown_to_the_user(tmp_path)
     async with stdio_client(tmp_path, {"model": f"openai:{url}"}) as (client, _):
         await client.wait_for(lambda c: c.state() == "error")
         await client.wait_for(lambda c: any(m.type == types.MessageType.Error and url in m.message for m in c.messages), 10)
+
+
+async def test_a_server_failing_mid_session_is_an_error_response_naming_the_url(tmp_path):
+    with fake_server(Script(completion_status=503)) as url:
+        async with stdio_client(tmp_path, {"model": f"openai:{url}"}) as (client, _):
+            await client.wait_for(lambda c: c.state() == "ready")
+            open_document(client, URI, PREFIX)
+            with pytest.raises(JsonRpcException, match=f"{url}/completions answered HTTP 503"):
+                await inline(client, URI, end_of(PREFIX))
 
 
 async def test_a_malformed_server_url_is_a_settings_warning_and_the_model_is_kept(tmp_path, tiny_models):
