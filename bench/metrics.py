@@ -35,3 +35,17 @@ def normalize_line(line: str) -> str:
 
 def exact_match(prediction: str, reference: str) -> bool:
     return normalize_line(prediction) == normalize_line(reference)
+
+
+def fuzz_ratio(prediction: str, reference: str) -> int:
+    """fuzzywuzzy's `fuzz.ratio` with python-Levenshtein: 100 x `edit_similarity`, rounded per sample.
+
+    Rounding is Python's `round` (half to even), as fuzzywuzzy's `intr` does; identical strings
+    (two empty ones included) score 100 and an empty string against a non-empty one scores 0.
+    Rounding per sample moves the CodeXGLUE mean: 43.8 on the official java sample, 43.51 unrounded.
+    """
+    if prediction == reference:
+        return 100
+    if not prediction or not reference:
+        return 0
+    return int(round(100 * edit_similarity(prediction, reference)))
