@@ -17,6 +17,7 @@ from typing import Any
 from .machine import LoadSampler, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PEER_SOURCES = ("inspect.py", "argparse.py", "typing.py")
 
 
 def _save(results: Path, name: str, data: dict[str, Any]) -> Path:
@@ -102,6 +103,41 @@ def run_humaneval(args: argparse.Namespace) -> None:
     _save(args.results, args.output, result)
 
 
+def run_peers(args: argparse.Namespace) -> None:
+    from inference.embedded import ensure_embedded_model
+
+    from . import artifacts, bandwidth, peers
+
+    model_dir = ensure_embedded_model() if args.model == "default" else Path(args.model)
+    lengths = tuple(int(n) for n in args.lengths.split(","))
+    machine = machine_info()
+    with LoadSampler() as load:
+        result = peers.run(model_dir=model_dir, gguf=artifacts.smollm2_gguf(), hf_dir=artifacts.smollm2_hf_float32(),
+                           sources=[peers_source(name) for name in PEER_SOURCES], threads=args.threads,
+                           lengths=lengths, repeats=args.repeats)
+        shortest = result["results"][str(min(lengths))]["cold"][result["ours"]]
+        result["bandwidth"] = [bandwidth.decode_bound(model_dir, args.threads, 1000 / shortest["tokens_per_s"]["median"])]
+    result.update(command=_command(), machine=machine, load=load.summary(), model_dir=str(model_dir))
+    _save(args.results, "peers", result)
+
+
+def run_load(args: argparse.Namespace) -> None:
+    from . import daemon_load
+
+    clients = tuple(int(n) for n in args.clients.split(","))
+    machine = machine_info()
+    with LoadSampler() as load:
+        result = daemon_load.run(model=args.model, clients=clients, seconds=args.seconds, threads=args.threads)
+    result.update(command=_command(), machine=machine, load=load.summary())
+    _save(args.results, "load", result)
+
+
+def peers_source(name: str) -> Path:
+    import sysconfig
+
+    return Path(sysconfig.get_paths()["stdlib"]) / name
+
+
 def run_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -140,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     humaneval.add_argument("--check-canonical", action="store_true", help="first check that every canonical line passes")
     humaneval.add_argument("--output", default="humaneval", help="results file name in bench/results (default humaneval)")
 
+    peers = sub.add_parser("peers", help="CTranslate2 vs llama.cpp vs transformers float32, same model and prompts")
+    peers.add_argument("--threads", type=int, default=2, help="threads for every runner (default 2)")
+    peers.add_argument("--lengths", default="128,512,1024,2048", help="prompt lengths in tokens")
+    peers.add_argument("--repeats", type=int, default=5, help="repetitions per cell (default 5)")
+
+    load = sub.add_parser("load", help="N editors typing into one TCP daemon")
+    load.add_argument("--clients", default="1,2,4,8", help="editor counts, run one after another")
+    load.add_argument("--seconds", type=float, default=30.0, help="typing time per editor count (default 30)")
+    load.add_argument("--threads", type=int, help="the daemon's CTranslate2 threads (default: its own)")
+
     sub.add_parser("report", help="write bench/RESULTS.md and the plots from bench/results/")
     return parser
 
@@ -152,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         run_replay(args)
     elif args.command == "humaneval":
         run_humaneval(args)
+    elif args.command == "peers":
+        run_peers(args)
+    elif args.command == "load":
+        run_load(args)
     elif args.command == "report":
         run_report(args)
     else:

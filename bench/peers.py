@@ -21,7 +21,9 @@ of them alike; ratios are of medians over the repetitions.
 from __future__ import annotations
 
 import gc
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -163,6 +165,58 @@ class TransformersRunner:
         gc.collect()
 
 
+class RemoteRunner:
+    """Our OpenAI-compatible backend (`inference.openai_backend`) against a llama.cpp server on the GGUF.
+
+    The server is started here (`python -m llama_cpp.server`); prompts go as text (the ids decoded),
+    so the server's tokenizer may split them a little differently. The server may stop at end of
+    text: a run that ends early counts the tokens it got.
+    """
+
+    def __init__(self, gguf: Path, threads: int, name: str, tokenizer: Any, context: int = 4096) -> None:
+        from inference.openai_backend import OpenAICompletionEngine, parse_remote_spec
+
+        self.name = name
+        self.tokenizer = tokenizer
+        port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", str(context), "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.engine = OpenAICompletionEngine(parse_remote_spec(f"openai:http://127.0.0.1:{port}/v1"), timeout=120)
+        self.model = self._wait(120)
+
+    def _wait(self, timeout_s: float) -> str:
+        from inference.openai_backend import RemoteModelError
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama.cpp server exited with {self.process.returncode}")
+            try:
+                return self.engine.resolve_model()
+            except RemoteModelError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
+    def cold(self, ids: list[int], new_tokens: int) -> Timing:
+        return _timed(self.engine.stream(self.model, self.tokenizer.decode(ids), new_tokens), new_tokens)
+
+    def typing(self, static: list[int], tail: list[int], new_tokens: int) -> Timing:
+        return self.cold(static + tail, new_tokens)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _tokenizer(model_dir: Path):
     from transformers import PreTrainedTokenizerFast
 
@@ -238,7 +292,7 @@ def ratios(results: dict[str, Any], ours: str, case: str = "cold", metric: str =
 
 
 def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Sequence[Path], threads: int = 2,
-        lengths: Sequence[int] = LENGTHS, repeats: int = 5, extra: Sequence[Runner] = ()) -> dict[str, Any]:
+        lengths: Sequence[int] = LENGTHS, repeats: int = 5) -> dict[str, Any]:
     """Build the runners that can run here, measure them, and say which were left out and why."""
     runners: list[Runner] = [Ct2Runner(model_dir, "int8", threads, "ctranslate2 int8 (ours)")]
     skipped: dict[str, str] = {}
@@ -249,11 +303,13 @@ def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Seq
             runners.append(LlamaCppRunner(gguf, threads, f"llama.cpp {_gguf_type(gguf)}"))
         except ImportError as exc:
             skipped["llama.cpp"] = f"llama-cpp-python is not installed ({exc}): pip install '.[peers]'"
+        else:
+            tokenizer = runners[0].tokenizer  # type: ignore[attr-defined]
+            runners.append(RemoteRunner(gguf, threads, f"ours via OpenAI API -> llama.cpp server {_gguf_type(gguf)}", tokenizer))
     if hf_dir is None:
         skipped["transformers float32"] = "no float32 checkpoint given"
     else:
         runners.append(TransformersRunner(hf_dir, threads, "transformers float32"))
-    runners.extend(extra)
     ids = source_ids(runners[0].tokenizer, sources)  # type: ignore[attr-defined]
     log = lambda m: print(f"bench peers: {m}", file=sys.stderr, flush=True)  # noqa: E731
     results = measure(runners, ids, lengths=lengths, repeats=repeats, progress=log)

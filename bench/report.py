@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .speed_report import load_section, peers_section, plot_peers
 from .stats import format_interval, markdown_table
 
 BENCH = Path(__file__).resolve().parent
@@ -349,7 +350,8 @@ def write_report(results: Path) -> Path:
              "Written by `python -m bench report` from `bench/results/*.json`; regenerate everything with "
              "`python -m bench` (about 30 minutes on 2 cores). Numbers measured on a shared, loaded machine are noisy: "
              "each run states its load.", ""]
-    runs = [*replays.values(), *([humaneval] if humaneval else [])]
+    peers, load = _load(results, "peers"), _load(results, "load")
+    runs = [*replays.values(), *([humaneval] if humaneval else []), *(d for d in (peers, load) if d)]
     if not runs:
         lines.append("No results yet: run `python -m bench`.")
     for data in runs:
@@ -363,6 +365,11 @@ def write_report(results: Path) -> Path:
         lines += humaneval_section(humaneval)
     if others:
         lines += other_humaneval_section(others)
+    if peers:
+        plot_peers(peers, plots)
+        lines += peers_section(peers)
+    if load:
+        lines += load_section(load)
     path = results.parent / "RESULTS.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path
