@@ -243,7 +243,7 @@ class Indenter:
     """
 
     def __init__(self) -> None:
-        self.blocks: list[str] = []  # the first token of each open block's header
+        self.blocks: list[str] = []  # the first token of each open block's header ("Meta" for `class Meta`)
         self.depth = 0  # brackets open at the end of the last line
         self.statement: str = ""  # first token of the statement in progress
         self.opened = False  # the last statement opened a block
@@ -273,7 +273,7 @@ class Indenter:
     def advance(self, tokens: Sequence[str]) -> None:
         """Take in a placed line."""
         if self.depth == 0 and tokens:
-            self.statement = tokens[0]
+            self.statement = "Meta" if tokens[:2] == ["class", "Meta"] else tokens[0]  # a nested class holds no defs
         self.depth = _bracket_depth(tokens, self.depth)
         if self.depth == 0 and tokens:
             self.opened = tokens[-1] == ":"
@@ -315,8 +315,8 @@ def _string_token(literal: str) -> str:
 def code_tokens(code: str) -> list[str]:
     """Python source as py150 (pre-2021) tokens: comments and indentation dropped, `<EOL>` between lines.
 
-    Code that does not tokenize to the end (an unclosed bracket or string) keeps the tokens
-    read before the failure.
+    Code that does not tokenize to the end (an unclosed bracket) keeps the tokens read before
+    the failure; an unclosed quote is read as tokenize reads it, an error token of its own.
     """
     out: list[str] = []
     try:
