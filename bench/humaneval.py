@@ -4,6 +4,8 @@ Each task removes one line from a HumanEval solution. Two paths fill it on every
 
 - ``engine``: `CodeModel.complete(prompt)` (greedy, left to right, token healing), stopped at
   the first newline after content; the line is what it wrote before that newline.
+- ``engine-infill``: the same with the code after the line as the suffix
+  (`CodeModel.complete(prompt, suffix)`), for models that infill (FIM tokens, CodeT5+ spans).
 - ``server``: what an editor would send. The document is the task with the missing line
   emptied (``prompt + "\\n" + suffix``: its newline kept), the cursor at the start of that
   empty line, and `CompletionPipeline.suggest` does the rest (context builder, healing, stop
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inference import CodeModel
+from inference.presets import PromptFormat
 from lsp_server.completion import CompletionPipeline
 from lsp_server.config import Settings
 from lsp_server.context import build_context
@@ -49,7 +52,7 @@ from .metrics import edit_similarity, exact_match, normalize_line
 from .stats import bootstrap_interval, mcnemar_exact, mean, median, p95, wilson_interval
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "HumanEval-SingleLineInfilling.jsonl.gz"
-PATHS = ("engine", "server", "server-indented")
+PATHS = ("engine", "engine-infill", "server", "server-indented")
 MAX_NEW_TOKENS = 48
 _LINE_DONE = re.compile(r"\S[^\n]*\n")
 POSTPROCESS_STAGES = (trim_suffix_overlap, balance_brackets, drop_repetition, fix_indentation, drop_blank)
@@ -125,6 +128,18 @@ def first_line(text: str) -> str:
 def engine_line(model: CodeModel, task: Task, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
     """The bare engine's line: greedy left-to-right from the prompt, healed, cut at the first line end."""
     stream = model.complete(task.prompt, max_new_tokens=max_new_tokens, stop=lambda text: _LINE_DONE.search(text) is not None)
+    return first_line(stream.read())
+
+
+def can_infill(model: CodeModel) -> bool:
+    """Whether the model uses the code after the cursor (FIM tokens or CodeT5+ span infilling)."""
+    return model.preset.infill_format is not None or model.preset.completion_format is PromptFormat.FIM
+
+
+def engine_infill_line(model: CodeModel, task: Task, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+    """The bare engine's line written between the prompt and the suffix, cut at the first line end."""
+    stream = model.complete(task.prompt, task.suffix, max_new_tokens=max_new_tokens,
+                            stop=lambda text: _LINE_DONE.search(text) is not None)
     return first_line(stream.read())
 
 
@@ -207,6 +222,8 @@ class Runner:
         start = time.perf_counter()
         if path == "engine":
             inserted = line = engine_line(self.model, task, MAX_NEW_TOKENS)
+        elif path == "engine-infill":
+            inserted = line = engine_infill_line(self.model, task, MAX_NEW_TOKENS)
         else:
             view = editor_view(task, indented=path == "server-indented")
             uri = f"file:///humaneval/{task.task_id}/{path}.py"
@@ -295,6 +312,9 @@ def run(
     unknown = [p for p in paths if p not in PATHS]
     if unknown:
         raise ValueError(f"unknown paths {unknown}; choose from {PATHS}")
+    if "engine-infill" in paths and not can_infill(model):
+        raise ValueError(f"{model.preset.name} cannot infill (no FIM tokens or span infilling): "
+                         "the engine-infill path needs a model that can")
     settings = settings or Settings()
     runner = Runner(model, settings, timeout_s, jobs)
     by_path: dict[str, list[Attempt]] = {p: [] for p in paths}
@@ -343,7 +363,7 @@ def _trace_losses(
     if "engine" not in by_path:
         return []
     traces = []
-    for path in (p for p in by_path if p != "engine"):
+    for path in (p for p in by_path if p.startswith("server")):
         for task, engine, server in zip(tasks, by_path["engine"], by_path[path]):
             if len(traces) >= limit:
                 return traces

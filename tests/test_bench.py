@@ -192,3 +192,24 @@ def test_classify_tells_superseded_from_empty_and_shown():
     assert summary["completed"]["count"] == 3 and summary["cache_hits"]["count"] == 1
     assert summary["model_runs"]["p50_ms"] == 225.0
     assert math.isclose(summary["superseded_share"], 0.25)
+
+
+# -- HumanEval with the suffix (infilling) --------------------------------------------------------
+
+def test_engine_infill_path_fills_the_gap_with_a_span_infilling_model(tiny_models):
+    from bench import humaneval
+    from inference import CodeModel
+    from tests.tiny_models import INFILL_EXAMPLES
+
+    prefix, middle, suffix = INFILL_EXAMPLES[0]  # "...def add(a, b):\n    return " | "a + b" | "\n\n\ndef greet..."
+    task = Task("tiny/add", prefix, suffix, middle + "\n", "def check(candidate):\n    assert candidate(2, 3) == 5\n", "add")
+    t5 = CodeModel(tiny_models.t5_int8, device="cpu", cpu_threads=1)
+    assert humaneval.can_infill(t5)
+    result = humaneval.run([task], t5, ["engine-infill"])
+    attempt = result["attempts"]["engine-infill"][0]
+    assert (attempt["completion"], attempt["passed"], attempt["exact"]) == ("a + b", True, True)
+
+    llama = CodeModel(tiny_models.llama_int8, device="cpu", cpu_threads=1)
+    assert not humaneval.can_infill(llama)
+    with pytest.raises(ValueError, match="cannot infill"):
+        humaneval.run([task], llama, ["engine-infill"])
