@@ -46,4 +46,4 @@ def decode_bound(model_dir: Path, threads: int, step_ms: float) -> dict[str, flo
     bandwidth = memory_bandwidth_gbs(threads)
     bound_ms = weight_bytes(model_dir) / (bandwidth * 1e9) * 1000
     return {"threads": threads, "bandwidth_gbs": round(bandwidth, 2), "weight_mb": round(weight_bytes(model_dir) / 1e6, 1),
-            "bound_ms": round(bound_ms, 2), "decode_step_ms": round(step_ms, 2), "times_bound": round(step_ms / bound_ms, 2)}
+            "bound_ms": round(bound_ms, 4), "decode_step_ms": round(step_ms, 2), "times_bound": round(step_ms / bound_ms, 2)}

@@ -229,10 +229,11 @@ def source_ids(tokenizer: Any, paths: Sequence[Path]) -> list[int]:
     return tokenizer(text, add_special_tokens=False).input_ids
 
 
-def windows(ids: list[int], length: int, count: int, stride: int = 4099) -> list[list[int]]:
-    """`count` windows of `length` tokens at offsets far enough apart that none shares text with the last."""
-    if len(ids) < length + stride * (count - 1):
-        raise ValueError(f"need {length + stride * (count - 1)} source tokens, have {len(ids)}")
+def windows(ids: list[int], length: int, count: int) -> list[list[int]]:
+    """`count` windows of `length` tokens spread evenly over `ids`, none overlapping another."""
+    stride = (len(ids) - length) // max(1, count - 1)
+    if len(ids) < length * count or stride < length:
+        raise ValueError(f"need {length * count} source tokens, have {len(ids)}")
     return [ids[i * stride: i * stride + length] for i in range(count)]
 
 
