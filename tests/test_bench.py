@@ -213,3 +213,42 @@ def test_engine_infill_path_fills_the_gap_with_a_span_infilling_model(tiny_model
     assert not humaneval.can_infill(llama)
     with pytest.raises(ValueError, match="cannot infill"):
         humaneval.run([task], llama, ["engine-infill"])
+
+
+# -- benchmark model files and quantization fidelity ----------------------------------------------
+
+def test_bench_artifacts_are_reused_from_the_cache_and_quantizations_checked(tmp_path, monkeypatch):
+    from bench import artifacts
+
+    monkeypatch.setenv("CODET5_LSP_CACHE", str(tmp_path))
+    converted = tmp_path / "models" / "bench" / "smollm2-135m-ct2-int8"
+    converted.mkdir(parents=True)
+    for name in ("model.bin", "config.json", "vocabulary.json", "tokenizer.json"):
+        (converted / name).write_text("{}")
+    gguf = tmp_path / "models" / "bench" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert artifacts.smollm2_ct2("int8") == converted  # complete: not rebuilt (nothing here could rebuild it)
+    assert artifacts.smollm2_gguf() == gguf
+    assert artifacts.directory_size(converted) == 8 and artifacts.directory_size(gguf) == 4
+    with pytest.raises(ValueError, match="unknown quantization"):
+        artifacts.smollm2_ct2("int4")
+
+
+def test_fidelity_measures_two_quantizations_and_pairs_them(tiny_models):
+    from bench import fidelity
+
+    first = fidelity.measure(tiny_models.llama_float32, "float32", humaneval_limit=3, py150_limit=2)
+    second = fidelity.measure(tiny_models.llama_int8, "int8", humaneval_limit=3, py150_limit=2)
+    assert (first["compute_type"], second["compute_type"]) == ("float32", "int8")
+    assert second["peak_rss_mb"] >= second["rss_loaded_mb"] > 0
+    assert first["humaneval"]["tasks"] == 3 and first["py150"]["samples"] == 2
+    comparison = fidelity.compare_runs(first, second)
+    lines = [[a["completion"] for a in run["humaneval"]["attempts"]["engine"]] for run in (first, second)]
+    assert comparison["humaneval"]["same_line"] == sum(a.strip() == b.strip() for a, b in zip(*lines))
+    assert comparison["py150"]["same_prediction"] <= 2
+    result = {"device": "cpu", "quantizations": ["float32", "int8"], "seconds": 1.0, "embedded_int8_identical": True,
+              "models": {"float32": {**first, "size_mb": 1.0}, "int8": {**second, "size_mb": 0.5}},
+              "comparison": {"int8": comparison}, "gpu_not_measured": fidelity.GPU_ROWS}
+    text = fidelity.markdown(result)
+    assert "byte-identical" in text and "int8 vs float32, paired:" in text
+    assert "float16: `python -m bench.fidelity --device cuda" in text
