@@ -34,7 +34,16 @@ from lsp_server.typeahead import TypeaheadCache
 
 from .humaneval import first_line
 from .metrics import fuzz_ratio
-from .stats import bootstrap_interval, format_interval, markdown_table, mcnemar_exact, mean, median, p95, wilson_interval
+from .stats import (
+    bootstrap_interval,
+    format_interval,
+    markdown_table,
+    mcnemar_exact,
+    mean,
+    median,
+    p95,
+    wilson_interval,
+)
 
 EVAL_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 PY150_ANSWERS = EVAL_DIR / "codexglue_line_py150_sample100_answers.json"
@@ -516,7 +525,9 @@ def markdown(result: dict[str, object]) -> str:
         "completes the line, and the line is tokenized again with Python's `tokenize` into the same form. "
         f"*engine*: `CodeModel.complete` on the last {CONTEXT_TOKENS} tokens of the code (line-snapped), cut at the "
         "first line end. *server*: `CompletionPipeline.suggest` with the cursor at the end of the document, "
-        "server defaults. Intervals: Wilson 95% for EM, bootstrap 95% for edit sim.",
+        "server defaults. Intervals: Wilson 95% for EM, bootstrap 95% for edit sim. For scale: the official sample "
+        "predictions score EM 39.0 / edit sim 71.05 on these samples, and CodeT5+ 220M finetuned on py150 reports "
+        "EM 43.42 / edit sim 73.69 on the full test set (arXiv 2305.07922); our model is not finetuned for it.",
         "",
         markdown_table(["path", "EM [95% CI]", "edit sim [95% CI]", "official evaluator", "empty", "p50 ms", "p95 ms"],
                        rows),
