@@ -108,17 +108,23 @@ def run_peers(args: argparse.Namespace) -> None:
 
     from . import artifacts, bandwidth, peers
 
-    model_dir = ensure_embedded_model() if args.model == "default" else Path(args.model)
+    if args.model != "default":
+        model_dir = Path(args.model)
+    elif args.compute_type in ("float32", "float16", "bfloat16"):  # weights converted at that precision
+        model_dir = artifacts.smollm2_ct2(args.compute_type)
+    else:
+        model_dir = ensure_embedded_model()
     lengths = tuple(int(n) for n in args.lengths.split(","))
     machine = machine_info()
     with LoadSampler() as load:
         result = peers.run(model_dir=model_dir, gguf=artifacts.smollm2_gguf(), hf_dir=artifacts.smollm2_hf_float32(),
                            sources=[peers_source(name) for name in PEER_SOURCES], threads=args.threads,
-                           lengths=lengths, repeats=args.repeats)
-        shortest = result["results"][str(min(lengths))]["cold"][result["ours"]]
-        result["bandwidth"] = [bandwidth.decode_bound(model_dir, args.threads, 1000 / shortest["tokens_per_s"]["median"])]
+                           lengths=lengths, repeats=args.repeats, device=args.device, compute_type=args.compute_type)
+        if args.device == "cpu":
+            shortest = result["results"][str(min(lengths))]["cold"][result["ours"]]
+            result["bandwidth"] = [bandwidth.decode_bound(model_dir, args.threads, 1000 / shortest["tokens_per_s"]["median"])]
     result.update(command=_command(), machine=machine, load=load.summary(), model_dir=str(model_dir))
-    _save(args.results, "peers", result)
+    _save(args.results, "peers" if args.device == "cpu" else f"peers-{args.device}-{args.compute_type}", result)
 
 
 def run_load(args: argparse.Namespace) -> None:
@@ -180,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("--threads", type=int, default=2, help="threads for every runner (default 2)")
     peers.add_argument("--lengths", default="128,512,1024,2048", help="prompt lengths in tokens")
     peers.add_argument("--repeats", type=int, default=5, help="repetitions per cell (default 5)")
+    peers.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="our engine's device (peers run on cpu only)")
+    peers.add_argument("--compute-type", default="int8", help="our engine's compute type (default int8; int8_float16 on cuda)")
 
     load = sub.add_parser("load", help="N editors typing into one TCP daemon")
     load.add_argument("--clients", default="1,2,4,8", help="editor counts, run one after another")

@@ -82,11 +82,11 @@ def _timed(tokens: Iterator[object], new_tokens: int) -> Timing:
 class Ct2Runner:
     """ctranslate2.Generator, as `inference.ct2_engines.DecoderEngine` drives it."""
 
-    def __init__(self, model_dir: Path, compute_type: str, threads: int, name: str) -> None:
+    def __init__(self, model_dir: Path, compute_type: str, threads: int, name: str, device: str = "cpu") -> None:
         import ctranslate2
 
         self.name = name
-        self.generator = ctranslate2.Generator(str(model_dir), device="cpu", compute_type=compute_type, intra_threads=threads)
+        self.generator = ctranslate2.Generator(str(model_dir), device=device, compute_type=compute_type, intra_threads=threads)
         self.tokenizer = _tokenizer(model_dir)
 
     def _tokens(self, ids: list[int], new_tokens: int, **options: Any) -> Iterator[object]:
@@ -293,9 +293,14 @@ def ratios(results: dict[str, Any], ours: str, case: str = "cold", metric: str =
 
 
 def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Sequence[Path], threads: int = 2,
-        lengths: Sequence[int] = LENGTHS, repeats: int = 5) -> dict[str, Any]:
-    """Build the runners that can run here, measure them, and say which were left out and why."""
-    runners: list[Runner] = [Ct2Runner(model_dir, "int8", threads, "ctranslate2 int8 (ours)")]
+        lengths: Sequence[int] = LENGTHS, repeats: int = 5, device: str = "cpu", compute_type: str = "int8") -> dict[str, Any]:
+    """Build the runners that can run here, measure them, and say which were left out and why.
+
+    On `device="cuda"` only our engine runs (the peers here are CPU builds).
+    """
+    runners: list[Runner] = [Ct2Runner(model_dir, compute_type, threads, f"ctranslate2 {compute_type} {device} (ours)", device)]
+    if device != "cpu":
+        gguf = hf_dir = None
     skipped: dict[str, str] = {}
     if gguf is None:
         skipped["llama.cpp"] = "no GGUF given"
@@ -317,7 +322,7 @@ def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Seq
     for runner in runners:
         runner.close()
     ours = runners[0].name
-    return {"threads": threads, "new_tokens": NEW_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+    return {"device": device, "compute_type": compute_type, "threads": threads, "new_tokens": NEW_TOKENS, "completion_tokens": COMPLETION_TOKENS,
             "tail_tokens": TAIL_TOKENS, "repeats": repeats, "ours": ours, "runners": [r.name for r in runners],
             "skipped": skipped, "sources": [str(p) for p in sources], "results": results,
             "ratios": {"cold": ratios(results, ours), "typing": ratios(results, ours, "typing"),
