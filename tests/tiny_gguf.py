@@ -64,7 +64,7 @@ def _add_tokenizer(writer: gguf.GGUFWriter, hf_dir: Path, config: dict) -> None:
     ]
     merges = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt2")  # the GPT-2 split regex, as the ByteLevel pre-tokenizer uses
+    writer.add_tokenizer_pre("gpt-2")  # the GPT-2 split regex, as the ByteLevel pre-tokenizer uses
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
