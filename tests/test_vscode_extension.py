@@ -66,7 +66,8 @@ def test_node_tests_against_the_real_server(built: str, tiny_models, tmp_path: P
     })
     output = npm("test", env=env)
     assert "# fail 0" in output and "# skipped 0" in output, output[-6000:]
-    for suite in ("with the real server over stdio", "with a shared daemon over TCP", "the real server, spoken to with vscode-languageserver-protocol"):
+    for suite in ("with the real server over stdio", "with a shared daemon over TCP", "with a daemon that needs a token",
+                  "the real server, spoken to with vscode-languageserver-protocol", "daemonToken", "withToken"):
         assert f"- {suite}\n" in output, f"suite {suite!r} did not pass:\n{output[-6000:]}"
 
 

@@ -1,8 +1,17 @@
 // Builds the vscode-languageclient client for a launch: a spawned server (stdio) or a daemon (TCP).
 import * as net from "net";
 import * as vscode from "vscode";
-import { LanguageClient, LanguageClientOptions, ServerOptions, StreamInfo } from "vscode-languageclient/node";
+import {
+  LanguageClient,
+  LanguageClientOptions,
+  Message,
+  MessageTransports,
+  ServerOptions,
+  SocketMessageReader,
+  SocketMessageWriter,
+} from "vscode-languageclient/node";
 import { Launch } from "./settings";
+import { withToken } from "./token";
 
 export const CLIENT_ID = "codet5";
 export const CLIENT_NAME = "codet5-lsp";
@@ -14,39 +23,47 @@ export interface ClientSettings {
   outputChannel: vscode.LogOutputChannel;
   /** Asked before every completion request: false skips the request. */
   wantsCompletions(document: vscode.TextDocument): boolean;
+  /** The daemon's token, sent in `initialize` (TCP launches only). */
+  daemonToken?: string;
 }
 
 export type ClientFactory = (launch: Launch, settings: ClientSettings) => LanguageClient;
 
 export function createClient(launch: Launch, settings: ClientSettings): LanguageClient {
-  return new Codet5LanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions(launch), clientOptions(settings));
+  return new Codet5LanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions(launch, settings.daemonToken), clientOptions(settings));
 }
 
 /**
- * A LanguageClient that leaves start failures to the extension: the library's own notice
- * ("couldn't create connection to server" and a stack trace) still goes to the log, while
- * the extension shows one message that says what to do.
+ * A LanguageClient that leaves start failures to the extension: the library's own notices
+ * ("couldn't create connection to server", a failed initialize, a restart after the server
+ * closed the connection it refused) still go to the log, while the extension shows one
+ * message that says what to do.
  */
 class Codet5LanguageClient extends LanguageClient {
   private starting = false;
+  private startFailed = false;
 
   override async start(): Promise<void> {
     this.starting = true;
     try {
       await super.start();
+      this.startFailed = false;
+    } catch (error) {
+      this.startFailed = true;
+      throw error;
     } finally {
       this.starting = false;
     }
   }
 
   override error(message: string, data?: unknown, showNotification: boolean | "force" = true): void {
-    super.error(message, data, this.starting ? false : showNotification);
+    super.error(message, data, this.starting || this.startFailed ? false : showNotification);
   }
 }
 
-export function serverOptions(launch: Launch): ServerOptions {
+export function serverOptions(launch: Launch, daemonToken?: string): ServerOptions {
   if (launch.kind === "tcp") {
-    return () => connect(launch.host, launch.port);
+    return () => connect(launch.host, launch.port, daemonToken);
   }
   return { command: launch.command, args: launch.args, options: { env: process.env } };
 }
@@ -56,6 +73,8 @@ export function clientOptions(settings: ClientSettings): LanguageClientOptions {
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
     initializationOptions: settings.initializationOptions,
     outputChannel: settings.outputChannel,
+    // No retry and no notice of its own: the failed start is reported once by the extension.
+    initializationFailedHandler: () => false,
     middleware: {
       provideInlineCompletionItems: (document, position, context, token, next) =>
         settings.wantsCompletions(document) ? next(document, position, context, token) : undefined,
@@ -66,8 +85,19 @@ export function clientOptions(settings: ClientSettings): LanguageClientOptions {
   };
 }
 
-/** A TCP connection to a daemon, or a rejection that says which address failed. */
-export function connect(host: string, port: number): Promise<StreamInfo> {
+/** Writes to the daemon's socket, adding the token to `initialize` once it has been traced. */
+class TokenWriter extends SocketMessageWriter {
+  constructor(socket: net.Socket, private readonly token: string) {
+    super(socket);
+  }
+
+  override write(message: Message): Promise<void> {
+    return super.write(withToken(message, this.token));
+  }
+}
+
+/** A TCP connection to a daemon (sending `token` when given), or a rejection that says which address failed. */
+export function connect(host: string, port: number, token?: string): Promise<MessageTransports> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port });
     const fail = (error: Error) => {
@@ -79,7 +109,7 @@ export function connect(host: string, port: number): Promise<StreamInfo> {
     socket.once("connect", () => {
       socket.setTimeout(0);
       socket.removeListener("error", fail);
-      resolve({ reader: socket, writer: socket });
+      resolve({ reader: new SocketMessageReader(socket), writer: token ? new TokenWriter(socket, token) : new SocketMessageWriter(socket) });
     });
   });
 }

@@ -19,6 +19,7 @@ import {
   settingsUpdate,
 } from "./settings";
 import { StatusBar } from "./status";
+import { TOKEN_ENV, daemonToken, isTokenRefusal } from "./token";
 
 /**
  * The extension's own commands. They live under `codet5.editor.` because vscode-languageclient
@@ -175,12 +176,20 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
       this.fail(error instanceof Error ? error.message : String(error));
       return;
     }
-    this.output.info(`starting the client: ${describeLaunch(launch)}`);
+    let token: string | undefined;
+    try {
+      token = launch.kind === "tcp" ? daemonToken(config().get<string>("daemon.tokenFile"), process.env) : undefined;
+    } catch (error) {
+      this.fail(`codet5-lsp: ${error instanceof Error ? error.message : String(error)}.`);
+      return;
+    }
+    this.output.info(`starting the client: ${describeLaunch(launch)}${token ? " (with the daemon token)" : ""}`);
     const initializationOptions = serverSettings(explicitSettings(config()), launch);
     const client = this.factory(launch, {
       initializationOptions,
       outputChannel: this.output,
       wantsCompletions: (document) => completionsEnabled(config(), document.languageId),
+      daemonToken: token,
     });
     this.current = { client, launch, sent: new Set(Object.keys(initializationOptions)) };
     client.onNotification(STATUS_NOTIFICATION, (status: ModelStatus) => {
@@ -232,6 +241,9 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
 /** Why the client did not start, with what to do about it. */
 export function startFailure(launch: Launch, error: unknown): string {
   const reason = error instanceof Error ? error.message : String(error);
+  if (launch.kind === "tcp" && isTokenRefusal(error)) {
+    return `codet5-lsp: the daemon at ${launch.host}:${launch.port} refused this editor: the token is wrong or missing. Set codet5.daemon.tokenFile to the daemon's token file (or ${TOKEN_ENV} in VS Code's environment) and run "codet5: Restart server".`;
+  }
   if (launch.kind === "tcp") {
     return `codet5-lsp: ${reason}. Start the daemon with "codet5-lsp --tcp --port ${launch.port}" or clear codet5.daemon.address.`;
   }

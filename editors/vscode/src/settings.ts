@@ -45,7 +45,7 @@ export const MODEL_SETTINGS: ReadonlySet<string> = new Set([
 ]);
 
 /** Settings whose change needs a new connection rather than `workspace/didChangeConfiguration`. */
-export const LAUNCH_SETTINGS = ["server.path", "server.args", "daemon.address"] as const;
+export const LAUNCH_SETTINGS = ["server.path", "server.args", "daemon.address", "daemon.tokenFile"] as const;
 
 export const DEFAULT_COMMAND = "codet5-lsp";
 

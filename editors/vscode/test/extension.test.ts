@@ -2,10 +2,14 @@
 // is the stand-in from vscode-api.ts.
 import "./vscode-hook";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ExecuteCommandRequest } from "vscode-languageclient/node";
 import { COMMANDS, Codet5Api, activate, deactivate } from "../src/extension";
 import { SERVER_COMMANDS, StatusReply } from "../src/protocol";
+import { TOKEN_ENV } from "../src/token";
 import {
   ADD_COMPLETION,
   ADD_SOURCE,
@@ -18,7 +22,7 @@ import {
   testModel,
   waitFor,
 } from "./server";
-import { CancellationTokenSource, InlineCompletionTriggerKind, Position, Selection, createDocument, mock } from "./vscode-api";
+import { CancellationTokenSource, InlineCompletionTriggerKind, LogLevel, Position, Selection, createDocument, mock } from "./vscode-api";
 
 const ALL_COMMANDS = Object.values(COMMANDS);
 
@@ -222,5 +226,89 @@ describe("with a shared daemon over TCP", { skip: skipWithoutServer }, () => {
     mock.open(document);
     assert.equal((await complete(document, new Position(1, 10)))?.[0].insertText, ADD_COMPLETION);
     assert.equal((await serverStatus(api)).state, "ready");
+  });
+});
+
+describe("with a daemon that needs a token", { skip: skipWithoutServer }, () => {
+  const token = "s3cret-token-for-the-test";
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "codet5-vscode-token-"));
+  const tokenFile = path.join(dir, "token");
+  const wrongFile = path.join(dir, "wrong");
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+
+  before(async () => {
+    fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    fs.writeFileSync(wrongFile, "not-the-token\n", { mode: 0o600 });
+    daemon = await startDaemon(["--token-file", tokenFile]);
+  });
+
+  afterEach(() => deactivate());
+  after(() => {
+    daemon?.process.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  function logLines(api: Codet5Api): string[] {
+    return (api as unknown as { output: { lines: string[] } }).output.lines;
+  }
+
+  /** The extension connected to the daemon with `extra` settings, the LSP traffic traced to its log. */
+  async function startTraced(extra: Record<string, unknown>): Promise<Codet5Api> {
+    mock.reset();
+    for (const [key, value] of Object.entries({ "codet5.daemon.address": `127.0.0.1:${daemon.port}`, "codet5.trace.server": "verbose", ...extra })) {
+      mock.settings.set(key, value);
+    }
+    const api = activate({ subscriptions: [] } as never);
+    (api as unknown as { output: { logLevel: number } }).output.logLevel = LogLevel.Trace; // before the client reads it
+    await api.ready;
+    return api;
+  }
+
+  async function completesWith(api: Codet5Api, name: string): Promise<void> {
+    await waitFor("ready from the daemon", () => statusBar().text === "$(check) codet5");
+    const document = createDocument(`/tmp/codet5-vscode-test/${name}.py`, "python", ADD_SOURCE);
+    mock.open(document);
+    assert.equal((await complete(document, new Position(1, 10)))?.[0].insertText, ADD_COMPLETION);
+    assert.equal((await serverStatus(api)).state, "ready");
+    assert.ok(logLines(api).some((line) => line.includes("initialize")), "the LSP trace is on");
+    assert.ok(!logLines(api).some((line) => line.includes(token)), "the token is not in the log, even with the trace on");
+  }
+
+  async function refused(api: Codet5Api): Promise<string> {
+    assert.equal(api.client?.isRunning() ?? false, false);
+    assert.equal(statusBar().text, "$(error) codet5");
+    const errors = mock.messages.filter((m) => m.kind === "error");
+    assert.equal(errors.length, 1, JSON.stringify(mock.messages));
+    assert.ok(!errors[0].message.includes(token) && !logLines(api).some((line) => line.includes(token)), "the token is not shown");
+    return errors[0].message;
+  }
+
+  test("connects with the token from codet5.daemon.tokenFile; the token is never logged", async () => {
+    await completesWith(await startTraced({ "codet5.daemon.tokenFile": tokenFile }), "token-file");
+  });
+
+  test(`connects with the token from ${TOKEN_ENV}`, async () => {
+    process.env[TOKEN_ENV] = token;
+    try {
+      await completesWith(await startTraced({}), "token-env");
+    } finally {
+      delete process.env[TOKEN_ENV];
+    }
+  });
+
+  for (const [what, settings] of [["a wrong token", { "codet5.daemon.tokenFile": wrongFile }], ["no token", {}]] as const) {
+    test(`${what}: the daemon refuses, and the message says which setting to fix`, async () => {
+      const message = await refused(await startTraced(settings));
+      assert.match(message, new RegExp(`daemon at 127\\.0\\.0\\.1:${daemon.port} refused this editor: the token is wrong or missing`));
+      assert.match(message, /codet5\.daemon\.tokenFile/);
+      assert.match(message, new RegExp(TOKEN_ENV));
+      assert.equal(daemon.process.exitCode, null, "the daemon keeps serving");
+    });
+  }
+
+  test("an unreadable token file is reported without connecting", async () => {
+    const missing = path.join(dir, "missing");
+    const message = await refused(await startTraced({ "codet5.daemon.tokenFile": missing }));
+    assert.ok(message.includes(`cannot read codet5.daemon.tokenFile ${missing} (ENOENT)`), message);
   });
 });

@@ -30,11 +30,11 @@ export function modelArgs(): string[] {
   return ["--model", testModel!, "--threads", "1"];
 }
 
-/** A daemon on a free loopback port; resolves once it listens. */
-export function startDaemon(): Promise<{ process: cp.ChildProcess; port: number }> {
+/** A daemon on a free loopback port (with `extraArgs`, e.g. `--token-file`); resolves once it listens. */
+export function startDaemon(extraArgs: string[] = []): Promise<{ process: cp.ChildProcess; port: number }> {
   prepareEnvironment();
   const [command, ...args] = serverCommand!;
-  const child = cp.spawn(command, [...args, "--tcp", "--port", "0", ...modelArgs()], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = cp.spawn(command, [...args, "--tcp", "--port", "0", ...modelArgs(), ...extraArgs], { stdio: ["ignore", "ignore", "pipe"] });
   return new Promise((resolve, reject) => {
     let stderr = "";
     const timer = setTimeout(() => fail(new Error(`daemon did not listen within 60 s: ${stderr}`)), 60_000);
