@@ -73,10 +73,8 @@ def _status(own: float, swapped: float) -> str:
     if swapped - own > READS_CODE_MARGIN:
         return "How well it summarizes is measured below, against a function-name baseline."
     return (
-        "**Status: not usable yet.** Its decoder does not read the code (see the check under "
-        "Training): it writes nearly the same generic sentence for every function and scores below "
-        "the function-name baseline. A from-scratch T5 of this size needs many more training steps "
-        "than the CPU budget of this recipe gave it before cross-attention starts to carry the code."
+        "**Status: not usable.** Its decoder does not read the code (see the check under Training): "
+        "it writes nearly the same generic sentence for every function."
     )
 
 
@@ -164,7 +162,11 @@ smoothing {config['label_smoothing']}, gradient clipping 1.0, seed {config['seed
 thread. Curriculum: each training example is turned, with a probability falling linearly from
 {config['name_copy_start']} to {config['name_copy_end']} over the first {config['name_copy_decay']:.0%} of the steps
 (then staying there), into an auxiliary task (`<s> <extra_id_0> code </s>` -> the function name's
-words) that makes the decoder read the encoder from the start. {_training_summary(work, info)}
+words) that makes the decoder read the encoder from the start. An auxiliary bag-of-words loss
+(weight {config['bag_of_words_weight']}) asks the mean-pooled encoder output, through the tied output layer, for the
+target's words: without it the encoder's output collapsed to nearly the same vector at every position and for
+every function in every earlier run (the decoder used it as a constant bias and never read the code).
+{_training_summary(work, info)}
 Validation loss (without label smoothing) is measured on the first {config['valid_examples']} validation pairs,
 also with each target paired with the next function's code ("swapped").
 

@@ -38,13 +38,14 @@ class TrainConfig:
     max_source_tokens: int = 128
     max_target_tokens: int = 48
     batch_size: int = 16
-    steps: int = 6000
-    warmup_steps: int = 400
-    learning_rate: float = 2e-3
+    steps: int = 3600
+    warmup_steps: int = 300
+    learning_rate: float = 1.5e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
+    bag_of_words_weight: float = 0.5
     seed: int = 1234
-    max_minutes: float = 95.0
+    max_minutes: float = 85.0
     checkpoint_minutes: float = 5.0
     valid_examples: int = 256
     name_copy_start: float = 0.5
@@ -146,12 +147,35 @@ def pick_tasks(batch: Sequence[Task], share: float, rng: random.Random) -> list[
     return [copy if copy is not None and rng.random() < share else summary for summary, copy in batch]
 
 
-def smoothed_loss(model: T5ForConditionalGeneration, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
-    """Cross-entropy with label smoothing over the non-ignored label positions."""
-    logits = model(**batch).logits
-    return torch.nn.functional.cross_entropy(
-        logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=IGNORE_INDEX, label_smoothing=smoothing
+def bag_of_words_loss(model: T5ForConditionalGeneration, states: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of each target token under one distribution predicted from the
+    mean-pooled encoder states (through the tied output layer).
+
+    Without it a from-scratch encoder collapses: its output becomes nearly the same vector at every
+    position and for every function (the decoder uses it as a constant bias), so the decoder never
+    learns to read the code. Predicting each example's own target words keeps the encoder's output
+    about the code.
+    """
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    pooled = (states * mask).sum(1) / mask.sum(1)
+    if model.config.tie_word_embeddings:
+        pooled = pooled * model.config.d_model**-0.5
+    log_probs = torch.log_softmax(model.lm_head(pooled), dim=-1)
+    keep = (labels != IGNORE_INDEX) & (labels != model.config.eos_token_id)
+    picked = log_probs.gather(1, labels.clamp(min=0)) * keep
+    return -(picked.sum(1) / keep.sum(1).clamp(min=1)).mean()
+
+
+def training_loss(model: T5ForConditionalGeneration, batch: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    """Label-smoothed cross-entropy of the summaries plus the weighted bag-of-words loss of the encoder."""
+    encoded = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    logits = model(encoder_outputs=encoded, attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
+    loss = torch.nn.functional.cross_entropy(
+        logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=IGNORE_INDEX, label_smoothing=config.label_smoothing
     )
+    if config.bag_of_words_weight:
+        loss = loss + config.bag_of_words_weight * bag_of_words_loss(model, encoded.last_hidden_state, batch["attention_mask"], batch["labels"])
+    return loss
 
 
 def swapped_sources(examples: list[Example]) -> list[Example]:
@@ -235,7 +259,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             examples = pick_tasks(next(stream), name_copy_share(step, config), rng)
-            loss = smoothed_loss(model, collate(examples, pad), config.label_smoothing)
+            loss = training_loss(model, collate(examples, pad), config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
