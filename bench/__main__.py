@@ -1,6 +1,7 @@
-"""`python -m bench [replay|humaneval|report]`: run the benchmarks, save their results, write RESULTS.md.
+"""`python -m bench [replay|humaneval|py150|fidelity|peers|load|summarization|report]`: run the benchmarks, save their results, write RESULTS.md.
 
-With no command, runs the replay scenarios and HumanEval, then writes the report.
+With no command, runs everything (replay, HumanEval, py150, quantization fidelity, peers, daemon
+load, summarization), then writes the report.
 """
 
 from __future__ import annotations
@@ -138,6 +139,45 @@ def run_load(args: argparse.Namespace) -> None:
     _save(args.results, "load", result)
 
 
+def run_py150(args: argparse.Namespace) -> None:
+    from lsp_server.config import Settings
+
+    from . import codexglue_line
+
+    failing = codexglue_line.check_official()
+    if failing:
+        raise SystemExit("bench: the CodeXGLUE evaluator does not reproduce the official samples: " + "; ".join(failing))
+    settings = Settings(model=args.model, context_tokens=args.context_tokens, local_files_only=True)
+    machine = machine_info()
+    with LoadSampler() as load:
+        result = codexglue_line.run(_model(args.model), limit=args.limit, settings=settings, results=args.results)
+    result.update(command=_command(), machine=machine, load=load.summary(), model=args.model)
+    _save(args.results, "codexglue-line", result)
+
+
+def run_fidelity(args: argparse.Namespace) -> None:
+    from . import fidelity
+
+    machine = machine_info()
+    with LoadSampler() as load:
+        result = fidelity.run(tuple(q.strip() for q in args.quantizations.split(",")), device=args.device,
+                              humaneval_limit=args.limit, py150_limit=args.py150_limit, results=args.results)
+    result.update(command=_command(), machine=machine, load=load.summary())
+    _save(args.results, "fidelity", result)
+
+
+def run_summarization(args: argparse.Namespace) -> None:
+    from . import summarization
+
+    if not (args.summarizer / "model.bin").is_file():
+        print(f"bench: no summarizer at {args.summarizer}: summarization skipped", file=sys.stderr)
+        return
+    with LoadSampler() as load:
+        result = summarization.run(args.results, args.summarizer, limit=args.limit)
+    result.update(command=_command(), load=load.summary())
+    _save(args.results, "summarization", result)
+
+
 def peers_source(name: str) -> Path:
     import sysconfig
 
@@ -194,6 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seconds", type=float, default=30.0, help="typing time per editor count (default 30)")
     load.add_argument("--threads", type=int, help="the daemon's CTranslate2 threads (default: its own)")
 
+    py150 = sub.add_parser("py150", help="CodeXGLUE py150 line completion sample: bare engine vs the server's pipeline")
+    py150.add_argument("--limit", type=int, help="only the first N samples")
+
+    fidelity = sub.add_parser("fidelity", help="the same weights as CTranslate2 float32 and int8, side by side")
+    fidelity.add_argument("--quantizations", default="float32,int8", help="the first is the baseline")
+    fidelity.add_argument("--device", default="cpu")
+    fidelity.add_argument("--limit", type=int, help="only the first N HumanEval tasks")
+    fidelity.add_argument("--py150-limit", type=int, help="only the first N py150 samples")
+
+    from .summarization import SUMMARIZER_DIR
+
+    summarization = sub.add_parser("summarization", help="smoothed BLEU-4 of the embedded summarizer and a baseline")
+    summarization.add_argument("--summarizer", type=Path, default=SUMMARIZER_DIR)
+    summarization.add_argument("--limit", type=int, help="only the first N examples of each set")
+
     sub.add_parser("report", help="write bench/RESULTS.md and the plots from bench/results/")
     return parser
 
@@ -210,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         run_peers(args)
     elif args.command == "load":
         run_load(args)
+    elif args.command == "py150":
+        run_py150(args)
+    elif args.command == "fidelity":
+        run_fidelity(args)
+    elif args.command == "summarization":
+        run_summarization(args)
     elif args.command == "report":
         run_report(args)
     else:
@@ -219,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         defaults = parser.parse_args(["humaneval"])
         defaults.limit = args.humaneval_limit
         run_humaneval(replace_args(defaults, args))
+        for command, run in (("py150", run_py150), ("fidelity", run_fidelity), ("peers", run_peers),
+                             ("load", run_load), ("summarization", run_summarization)):
+            defaults = parser.parse_args([command])
+            if command == "fidelity":
+                defaults.limit = args.humaneval_limit
+            run(replace_args(defaults, args))
         run_report(args)
     print(f"bench: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from . import codexglue_line, summarization
+from .fidelity import markdown as fidelity_markdown
 from .speed_report import load_section, peers_section, plot_peers
 from .stats import format_interval, markdown_table
 
@@ -351,7 +353,8 @@ def write_report(results: Path) -> Path:
              "`python -m bench` (about 30 minutes on 2 cores). Numbers measured on a shared, loaded machine are noisy: "
              "each run states its load.", ""]
     peers, load = _load(results, "peers"), _load(results, "load")
-    runs = [*replays.values(), *([humaneval] if humaneval else []), *(d for d in (peers, load) if d)]
+    py150, fidelity, summaries = _load(results, "codexglue-line"), _load(results, "fidelity"), _load(results, "summarization")
+    runs = [*replays.values(), *(d for d in (humaneval, py150, fidelity, peers, load, summaries) if d and "command" in d)]
     if not runs:
         lines.append("No results yet: run `python -m bench`.")
     for data in runs:
@@ -365,11 +368,17 @@ def write_report(results: Path) -> Path:
         lines += humaneval_section(humaneval)
     if others:
         lines += other_humaneval_section(others)
+    if py150:
+        lines += [codexglue_line.markdown(py150), ""]
+    if fidelity:
+        lines += [fidelity_markdown(fidelity), ""]
     if peers:
         plot_peers(peers, plots)
         lines += peers_section(peers)
     if load:
         lines += load_section(load)
+    if summaries:
+        lines += [summarization.markdown(summaries), ""]
     path = results.parent / "RESULTS.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path
