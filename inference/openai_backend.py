@@ -30,8 +30,12 @@ class RemoteSpecError(ValueError):
 class RemoteModelError(RuntimeError):
     """The server could not be reached, failed, or answered something other than a completion.
 
-    The message names the URL.
+    The message names the URL; `status` is the HTTP status when the server answered with an error.
     """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ class OpenAICompletionEngine:
             response = connection.getresponse()
             if response.status != 200:
                 detail = response.read(2000).decode("utf-8", "replace").strip()
-                raise RemoteModelError(f"{method} {url} answered HTTP {response.status} {response.reason}: {detail}")
+                raise RemoteModelError(f"{method} {url} answered HTTP {response.status} {response.reason}: {detail}", response.status)
             return connection, response
         except RemoteModelError:
             connection.close()
@@ -153,6 +157,30 @@ class OpenAICompletionEngine:
         if not served:
             raise RemoteModelError(f"{self.spec.models_url} lists no models")
         return self.spec.model or served[0]
+
+    def first_token_alternatives(self, model: str, prompt: str, count: int) -> list[str]:
+        """Texts of the `count` most likely first tokens after `prompt`, most likely first.
+
+        One non-streamed request for one token with `logprobs`; [] when the server answers it
+        with an HTTP error or without log-probabilities (not every server computes them).
+        """
+        url = self.spec.completions_url
+        body = {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "top_p": 1.0, "n": 1,
+                "logprobs": count, "stream": False}
+        try:
+            connection, response = self._open("POST", url, body)
+        except RemoteModelError as exc:
+            if exc.status is None:
+                raise
+            return []
+        try:
+            answer = json.loads(_read(response, url, self.timeout))
+            top = ((answer["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0] or {}
+            return [text for text, _ in sorted(top.items(), key=lambda item: -float(item[1]))]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise RemoteModelError(f"POST {url} did not return an OpenAI completion ({exc!r})") from None
+        finally:
+            connection.close()
 
     def stream(self, model: str, prompt: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
         """Text pieces of the greedy continuation of `prompt`, as the server sends them.

@@ -4,10 +4,13 @@
 It completes left to right only (the `/completions` API has no portable fill-in-the-middle)
 and does not summarize: summaries stay with a local model (`summary_model`).
 
-Token healing is partial. The prompt is backed off to a clean boundary as for local models,
-and the server's continuation must re-create the text that was cut; but the server cannot be
-made to pick a first token that agrees with it, so when its own choice does not, the stream
-ends "diverged" with no text (locally, the alternatives of that step would be tried).
+Token healing over the API: the prompt is backed off to a clean boundary as for local models
+and the server's own continuation is taken when its first piece agrees with the cut text. When
+it does not, the most likely first tokens are asked for (`logprobs`, at most
+HEALING_ALTERNATIVES: OpenAI's limit) and the prompt is continued after the first that agrees,
+as a new request (a server with prefix caching does not recompute the shared prompt). The
+server re-tokenizes that prompt, and sees fewer alternatives than a local model's 256; when
+none agrees, or the server gives no log-probabilities, the stream ends "diverged" with no text.
 """
 
 from __future__ import annotations
@@ -16,18 +19,52 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .healing import HealingFilter, heal_prefix
+from .healing import HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
 from .model import CodeModel
 from .openai_backend import DEFAULT_TIMEOUT_S, OpenAICompletionEngine, parse_remote_spec
 from .presets import Architecture, Preset, PromptFormat
 from .stream import StopPredicate, TextStream
 
 CHARS_PER_TOKEN = 3  # token counts are estimated: the server's tokenizer is not at hand
+HEALING_ALTERNATIVES = 5  # first tokens asked for when the server's own does not re-create the cut
 
 
 def estimate_tokens(text: str) -> int:
     """A token count for `text` that errs high for code (about 3-4 characters a token)."""
     return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _agrees(text: str, cut: str) -> bool:
+    """Whether a first token's text may start re-creating `cut` (pick_healing_token's rule)."""
+    return pick_healing_token([0], cut, [text]) is not None
+
+
+def _healed_pieces(engine: OpenAICompletionEngine, model: str, healed: HealedPrefix, new_tokens: int) -> Iterator[str]:
+    """Text pieces of a healed generation of `healed.kept` (see the module's note).
+
+    Raises NoHealingToken when no likely first token agrees with `healed.cut`.
+    """
+    bet = engine.stream(model, healed.kept, new_tokens)
+    try:
+        first = next(bet, None)
+        if first is None:
+            return
+        if not healed.cut or _agrees(first, healed.cut):
+            yield first
+            yield from bet
+            return
+    finally:
+        bet.close()
+    alternatives = engine.first_token_alternatives(model, healed.kept, HEALING_ALTERNATIVES)
+    token = next((text for text in alternatives if _agrees(text, healed.cut)), None)
+    if token is None:
+        raise NoHealingToken(healed.cut)
+    yield token
+    rest = engine.stream(model, healed.kept + token, new_tokens - 1)
+    try:
+        yield from rest
+    finally:
+        rest.close()
 
 
 class _Verbatim:
@@ -97,5 +134,5 @@ class RemoteCodeModel(CodeModel):
         """
         healed = heal_prefix(prefix)
         new_tokens = max_new_tokens + (estimate_tokens(healed.cut) + 1 if healed.cut else 0)
-        pieces = self.engine.stream(self.model_id, healed.kept, new_tokens)
+        pieces = _healed_pieces(self.engine, self.model_id, healed, new_tokens)
         return RemoteTextStream(pieces, HealingFilter(healed.cut) if healed.cut else None, stop)

@@ -87,6 +87,9 @@ class Script:
     garbage: bool = False  # a data line that is not JSON after `pieces`
     hang_s: float = 0.0  # after the headers, send nothing for this long
     crlf: bool = False  # end SSE lines with \r\n and send comment lines in between
+    continuation: list[str] | None = None  # pieces of the streamed requests after the first (default: `pieces`)
+    alternatives: dict[str, float] | None = None  # top_logprobs of a one-token request (None: no logprobs)
+    alternatives_status: int = 200  # the status a one-token (non-streamed) request gets
     requests: list[dict] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)
 
@@ -118,6 +121,10 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             if script.status != 200 or script.completion_status != 200:
                 status = script.status if script.status != 200 else script.completion_status
                 return self._json(status, {"error": {"message": "invalid api key" if status == 401 else "server error"}})
+            if not body["stream"]:
+                return self._one_token(body)
+            streamed = sum(1 for r in script.requests if r.get("body", {}).get("stream"))
+            pieces = script.pieces if streamed == 1 or script.continuation is None else script.continuation
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -126,7 +133,7 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             time.sleep(script.hang_s)
             end = "\r\n" if script.crlf else "\n"
             try:
-                for piece in script.pieces:
+                for piece in pieces:
                     if script.crlf:
                         self._chunk(f": ping{end}")
                     self._event(json.dumps({"object": "text_completion", "choices": [{"index": 0, "text": piece}]}), end)
@@ -141,6 +148,15 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self._chunk("")
             except (BrokenPipeError, ConnectionResetError):
                 script.disconnected.set()
+
+        def _one_token(self, body: dict) -> None:
+            if script.alternatives_status != 200:
+                return self._json(script.alternatives_status, {"error": {"message": "logprobs are not supported"}})
+            top = script.alternatives or {}
+            choice: dict = {"index": 0, "text": max(top, key=top.get) if top else "x", "finish_reason": "length"}
+            if script.alternatives is not None:
+                choice["logprobs"] = {"tokens": [choice["text"]], "top_logprobs": [top]}
+            self._json(200, {"object": "text_completion", "choices": [choice]})
 
         def _event(self, data: str, end: str) -> None:
             self._chunk(f"data: {data}{end}{end}")
@@ -226,10 +242,28 @@ def test_the_request_is_greedy_streamed_and_the_prompt_healed():
     assert body["max_tokens"] == 10 + estimate_tokens("\n    ret") + 1
 
 
-def test_a_continuation_that_does_not_recreate_the_cut_text_diverges():
-    with fake_server(Script(pieces=["\n\tpass", "\n"])) as url:
+def test_when_the_servers_first_token_does_not_fit_the_most_likely_one_that_does_is_continued():
+    script = Script(pieces=["\n\tpass"], alternatives={"\n    ": -0.9, "\n\t": -0.2, "\n": -1.5, " =": -3.0},
+                    continuation=["return", " x", "\n"])
+    with fake_server(script) as url:
+        stream = CodeModel(f"openai:{url}").complete("def f(x):\n    ret", max_new_tokens=8)
+        assert stream.read() == "urn x\n" and stream.finish_reason == "end"
+    bet, ask, rest = [r["body"] for r in script.requests if r["path"].endswith("/completions")]
+    assert bet["prompt"] == ask["prompt"] == "def f(x):" and bet["stream"] and "logprobs" not in bet
+    assert ask["max_tokens"] == 1 and ask["logprobs"] == 5 and ask["stream"] is False
+    assert rest["prompt"] == "def f(x):\n    " and rest["max_tokens"] == bet["max_tokens"] - 1
+
+
+@pytest.mark.parametrize("script", [
+    Script(pieces=["\n\tpass"], alternatives={"\n\t": -0.1, " pass": -2.0}),  # none fits
+    Script(pieces=["\n\tpass"]),  # no logprobs in the answer
+    Script(pieces=["\n\tpass"], alternatives_status=400),  # the server refuses logprobs
+])
+def test_a_continuation_that_cannot_recreate_the_cut_text_diverges(script):
+    with fake_server(script) as url:
         stream = CodeModel(f"openai:{url}").complete("def f():\n    ")
         assert stream.read() == "" and stream.finish_reason == "diverged"
+    assert [r["body"]["stream"] for r in script.requests if "body" in r] == [True, False]
 
 
 def test_the_stop_rule_closes_the_connection_and_the_server_sees_it():
@@ -397,6 +431,18 @@ def test_llama_cpp_server_completes_as_the_local_engine_does(llama_server, tiny_
         remote_text = remote.complete(prefix, max_new_tokens=16, stop=_line_done).read()
         local_text = local.complete(prefix, max_new_tokens=16, stop=_line_done).read()
         assert remote_text == local_text
+
+
+def test_llama_cpp_server_heals_through_its_alternatives_as_the_local_engine_does(llama_server, tiny_models):
+    remote = CodeModel(f"openai:{llama_server.url}")
+    greedy = next(remote.engine.stream(remote.model_id, "def add(a, b):", 1))
+    alternatives = remote.engine.first_token_alternatives(remote.model_id, "def add(a, b):", 5)
+    assert len(alternatives) == 5 and alternatives[0] == greedy
+    assert not greedy.startswith(" ") and " return" in alternatives  # the cut " ret" needs the fallback
+    local = CodeModel(tiny_models.llama_float32, device="cpu", compute_type="float32", cpu_threads=1)
+    prefix = "def add(a, b): ret"
+    remote_text = remote.complete(prefix, max_new_tokens=12, stop=_line_done).read()
+    assert remote_text.startswith("urn") and remote_text == local.complete(prefix, max_new_tokens=12, stop=_line_done).read()
     assert remote.complete(PREFIX, max_new_tokens=16, stop=_line_done).read().startswith(" a + b\n")
 
 
