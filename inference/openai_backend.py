@@ -3,8 +3,9 @@
 A model spec `openai:<base URL>[#<model id>]`, e.g. `openai:http://127.0.0.1:8080/v1#smollm2`,
 names the server; without `#<model id>` the first model the server lists is used. Requests go
 to `<base URL>/completions` with `stream: true` (server-sent events) through the standard
-library. The API key, if the server wants one, comes from the environment variable
-`CODET5_LSP_OPENAI_API_KEY`, never from settings.
+library (proxy variables such as HTTPS_PROXY are not used). The API key, if the server wants
+one, comes from the environment variable `CODET5_LSP_OPENAI_API_KEY`, never from settings.
+How far token healing goes over this API is described in `remote_model`.
 """
 
 from __future__ import annotations
