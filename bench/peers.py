@@ -20,7 +20,9 @@ of them alike; ratios are of medians over the repetitions.
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +37,7 @@ LENGTHS = (128, 512, 1024, 2048)
 NEW_TOKENS = 32
 COMPLETION_TOKENS = 16
 TAIL_TOKENS = 24
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class RemoteRunner:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
              "--n_ctx", str(context), "--n_threads", str(threads), "--n_threads_batch", str(threads)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self.engine = OpenAICompletionEngine(parse_remote_spec(f"openai:http://127.0.0.1:{port}/v1"), timeout=120)
         self.model = self._wait(120)
 
@@ -209,6 +212,11 @@ class RemoteRunner:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: SIGTERM it when the benchmark's process dies, even by a crash."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -318,9 +326,11 @@ def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Seq
         runners.append(TransformersRunner(hf_dir, threads, "transformers float32"))
     ids = source_ids(runners[0].tokenizer, sources)  # type: ignore[attr-defined]
     log = lambda m: print(f"bench peers: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    results = measure(runners, ids, lengths=lengths, repeats=repeats, progress=log)
-    for runner in runners:
-        runner.close()
+    try:
+        results = measure(runners, ids, lengths=lengths, repeats=repeats, progress=log)
+    finally:
+        for runner in runners:
+            runner.close()
     ours = runners[0].name
     return {"device": device, "compute_type": compute_type, "threads": threads, "new_tokens": NEW_TOKENS, "completion_tokens": COMPLETION_TOKENS,
             "tail_tokens": TAIL_TOKENS, "repeats": repeats, "ours": ours, "runners": [r.name for r in runners],

@@ -12,6 +12,8 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcPars
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
+from inference.openai_backend import RemoteModelError
+
 from . import __version__
 from .completion import CompletionPipeline, Suggestion
 from .config import Settings, parse_settings, settings_to_json
@@ -156,7 +158,7 @@ class Codet5Server(LanguageServer):
             return None, position  # superseded by a newer request for the same document
         except JobStopped:
             return None, position
-        except ModelUnavailable as exc:
+        except (ModelUnavailable, RemoteModelError) as exc:
             raise RequestFailed(str(exc)) from None
         finally:
             if self.latest.get(uri) is task:

@@ -341,8 +341,9 @@ async def test_a_server_failing_mid_session_is_an_error_response_naming_the_url(
         async with stdio_client(tmp_path, {"model": f"openai:{url}"}) as (client, _):
             await client.wait_for(lambda c: c.state() == "ready")
             open_document(client, URI, PREFIX)
-            with pytest.raises(JsonRpcException, match=f"{url}/completions answered HTTP 503"):
+            with pytest.raises(JsonRpcException, match=f"{url}/completions answered HTTP 503") as raised:
                 await inline(client, URI, end_of(PREFIX))
+            assert raised.value.code == types.LSPErrorCodes.RequestFailed
 
 
 async def test_a_malformed_server_url_is_a_settings_warning_and_the_model_is_kept(tmp_path, tiny_models):
