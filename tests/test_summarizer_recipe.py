@@ -247,11 +247,11 @@ def test_name_copy_curriculum_falls_then_holds_and_picks_tasks_by_share() -> Non
     assert swapped_sources([([1], [2]), ([3], [4]), ([5], [6])]) == [([3], [2]), ([5], [4]), ([1], [6])]
 
 
-def test_training_loss_adds_smoothing_and_an_encoder_bag_of_words_term(tmp_path: Path) -> None:
+def test_training_loss_adds_smoothing_and_the_encoder_terms(tmp_path: Path) -> None:
     import torch
 
     from quantize.summarizer.tokenizer import train_tokenizer
-    from quantize.summarizer.train import TrainConfig, bag_of_words_loss, build_model, collate, training_loss
+    from quantize.summarizer.train import TrainConfig, bag_of_words_loss, build_model, centering_loss, collate, training_loss
 
     tokenizer = train_tokenizer([MODULE] * 3, 300, tmp_path)
     config = TrainConfig(d_model=32, d_kv=8, num_heads=4, d_ff=64, encoder_layers=1, decoder_layers=1, max_source_tokens=64)
@@ -260,18 +260,23 @@ def test_training_loss_adds_smoothing_and_an_encoder_bag_of_words_term(tmp_path:
     batch = collate([([3, 7, 8, 1], [9, 10, 1]), ([3, 7, 1], [11, 1])], tokenizer.pad_token_id)
     with torch.no_grad():
         plain = float(model(**batch).loss)
-        bare = TrainConfig(label_smoothing=0.0, bag_of_words_weight=0.0)
+        bare = TrainConfig(label_smoothing=0.0, bag_of_words_weight=0.0, centering_weight=0.0)
         assert float(training_loss(model, batch, bare)) == pytest.approx(plain, rel=1e-5)
         states = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        real = torch.cat([states[0, :4], states[1, :3]])
+        centering = float(centering_loss(states, batch["attention_mask"]))
+        assert centering == pytest.approx(float(real.mean(0).pow(2).mean()), rel=1e-5)
         bow = float(bag_of_words_loss(model, states, batch["attention_mask"], batch["labels"]))
-        with_bow = TrainConfig(label_smoothing=0.0, bag_of_words_weight=0.5)
-        assert float(training_loss(model, batch, with_bow)) == pytest.approx(plain + 0.5 * bow, rel=1e-5)
-        # the bag of words of the first example is {9, 10} (the end token is left out)
-        pooled = states[0, :4].mean(0) * 32**-0.5
-        log_probs = torch.log_softmax(model.lm_head(pooled), dim=-1)
-        first = -float(log_probs[[9, 10]].mean())
-        second = -float(torch.log_softmax(model.lm_head(states[1, :3].mean(0) * 32**-0.5), dim=-1)[11])
-        assert bow == pytest.approx((first + second) / 2, rel=1e-5)
+        both = TrainConfig(label_smoothing=0.0, bag_of_words_weight=0.5, centering_weight=2.0)
+        assert float(training_loss(model, batch, both)) == pytest.approx(plain + 0.5 * bow + 2.0 * centering, rel=1e-5)
+        # bags of words {9, 10} and {11} (end tokens left out), from pooled states minus their batch mean
+        pooled = torch.stack([states[0, :4].mean(0), states[1, :3].mean(0)])
+        log_probs = torch.log_softmax(model.lm_head((pooled - pooled.mean(0)) * 32**-0.5), dim=-1)
+        expected = (-float(log_probs[0, [9, 10]].mean()) - float(log_probs[1, 11])) / 2
+        assert bow == pytest.approx(expected, rel=1e-5)
+        # a constant encoder output is what the centering loss penalizes
+        constant = torch.ones_like(states)
+        assert float(centering_loss(constant, batch["attention_mask"])) == pytest.approx(1.0)
 
 
 @pytest.mark.skipif(not (PACKAGE_DIR / "model.bin").is_file(), reason="the shipped summarizer files are absent")

@@ -162,10 +162,13 @@ smoothing {config['label_smoothing']}, gradient clipping 1.0, seed {config['seed
 thread. Curriculum: each training example is turned, with a probability falling linearly from
 {config['name_copy_start']} to {config['name_copy_end']} over the first {config['name_copy_decay']:.0%} of the steps
 (then staying there), into an auxiliary task (`<s> <extra_id_0> code </s>` -> the function name's
-words) that makes the decoder read the encoder from the start. An auxiliary bag-of-words loss
-(weight {config['bag_of_words_weight']}) asks the mean-pooled encoder output, through the tied output layer, for the
-target's words: without it the encoder's output collapsed to nearly the same vector at every position and for
-every function in every earlier run (the decoder used it as a constant bias and never read the code).
+words) that makes the decoder read the encoder from the start. Two auxiliary losses on the encoder:
+its output averaged over every real position of the batch is pushed to zero (weight
+{config['centering_weight']}; mean square per dimension), and a bag-of-words loss (weight {config['bag_of_words_weight']}) asks each
+example's pooled output, minus the batch's mean, for its target's words through the tied output layer.
+Without them the encoder collapsed in every earlier run: T5 has no bias terms, the decoder used the
+encoder as one, and the encoder's output became nearly the same vector at every position and for every
+function (cosine 0.97-0.99 between two functions' mean outputs), so the decoder never read the code.
 {_training_summary(work, info)}
 Validation loss (without label smoothing) is measured on the first {config['valid_examples']} validation pairs,
 also with each target paired with the next function's code ("swapped").

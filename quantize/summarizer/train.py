@@ -38,15 +38,16 @@ class TrainConfig:
     max_source_tokens: int = 128
     max_target_tokens: int = 48
     batch_size: int = 16
-    steps: int = 3600
-    warmup_steps: int = 300
+    steps: int = 3000
+    warmup_steps: int = 250
     learning_rate: float = 1.5e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     bag_of_words_weight: float = 0.5
+    centering_weight: float = 1.0
     seed: int = 1234
-    max_minutes: float = 85.0
-    checkpoint_minutes: float = 5.0
+    max_minutes: float = 75.0
+    checkpoint_minutes: float = 4.0
     valid_examples: int = 256
     name_copy_start: float = 0.5
     name_copy_end: float = 0.1
@@ -147,17 +148,31 @@ def pick_tasks(batch: Sequence[Task], share: float, rng: random.Random) -> list[
     return [copy if copy is not None and rng.random() < share else summary for summary, copy in batch]
 
 
-def bag_of_words_loss(model: T5ForConditionalGeneration, states: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of each target token under one distribution predicted from the
-    mean-pooled encoder states (through the tied output layer).
-
-    Without it a from-scratch encoder collapses: its output becomes nearly the same vector at every
-    position and for every function (the decoder uses it as a constant bias), so the decoder never
-    learns to read the code. Predicting each example's own target words keeps the encoder's output
-    about the code.
-    """
+def pooled_states(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of each example's encoder states over its real (not padded) positions."""
     mask = attention_mask.unsqueeze(-1).to(states.dtype)
-    pooled = (states * mask).sum(1) / mask.sum(1)
+    return (states * mask).sum(1) / mask.sum(1)
+
+
+def centering_loss(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean square (per dimension) of the encoder output averaged over every real position of the batch.
+
+    Without it a from-scratch encoder collapses: T5 has no bias terms, so the decoder uses the
+    encoder as one, and the encoder output becomes nearly the same vector at every position and for
+    every function (measured: cosine 0.97-0.99 between two functions' mean outputs, the constant
+    part 90% of the residual norm); the decoder then never learns to read the code. Kept centred,
+    the encoder output carries only what differs between tokens and functions.
+    """
+    mask = attention_mask.bool()
+    return states[mask].mean(0).pow(2).mean()
+
+
+def bag_of_words_loss(model: T5ForConditionalGeneration, states: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of each target token under one distribution predicted, through
+    the tied output layer, from the example's pooled encoder output minus the batch's mean of it:
+    the encoder is asked for what sets this function's summary apart, not for the common words."""
+    pooled = pooled_states(states, attention_mask)
+    pooled = pooled - pooled.mean(0, keepdim=True)
     if model.config.tie_word_embeddings:
         pooled = pooled * model.config.d_model**-0.5
     log_probs = torch.log_softmax(model.lm_head(pooled), dim=-1)
@@ -167,14 +182,17 @@ def bag_of_words_loss(model: T5ForConditionalGeneration, states: torch.Tensor, a
 
 
 def training_loss(model: T5ForConditionalGeneration, batch: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
-    """Label-smoothed cross-entropy of the summaries plus the weighted bag-of-words loss of the encoder."""
+    """Label-smoothed cross-entropy of the targets, plus the weighted centering and bag-of-words losses of the encoder."""
     encoded = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     logits = model(encoder_outputs=encoded, attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
     loss = torch.nn.functional.cross_entropy(
         logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=IGNORE_INDEX, label_smoothing=config.label_smoothing
     )
+    states, mask = encoded.last_hidden_state, batch["attention_mask"]
+    if config.centering_weight:
+        loss = loss + config.centering_weight * centering_loss(states, mask)
     if config.bag_of_words_weight:
-        loss = loss + config.bag_of_words_weight * bag_of_words_loss(model, encoded.last_hidden_state, batch["attention_mask"], batch["labels"])
+        loss = loss + config.bag_of_words_weight * bag_of_words_loss(model, states, mask, batch["labels"])
     return loss
 
 
