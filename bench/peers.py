@@ -171,7 +171,9 @@ class TransformersRunner:
 class RemoteRunner:
     """Our OpenAI-compatible backend (`inference.openai_backend`) against a llama.cpp server on the GGUF.
 
-    The server is started here (`python -m llama_cpp.server`); prompts go as text (the ids decoded),
+    The server is started here (`python -m llama_cpp.server`, with `--logits_all false`: the
+    backend's healing fallback, which asks for log-probabilities, is not exercised by this raw
+    timing); prompts go as text (the ids decoded),
     so the server's tokenizer may split them a little differently. The server may stop at end of
     text: a run that ends early counts the tokens it got.
     """
@@ -184,7 +186,8 @@ class RemoteRunner:
         port = _free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", str(context), "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+             "--n_ctx", str(context), "--n_threads", str(threads), "--n_threads_batch", str(threads),
+             "--logits_all", "false"],  # its default keeps every position's logits: a slower prompt pass
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self.engine = OpenAICompletionEngine(parse_remote_spec(f"openai:http://127.0.0.1:{port}/v1"), timeout=120)
         self.model = self._wait(120)
@@ -212,6 +215,30 @@ class RemoteRunner:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+PROBE = """
+import sys
+from llama_cpp import Llama
+llama = Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, verbose=False)
+llama.create_completion("def add(a, b):", max_tokens=2, temperature=0)
+"""
+
+
+def llama_cpp_problem(gguf: Path) -> str | None:
+    """Why llama.cpp cannot run here, or None: it is tried in a child process first, since a build
+    whose CPU kernels this machine refuses kills its process (e.g. AMX inside a VM that does not
+    enable it: rebuild with GGML_NATIVE off, see README)."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", PROBE, str(gguf)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "llama.cpp did not complete 2 tokens within 300 s"
+    if probe.returncode == 0:
+        return None
+    if "No module named 'llama_cpp'" in probe.stderr:
+        return "llama-cpp-python is not installed: pip install '.[peers]'"
+    detail = (probe.stderr.strip().splitlines() or [f"killed by signal {-probe.returncode}"])[-1]
+    return f"llama.cpp fails on this machine (exit {probe.returncode}: {detail})"
 
 
 def _die_with_parent() -> None:
@@ -313,11 +340,11 @@ def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Seq
     if gguf is None:
         skipped["llama.cpp"] = "no GGUF given"
     else:
-        try:
-            runners.append(LlamaCppRunner(gguf, threads, f"llama.cpp {_gguf_type(gguf)}"))
-        except ImportError as exc:
-            skipped["llama.cpp"] = f"llama-cpp-python is not installed ({exc}): pip install '.[peers]'"
+        problem = llama_cpp_problem(gguf)
+        if problem:
+            skipped["llama.cpp"] = problem
         else:
+            runners.append(LlamaCppRunner(gguf, threads, f"llama.cpp {_gguf_type(gguf)}"))
             tokenizer = runners[0].tokenizer  # type: ignore[attr-defined]
             runners.append(RemoteRunner(gguf, threads, f"ours via OpenAI API -> llama.cpp server {_gguf_type(gguf)}", tokenizer))
     if hf_dir is None:
