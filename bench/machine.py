@@ -37,6 +37,19 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def gpu_name() -> str:
+    """The first CUDA device CTranslate2 sees, named by nvidia-smi, or "none"."""
+    try:
+        import ctranslate2
+
+        if ctranslate2.get_cuda_device_count() == 0:
+            return "none"
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+    except (ImportError, OSError, subprocess.SubprocessError):
+        return "none"
+    return smi.stdout.strip().splitlines()[0] if smi.stdout.strip() else "a CUDA device"
+
+
 def git_commit() -> str:
     """The short commit of HEAD, with "+changes" when the code under test differs from it."""
     try:
@@ -67,6 +80,7 @@ def machine_info() -> dict[str, object]:
         "cores": cores,
         "memory_gb": memory_gb,
         "load_average": load_average(),
+        "gpu": gpu_name(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "ctranslate2": _version("ctranslate2"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import codexglue_line, summarization
 from .fidelity import markdown as fidelity_markdown
-from .speed_report import load_section, peers_section, plot_peers
+from .speed_report import gpu_section, load_section, peers_section, plot_peers
 from .stats import format_interval, markdown_table
 
 BENCH = Path(__file__).resolve().parent
@@ -375,6 +375,7 @@ def write_report(results: Path) -> Path:
     if peers:
         plot_peers(peers, plots)
         lines += peers_section(peers)
+        lines += gpu_section({p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("peers-cuda-*.json"))})
     if load:
         lines += load_section(load)
     if summaries:

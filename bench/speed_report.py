@@ -104,6 +104,26 @@ def bandwidth_lines(rows: list[dict[str, Any]]) -> list[str]:
                             "x bound", f"goal <= {GOAL_TIMES_BOUND}x"], table), ""]
 
 
+GPU_COMMANDS = ("python -m bench peers --device cuda --compute-type int8_float16",
+                "python -m bench peers --device cuda --compute-type float16")
+
+
+def gpu_section(cuda_runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Our engine on CUDA, one table per compute type, or the commands that would measure it."""
+    lines = ["### CUDA", ""]
+    if not cuda_runs:
+        return [*lines, "Not measured: no GPU was lent to the machine these results come from. On a machine with "
+                "one (and CTranslate2's CUDA wheels), these add the rows:", "",
+                *(f"- `{command}`" for command in GPU_COMMANDS), ""]
+    for name, data in sorted(cuda_runs.items()):
+        rows = [[length, _ms(cases["cold"][data["ours"]], "first_token_ms"), _ms(cases["cold"][data["ours"]], "completion_ms"),
+                 f"{cases['cold'][data['ours']]['tokens_per_s']['median']:.1f}", _ms(cases["typing"].get(data["ours"]), "completion_ms")]
+                for length, cases in data["results"].items()]
+        lines += [f"`{data.get('command', name)}` on {data.get('machine', {}).get('gpu', 'a GPU')}:", "",
+                  markdown_table(["prompt tokens", "cold first token", "cold completion", "cold tok/s", "typing completion"], rows), ""]
+    return lines
+
+
 def load_section(data: dict[str, Any]) -> list[str]:
     rows = [[r["clients"], r["completions"], r["cache_hits"], r["failed"], r["shown"], f"{r['completions_per_s']:.2f}",
              r.get("p50_ms"), r.get("p95_ms"), r["rss_peak_mb"]] for r in data["runs"]]
