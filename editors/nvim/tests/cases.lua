@@ -8,8 +8,12 @@ local COMPLETION = " a + b"
 local cases = {}
 
 --- A child with the plugin set up on the real server, a Python file open and the model ready.
-local function ready_child(opts, text)
+--- `env`: environment variables set in the child before setup().
+local function ready_child(opts, text, env)
   local child = H.child()
+  for name, value in pairs(env or {}) do
+    child:lua("vim.env[...] = select(2, ...)", name, value)
+  end
   opts = vim.tbl_deep_extend("force", { cmd = H.server_cmd(), debounce_ms = 30 }, opts or {})
   child:lua("require('codet5').setup(...)", opts)
   child:cmd("edit " .. vim.fn.fnameescape(H.file("add.py", text or ADD)))
@@ -256,6 +260,79 @@ function cases.daemon()
   process:kill(15)
   process:wait(5000)
   assert(ok, err)
+end
+
+local TOKEN = "s3cret-token-for-the-test"
+
+--- A daemon started with --token-file: its process, port and token file.
+local function token_daemon()
+  local token_file = H.file("token", TOKEN .. "\n")
+  local process, port = H.daemon({ "--token-file", token_file })
+  return process, port, token_file
+end
+
+--- The token is in no notification, in no client's config (:checkhealth vim.lsp prints it) and not in the LSP log.
+local function token_nowhere(child)
+  assert(not vim.inspect(child:notes()):find(TOKEN, 1, true), "the token in a notification")
+  local configs = child:lua("return vim.inspect(vim.tbl_map(function(c) return c.config end, vim.lsp.get_clients()))")
+  assert(not configs:find(TOKEN, 1, true), "the token in a client's config")
+  local log = child:lua("local f = io.open(vim.lsp.get_log_path()); if not f then return '' end; local t = f:read('*a'); f:close(); return t")
+  assert(not log:find(TOKEN, 1, true), "the token in the LSP log")
+end
+
+function cases.daemon_token()
+  local process, port, token_file = token_daemon()
+  local address = "127.0.0.1:" .. port
+  local ok, err = pcall(function()
+    local child = ready_child({ daemon = { address = address, token_file = token_file } }, nil, { CODET5_LSP_TOKEN = "not-the-token" })
+    H.eq(suggest(child), COMPLETION, "suggestion with the token from token_file (it wins over the environment)")
+    token_nowhere(child)
+    child:close()
+    child = ready_child({ daemon = address }, nil, { CODET5_LSP_TOKEN = TOKEN })
+    H.eq(suggest(child), COMPLETION, "suggestion with the token from $CODET5_LSP_TOKEN")
+    token_nowhere(child)
+    child:close()
+  end)
+  process:kill(15)
+  process:wait(5000)
+  assert(ok, err)
+end
+
+function cases.daemon_token_refused()
+  local process, port = token_daemon()
+  local address = "127.0.0.1:" .. port
+  local ok, err = pcall(function()
+    for _, daemon in ipairs({ { address = address, token_file = H.file("wrong", "not-the-token\n") }, address }) do
+      local child = H.child()
+      child:lua("vim.env.CODET5_LSP_TOKEN = nil")
+      child:lua("require('codet5').setup(...)", { cmd = { "/nonexistent/not-used" }, daemon = daemon })
+      child:cmd("edit " .. vim.fn.fnameescape(H.file("add.py", ADD)))
+      local note = H.wait_for("an error saying the daemon refused the token", function()
+        return H.find_note(child:notes(), "the daemon at " .. address .. " refused this editor: the token is wrong or missing", vim.log.levels.ERROR)
+      end, 20000)
+      H.matches(note.message, "token_file", "the message names the option")
+      H.matches(note.message, "CODET5_LSP_TOKEN", "and the environment variable")
+      H.stays("the error stays when the daemon closes the connection", function()
+        return child:lua("return require('codet5').statusline()") == "codet5: error"
+      end, 1000)
+      token_nowhere(child)
+      child:close()
+    end
+    assert(not process:is_closing(), "the daemon keeps serving")
+  end)
+  process:kill(15)
+  process:wait(5000)
+  assert(ok, err)
+end
+
+function cases.daemon_token_file_unreadable()
+  local child = H.child()
+  child:lua("require('codet5').setup(...)", { daemon = { address = "127.0.0.1:" .. H.closed_port(), token_file = "/nonexistent/codet5-token" } })
+  local note = H.wait_for("an error naming the token file", function()
+    return H.find_note(child:notes(), "cannot read daemon.token_file /nonexistent/codet5-token", vim.log.levels.ERROR)
+  end, 10000)
+  assert(not H.find_note(child:notes(), "cannot connect"), "nothing was tried: " .. note.message)
+  child:close()
 end
 
 function cases.daemon_unreachable()

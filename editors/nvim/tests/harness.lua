@@ -143,10 +143,12 @@ function H.file(name, text)
   return path
 end
 
---- A codet5-lsp daemon on a free loopback port: returns the process and the port.
-function H.daemon()
+--- A codet5-lsp daemon on a free loopback port (with `extra` arguments, e.g. --token-file):
+--- returns the process and the port.
+---@param extra string[]?
+function H.daemon(extra)
   local port
-  local process = vim.system(vim.list_extend(H.server_cmd(), { "--tcp", "--port", "0" }), {
+  local process = vim.system(vim.list_extend(vim.list_extend(H.server_cmd(), { "--tcp", "--port", "0" }), extra or {}), {
     stderr = function(_, data)
       port = port or (data and tonumber(data:match("listening on %S+:(%d+)")))
     end,

@@ -9,9 +9,13 @@ local M = {}
 ---@field next string|false         next suggestion (or ask for one)
 ---@field prev string|false         previous suggestion
 
+---@class codet5.Daemon
+---@field address string          "host:port"
+---@field token_file string|nil   a file holding the daemon's token; nil: $CODET5_LSP_TOKEN, if set
+
 ---@class codet5.Options
 ---@field cmd string[]                    the server command (stdio)
----@field daemon string|nil               "host:port" of a running `codet5-lsp --tcp` daemon; nil: spawn `cmd`
+---@field daemon codet5.Daemon|nil       a running `codet5-lsp --tcp` daemon ("host:port" or a table); nil: spawn `cmd`
 ---@field filetypes string[]              filetypes the server attaches to
 ---@field settings table<string, any>     server settings (camelCase, as in the server's docs)
 ---@field engine "auto"|"native"|"plugin" ghost text: native vim.lsp.inline_completion (0.12+) or this plugin's
@@ -65,6 +69,30 @@ function M.parse_daemon(address)
   return host ~= "" and host or "127.0.0.1", port, nil
 end
 
+M.token_env = "CODET5_LSP_TOKEN"
+
+--- The daemon's token: the contents of `daemon.token_file` (surrounding whitespace removed) when
+--- set, else $CODET5_LSP_TOKEN, else nil. The error names the option and the path, never the token.
+---@param daemon codet5.Daemon
+---@return string? token, string? err
+function M.daemon_token(daemon)
+  if not daemon.token_file or daemon.token_file == "" then
+    local env = vim.env[M.token_env]
+    return env ~= "" and env or nil, nil
+  end
+  local path = vim.fn.expand(daemon.token_file)
+  local handle, open_err = io.open(path, "r")
+  if not handle then
+    return nil, ("codet5: cannot read daemon.token_file %s (%s)"):format(path, open_err)
+  end
+  local token = vim.trim(handle:read("*a") or "")
+  handle:close()
+  if token == "" then
+    return nil, ("codet5: daemon.token_file %s is empty"):format(path)
+  end
+  return token, nil
+end
+
 local function is(kind)
   return function(value)
     return type(value) ~= kind and ("must be a " .. kind) or nil
@@ -73,7 +101,21 @@ end
 
 local checks = {
   cmd = is("table"),
-  daemon = function(value) return value ~= nil and type(value) ~= "string" and "must be a string" or nil end,
+  daemon = function(value)
+    if value == nil or type(value) == "string" then
+      return nil
+    end
+    local shape = 'must be "host:port" or { address = "host:port", token_file = "path" }'
+    if type(value) ~= "table" or type(value.address) ~= "string" then
+      return shape
+    end
+    for key, field in pairs(value) do
+      if (key ~= "address" and key ~= "token_file") or type(field) ~= "string" then
+        return shape
+      end
+    end
+    return nil
+  end,
   filetypes = is("table"),
   settings = is("table"),
   engine = function(value)
@@ -111,8 +153,11 @@ function M.resolve(opts)
     table.insert(errors, "codet5: cmd must name the server executable")
     return nil, errors
   end
+  if type(options.daemon) == "string" then
+    options.daemon = { address = options.daemon }
+  end
   if options.daemon then
-    local _, _, daemon_err = M.parse_daemon(options.daemon)
+    local _, _, daemon_err = M.parse_daemon(options.daemon.address)
     if daemon_err then
       table.insert(errors, daemon_err)
       return nil, errors

@@ -28,7 +28,7 @@ function M.check()
 
   health.start("codet5: server")
   if options.daemon then
-    local host, port = require("codet5.config").parse_daemon(options.daemon)
+    local host, port = require("codet5.config").parse_daemon(options.daemon.address)
     local result = nil
     lsp.probe(host, port, function(err)
       result = err or false
@@ -36,6 +36,14 @@ function M.check()
     vim.wait(6000, function()
       return result ~= nil
     end, 20)
+    local token, token_err = require("codet5.config").daemon_token(options.daemon)
+    if token_err then
+      health.error(token_err, { "point daemon.token_file at the daemon's --token-file" })
+    elseif token then
+      health.ok("daemon token: from " .. (options.daemon.token_file and vim.fn.expand(options.daemon.token_file) or ("$" .. require("codet5.config").token_env)))
+    else
+      health.info("no daemon token: a daemon started with a token refuses this editor")
+    end
     if result == false then
       health.ok(("daemon at %s:%d accepts connections"):format(host, port))
     else

@@ -44,7 +44,48 @@ function M.clients()
   return vim.lsp.get_clients({ name = M.name })
 end
 
-local function client_config(options, cmd, on_attach)
+--- `connect` (a vim.lsp.rpc.connect() result) that adds `token`, when given, to `initialize`'s
+--- initializationOptions as it is sent, so the token is in neither the client's config (which
+--- :checkhealth vim.lsp prints) nor its logged init_params. When the daemon refuses the token,
+--- `on_refused` is called instead of the client's initialize handler (whose failed assertion
+--- would only print a stack trace) and the connection is closed.
+---@param connect fun(dispatchers: table): table
+---@param token string?
+---@param on_refused fun()
+function M.daemon_connect(connect, token, on_refused)
+  return function(dispatchers)
+    local rpc = connect(dispatchers)
+    local request = rpc.request
+    rpc.request = function(method, params, callback, ...)
+      if method ~= "initialize" then
+        return request(method, params, callback, ...)
+      end
+      if token then
+        params = vim.tbl_extend("force", {}, params)
+        params.initializationOptions = vim.tbl_extend("force", {}, params.initializationOptions or {}, { token = token })
+      end
+      return request(method, params, function(err, result)
+        if err and M.is_token_refusal(err) then
+          on_refused()
+          rpc.terminate()
+          return
+        end
+        return callback(err, result)
+      end, ...)
+    end
+    return rpc
+  end
+end
+
+--- Whether an initialize error is the daemon refusing this editor's token (wrong or missing).
+---@param err any
+---@return boolean
+function M.is_token_refusal(err)
+  return type(err) == "table" and err.code == -32600 and tostring(err.message):find("initializationOptions.token", 1, true) ~= nil
+end
+
+---@param session { refused: boolean }?  set when a daemon refused the token: the exit that follows says nothing more
+local function client_config(options, cmd, on_attach, session)
   local mine = generation
   local settings = config.server_settings(options)
   local capabilities = vim.lsp.protocol.make_client_capabilities()
@@ -71,7 +112,7 @@ local function client_config(options, cmd, on_attach)
     end,
     on_exit = function(code, signal)
       vim.schedule(function()
-        if mine ~= generation then
+        if mine ~= generation or (session and session.refused) then
           return
         end
         if status.current.state == "starting" or code ~= 0 or (signal or 0) ~= 0 then
@@ -117,8 +158,8 @@ function M.probe(host, port, callback)
   end)
 end
 
-local function enable(options, cmd, on_attach)
-  local cfg = client_config(options, cmd, on_attach)
+local function enable(options, cmd, on_attach, session)
+  local cfg = client_config(options, cmd, on_attach, session)
   if has_011 then
     -- Assigned, not merged with vim.lsp.config(): a new setup() replaces the old options whole.
     vim.lsp.config[M.name] = cfg
@@ -150,7 +191,12 @@ function M.start(options, on_attach)
   local mine = generation
   status.update({ state = "starting", message = "" })
   if options.daemon then
-    local host, port = config.parse_daemon(options.daemon)
+    local host, port = config.parse_daemon(options.daemon.address)
+    local token, token_err = config.daemon_token(options.daemon)
+    if token_err then
+      status.fail(token_err)
+      return
+    end
     M.probe(host, port, function(err)
       if mine ~= generation then
         return
@@ -159,7 +205,15 @@ function M.start(options, on_attach)
         status.fail(("cannot connect to the codet5-lsp daemon at %s:%d (%s): start it with `codet5-lsp --tcp --port %d` or remove `daemon` from setup()"):format(host, port, err, port))
         return
       end
-      enable(options, vim.lsp.rpc.connect(host, port), on_attach)
+      local session = { refused = false }
+      local connect = M.daemon_connect(vim.lsp.rpc.connect(host, port), token, function()
+        session.refused = true
+        vim.schedule(function()
+          status.fail(("codet5: the daemon at %s refused this editor: the token is wrong or missing. Set `daemon = { address = %q, token_file = \"...\" }` in setup() to the daemon's token file, or $%s, then :Codet5Restart")
+            :format(options.daemon.address, options.daemon.address, config.token_env))
+        end)
+      end)
+      enable(options, connect, on_attach, session)
     end)
     return
   end
