@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import concurrent.futures
+import heapq
 import itertools
 import logging
 import queue
@@ -225,8 +226,28 @@ class ModelHost:
         """Queue `job(model, stop)` for the model of `role`; returns its future and the event that asks it to stop."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         stop = threading.Event()
+        self._drop_withdrawn()
         self._jobs.put((priority, next(self._seq), future, stop, job, role))
         return future, stop
+
+    def _drop_withdrawn(self) -> None:
+        """Take the jobs that were cancelled or told to stop out of the queue now.
+
+        They would be skipped when their turn came, but while a long job runs, editors typing
+        without pause queue thousands of them (each holding its prompt and its request): the
+        process grew by that backlog and the superseded requests were answered only minutes later.
+        """
+        with self._jobs.mutex:
+            queued = self._jobs.queue
+            withdrawn = [item for item in queued if item[2] is not None and (item[2].cancelled() or item[3].is_set())]
+            if not withdrawn:
+                return
+            dropped = {id(item) for item in withdrawn}
+            queued[:] = [item for item in queued if id(item) not in dropped]
+            heapq.heapify(queued)
+        for _, _, future, _, _, _ in withdrawn:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(JobStopped())
 
     def more_urgent_waiting(self, priority: int) -> bool:
         """Whether a job of a more urgent priority (a lower number) is queued."""

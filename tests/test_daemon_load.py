@@ -8,10 +8,19 @@ away. `-s` prints the figures (p95 latency, RSS by 10-second window).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
+import threading
+import weakref
+from types import SimpleNamespace
+
+import pytest
 
 from bench.soak import load
+from lsp_server.config import Settings
+from lsp_server.model_host import PRIORITY_COMPLETION, JobStopped, ModelHost
 from tests.lsp_harness import RecordingClient, close, end_of, initialize, inline, open_document, start_daemon
 
 CLIENTS = int(os.environ.get("CODET5_LOAD_CLIENTS", "6"))
@@ -39,3 +48,47 @@ async def test_editors_typing_into_one_daemon_get_every_request_answered(tmp_pat
     finally:
         process.terminate()
         await process.wait()
+
+
+class _Prompt:
+    """Stands for what a queued completion job holds (its prompt text, its request)."""
+
+
+async def test_jobs_withdrawn_while_a_long_job_runs_leave_the_queue_at_once():
+    # The jobs here only wait or return: the host's queue is under test, not a model.
+    host = ModelHost(lambda settings, progress: SimpleNamespace(preset=SimpleNamespace(name="stand-in"), device="cpu", compute_type="int8"))
+    host.ensure(Settings())
+    await host.ready()
+    release = threading.Event()
+    try:
+        long_job, _ = host.submit(PRIORITY_COMPLETION, lambda model, stop: release.wait(30))
+        while not long_job.running():
+            await asyncio.sleep(0.01)
+        held = []
+        stale = []
+        for _ in range(1000):  # editors typing while the worker is busy: each keystroke supersedes the last
+            prompt = _Prompt()
+            held.append(weakref.ref(prompt))
+            stale.append(host.submit(PRIORITY_COMPLETION, lambda model, stop, prompt=prompt: prompt))
+            del prompt
+        for i, (future, stop) in enumerate(stale):
+            stop.set() if i % 2 else future.cancel()  # superseded (the job is told to stop) or cancelled by the client
+        latest, _ = host.submit(PRIORITY_COMPLETION, lambda model, stop: "latest")
+
+        assert not long_job.done()
+        for i, (future, _) in enumerate(stale):
+            assert future.done()
+            if i % 2:
+                with pytest.raises(JobStopped):
+                    future.result()
+            else:
+                assert future.cancelled()
+        stale.clear()
+        gc.collect()
+        assert sum(ref() is not None for ref in held) == 0, "withdrawn jobs still hold their prompts"
+
+        release.set()
+        assert await asyncio.wrap_future(latest) == "latest"
+    finally:
+        release.set()
+        host.close()
