@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import directory_size, smollm2_ct2
-from .stats import format_interval, markdown_table
+from .machine import LoadSampler
+from .stats import format_interval, markdown_table, median, p95
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUANTIZATIONS = ("float32", "int8")
 GOAL_POINTS = 1.0  # int8 within this many points of float32 on HumanEval pass@1 and py150 EM
+SPEED_TASKS = 50  # HumanEval tasks timed with the models taking turns, so that both see the same load
 GPU_ROWS = {
     "float16": "python -m bench.fidelity --device cuda --quantizations float32,float16",
     "int8_float16": "python -m bench.fidelity --device cuda --quantizations float32,int8_float16",
@@ -53,11 +55,33 @@ def measure(model_dir: Path, compute_type: str, device: str = "cpu", *, humaneva
     started = time.perf_counter()
     model = CodeModel(model_dir, device=device, compute_type=compute_type, local_files_only=True)
     loaded = {"load_s": round(time.perf_counter() - started, 2), "rss_loaded_mb": round(_current_rss_mb(), 1)}
-    he = humaneval.run(humaneval.load_tasks(limit=humaneval_limit), model, ["engine"]) if humaneval_limit != 0 else None
-    py150 = (codexglue_line.score(model, codexglue_line.load_answers(limit=py150_limit), ["engine"])
-             if py150_limit != 0 else None)
+    with LoadSampler() as load:
+        he = humaneval.run(humaneval.load_tasks(limit=humaneval_limit), model, ["engine"]) if humaneval_limit != 0 else None
+        py150 = (codexglue_line.score(model, codexglue_line.load_answers(limit=py150_limit), ["engine"])
+                 if py150_limit != 0 else None)
     return {"model_dir": str(model_dir), "compute_type": model.compute_type, "device": model.device, **loaded,
-            "peak_rss_mb": round(_peak_rss_mb(), 1), "humaneval": he, "py150": py150}
+            "peak_rss_mb": round(_peak_rss_mb(), 1), "load": load.summary(), "humaneval": he, "py150": py150}
+
+
+def interleaved_latency(model_dirs: dict[str, Path], device: str = "cpu", tasks: int = SPEED_TASKS) -> dict[str, Any]:
+    """Engine-path latency per HumanEval task with the models taking turns on each task (same load for all)."""
+    from inference import CodeModel
+
+    from . import humaneval
+
+    models = {q: CodeModel(d, device=device, compute_type=q, local_files_only=True) for q, d in model_dirs.items()}
+    times: dict[str, list[float]] = {q: [] for q in models}
+    with LoadSampler() as load:
+        for task in humaneval.load_tasks(limit=tasks):
+            for quantization, model in models.items():
+                start = time.perf_counter()
+                humaneval.engine_line(model, task)
+                times[quantization].append((time.perf_counter() - start) * 1000)
+    first = next(iter(times))
+    return {"tasks": tasks, "load": load.summary(),
+            **{q: {"p50_ms": round(median(t), 1), "p95_ms": round(p95(t), 1),
+                   "speedup_vs_first": round(median([a / b for a, b in zip(times[first], t)]), 2)}
+               for q, t in times.items()}}
 
 
 def _measure_in_child(model_dir: Path, compute_type: str, device: str, humaneval_limit: int | None,
@@ -113,7 +137,8 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any
 
 
 def run(quantizations: tuple[str, ...] = QUANTIZATIONS, *, device: str = "cpu", humaneval_limit: int | None = None,
-        py150_limit: int | None = None, results: Path = RESULTS, name: str = "fidelity") -> dict[str, Any]:
+        py150_limit: int | None = None, speed_tasks: int = SPEED_TASKS, results: Path = RESULTS,
+        name: str = "fidelity") -> dict[str, Any]:
     """Measure each quantization in its own process, compare each with the first; write `results/<name>.json`."""
     from inference.embedded import ensure_embedded_model
 
@@ -132,6 +157,8 @@ def run(quantizations: tuple[str, ...] = QUANTIZATIONS, *, device: str = "cpu", 
         "quantizations": list(quantizations),
         "humaneval_limit": humaneval_limit,
         "py150_limit": py150_limit,
+        "speed": interleaved_latency({q: smollm2_ct2(q) for q in quantizations}, device, speed_tasks)
+        if speed_tasks else None,
         "seconds": round(time.perf_counter() - started, 1),
         "embedded_int8_identical": _same_bytes(embedded, int8),
         "models": models,
@@ -161,7 +188,7 @@ def markdown(result: dict[str, Any]) -> str:
             _pct(py, "exact_match") if py else "-",
             f"{py['edit_sim']:.1f} {format_interval(*py['edit_sim_ci'])}" if py else "-",
             round(py["latency_p50_ms"]) if py else "-",
-            m["rss_loaded_mb"], m["peak_rss_mb"],
+            m["rss_loaded_mb"], m["peak_rss_mb"], m.get("load", {}).get("mean", "-"),
         ])
     first = result["models"][base]
     tasks = first["humaneval"]["tasks"] if first["humaneval"] else 0
@@ -179,8 +206,17 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         markdown_table(["model", "compute type", "size MB", "HumanEval pass@1 [95% CI]", "HumanEval EM [95% CI]",
                         "HumanEval p50 ms", "py150 EM [95% CI]", "py150 edit sim [95% CI]", "py150 p50 ms",
-                        "RSS loaded MB", "peak RSS MB"], rows),
+                        "RSS loaded MB", "peak RSS MB", "load (mean)"], rows),
     ]
+    if speed := result.get("speed"):
+        others = [q for q in result["quantizations"][1:] if q in speed]
+        parts += ["", f"Latency with the models taking turns on each of the first {speed['tasks']} HumanEval tasks "
+                      f"(same machine load for all: mean {speed['load'].get('mean', '-')}): "
+                  + "; ".join(f"{q} p50 {speed[q]['p50_ms']:.0f} ms, p95 {speed[q]['p95_ms']:.0f} ms"
+                              for q in result["quantizations"])
+                  + "".join(f"; {q} is {speed[q]['speedup_vs_first']:.2f}x as fast as {base} (median per-task ratio)"
+                            for q in others) + ". The p50 columns above come from runs at different times, under "
+                  "different load (last column)."]
     if result["gpu_not_measured"]:
         parts += ["", "Not measured (no GPU was lent to this run):",
                   *(f"- {q}: `{command}`" if command.startswith("python") else f"- {q}: {command}"
@@ -217,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--humaneval-limit", type=int, help="only the first N HumanEval tasks (0: none)")
     parser.add_argument("--py150-limit", type=int, help="only the first N py150 samples (0: none)")
+    parser.add_argument("--speed-tasks", type=int, default=SPEED_TASKS,
+                        help=f"HumanEval tasks timed with the models taking turns (default {SPEED_TASKS}; 0: skip)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--name", default="fidelity", help="results file name (default fidelity)")
     sub = parser.add_subparsers(dest="command")
@@ -231,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
         return 0
     result = run(tuple(q.strip() for q in args.quantizations.split(",") if q.strip()), device=args.device,
-                 humaneval_limit=args.humaneval_limit, py150_limit=args.py150_limit, results=args.results,
-                 name=args.name)
+                 humaneval_limit=args.humaneval_limit, py150_limit=args.py150_limit, speed_tasks=args.speed_tasks,
+                 results=args.results, name=args.name)
     print(markdown(result))
     return 0
 

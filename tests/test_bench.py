@@ -252,3 +252,6 @@ def test_fidelity_measures_two_quantizations_and_pairs_them(tiny_models):
     text = fidelity.markdown(result)
     assert "byte-identical" in text and "int8 vs float32, paired:" in text
     assert "float16: `python -m bench.fidelity --device cuda" in text
+    speed = fidelity.interleaved_latency({"float32": tiny_models.llama_float32, "int8": tiny_models.llama_int8}, tasks=2)
+    assert speed["tasks"] == 2 and speed["float32"]["speedup_vs_first"] == 1.0 and speed["int8"]["p50_ms"] > 0
+    assert "int8 is" in fidelity.markdown({**result, "speed": speed})
