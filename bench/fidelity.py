@@ -31,8 +31,8 @@ SPEED_TASKS = 50  # HumanEval tasks timed with the models taking turns, so that 
 GPU_ROWS = {
     "float16": "python -m bench.fidelity --device cuda --quantizations float32,float16",
     "int8_float16": "python -m bench.fidelity --device cuda --quantizations float32,int8_float16",
-    "bitsandbytes 8-bit / 4-bit": "not wired: needs an engine that runs bitsandbytes checkpoints (transformers backend "
-                                  "with load_in_8bit / load_in_4bit) and a CUDA device",
+    "bitsandbytes 8-bit / 4-bit": "the checkpoints come from `codet5-quantize <float32 checkpoint> --out DIR --bnb 8` "
+                                  "(or 4) on a CUDA machine; this harness does not load them yet (CTranslate2 only)",
 }
 
 
