@@ -20,6 +20,7 @@ import io
 import json
 import keyword
 import re
+import sys
 import time
 import tokenize
 from collections.abc import Callable, Iterable, Sequence
@@ -464,7 +465,7 @@ def compare(first: list[Prediction], second: list[Prediction]) -> dict[str, obje
 
 
 def score(model: CodeModel, samples: list[Sample], paths: Iterable[str] = PATHS,
-          settings: Settings | None = None) -> dict[str, object]:
+          settings: Settings | None = None, progress_every: int = 25) -> dict[str, object]:
     """Run every path on every sample (interleaved) and summarize; checks the evaluator first."""
     checks = check_official()
     paths = list(paths)
@@ -478,6 +479,10 @@ def score(model: CodeModel, samples: list[Sample], paths: Iterable[str] = PATHS,
         for i, sample in enumerate(samples):
             for path in paths:
                 by_path[path].append(runner.predict(i, sample, path))
+            if (i + 1) % progress_every == 0 or i + 1 == len(samples):
+                done = " | ".join(f"{p} EM {sum(x.exact for x in by_path[p])}/{i + 1}" for p in paths)
+                print(f"[{i + 1}/{len(samples)}] py150 {done} | {time.perf_counter() - started:.0f}s elapsed",
+                      file=sys.stderr, flush=True)
     finally:
         runner.close()
     gts = [s.gt for s in samples]

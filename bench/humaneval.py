@@ -1,6 +1,6 @@
 """HumanEval single-line infilling: the bare engine and the server's own pipeline, side by side.
 
-Each task removes one line from a HumanEval solution. Two paths fill it on every task:
+Each task removes one line from a HumanEval solution. The paths that fill it:
 
 - ``engine``: `CodeModel.complete(prompt)` (greedy, left to right, token healing), stopped at
   the first newline after content; the line is what it wrote before that newline.
