@@ -9,6 +9,7 @@ away. `-s` prints the figures (p95 latency, RSS by 10-second window).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import json
 import os
@@ -19,7 +20,10 @@ from types import SimpleNamespace
 import pytest
 
 from bench.soak import load
+from lsprotocol import types
+
 from lsp_server.config import Settings
+from lsp_server.daemon import serve
 from lsp_server.model_host import PRIORITY_COMPLETION, JobStopped, ModelHost
 from tests.lsp_harness import RecordingClient, close, end_of, initialize, inline, open_document, start_daemon
 
@@ -91,4 +95,34 @@ async def test_jobs_withdrawn_while_a_long_job_runs_leave_the_queue_at_once():
         assert await asyncio.wrap_future(latest) == "latest"
     finally:
         release.set()
+        host.close()
+
+
+def _done_futures() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, concurrent.futures.Future) and o.done())
+
+
+async def test_a_daemon_session_keeps_nothing_per_notification():
+    host = ModelHost(lambda settings, progress: SimpleNamespace(preset=SimpleNamespace(name="stand-in"), device="cpu", compute_type="int8"))
+    listening: asyncio.Queue[int] = asyncio.Queue()
+    daemon = asyncio.ensure_future(serve("127.0.0.1", 0, host, Settings(), on_listening=listening.put_nowait))
+    client = RecordingClient()
+    try:
+        await client.start_tcp("127.0.0.1", await asyncio.wait_for(listening.get(), 30))
+        await initialize(client, None)
+        uri = "file:///typing.py"
+        open_document(client, uri, "x = 0\n")
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))
+        before = _done_futures()
+        for version in range(2, 1002):  # an editor typing: a thousand didChange notifications
+            client.text_document_did_change(types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text=f"x = {version}\n")]))
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))  # all handled
+        assert _done_futures() - before < 50, "the session keeps a future per notification"
+        await close(client)
+    finally:
+        daemon.cancel()
+        await asyncio.gather(daemon, return_exceptions=True)
         host.close()
