@@ -279,6 +279,29 @@ def test_training_loss_adds_smoothing_and_the_encoder_terms(tmp_path: Path) -> N
         assert float(centering_loss(constant, batch["attention_mask"])) == pytest.approx(1.0)
 
 
+def test_copy_friendly_init_makes_the_decoder_favour_the_codes_tokens(tmp_path: Path) -> None:
+    import torch
+
+    from quantize.summarizer.tokenizer import train_tokenizer
+    from quantize.summarizer.train import TrainConfig, build_model, collate
+
+    tokenizer = train_tokenizer([MODULE] * 3, 300, tmp_path)
+    shape = dict(d_model=64, d_kv=16, num_heads=4, d_ff=128, encoder_layers=2, decoder_layers=2)
+    torch.manual_seed(0)
+    model = build_model(tokenizer, TrainConfig(**shape, copy_init=0.1)).eval()
+    attention = model.decoder.block[0].layer[1].EncDecAttention
+    assert not attention.q.weight.any() and torch.equal(attention.v.weight, torch.eye(64))
+    word = 200
+    with_word = collate([([3, 150, word, 160, 1], [170, 1])], tokenizer.pad_token_id)
+    without = collate([([3, 150, 151, 160, 1], [170, 1])], tokenizer.pad_token_id)
+    with torch.no_grad():
+        gain = model(**with_word).logits[0, 0, word] - model(**without).logits[0, 0, word]
+        torch.manual_seed(0)
+        plain = build_model(tokenizer, TrainConfig(**shape, copy_init=0.0)).eval()
+        plain_gain = plain(**with_word).logits[0, 0, word] - plain(**without).logits[0, 0, word]
+    assert gain > 0.5 and gain > plain_gain + 0.5
+
+
 @pytest.mark.skipif(not (PACKAGE_DIR / "model.bin").is_file(), reason="the shipped summarizer files are absent")
 def test_shipped_summarizer_loads_and_summarizes() -> None:
     from inference import CodeModel

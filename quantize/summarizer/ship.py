@@ -166,6 +166,10 @@ words) that makes the decoder read the encoder from the start. Two auxiliary los
 its output averaged over every real position of the batch is pushed to zero (weight
 {config['centering_weight']}; mean square per dimension), and a bag-of-words loss (weight {config['bag_of_words_weight']}) asks each
 example's pooled output, minus the batch's mean, for its target's words through the tied output layer.
+Copy-friendly initialization (`copy_init` {config['copy_init']}): the encoder's sublayer outputs start scaled by
+that factor, so the encoder starts by passing its tokens' embeddings through; each decoder cross-attention
+starts uniform with identity values and output, so the decoder starts with the mean of the code's token
+embeddings in its state, which the tied output layer turns into a preference for the code's own tokens.
 Without them the encoder collapsed in every earlier run: T5 has no bias terms, the decoder used the
 encoder as one, and the encoder's output became nearly the same vector at every position and for every
 function (cosine 0.97-0.99 between two functions' mean outputs), so the decoder never read the code.
