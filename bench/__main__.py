@@ -253,26 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMANDS = {"replay": run_replay, "humaneval": run_humaneval, "py150": run_py150, "fidelity": run_fidelity,
+            "peers": run_peers, "load": run_load, "summarization": run_summarization, "report": run_report}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    if args.command == "replay":
-        run_replay(args)
-    elif args.command == "humaneval":
-        run_humaneval(args)
-    elif args.command == "peers":
-        run_peers(args)
-    elif args.command == "load":
-        run_load(args)
-    elif args.command == "py150":
-        run_py150(args)
-    elif args.command == "fidelity":
-        run_fidelity(args)
-    elif args.command == "summarization":
-        run_summarization(args)
-    elif args.command == "report":
-        run_report(args)
+    if args.command:
+        COMMANDS[args.command](args)
     else:
         defaults = parser.parse_args(["replay"])
         defaults.lines = args.replay_lines
@@ -280,12 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         defaults = parser.parse_args(["humaneval"])
         defaults.limit = args.humaneval_limit
         run_humaneval(replace_args(defaults, args))
-        for command, run in (("py150", run_py150), ("fidelity", run_fidelity), ("peers", run_peers),
-                             ("load", run_load), ("summarization", run_summarization)):
+        for command in ("py150", "fidelity", "peers", "load", "summarization"):
             defaults = parser.parse_args([command])
             if command == "fidelity":
                 defaults.limit = args.humaneval_limit
-            run(replace_args(defaults, args))
+            COMMANDS[command](replace_args(defaults, args))
         run_report(args)
     print(f"bench: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
