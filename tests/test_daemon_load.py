@@ -100,7 +100,7 @@ async def test_jobs_withdrawn_while_a_long_job_runs_leave_the_queue_at_once():
 
 def _done_futures() -> int:
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, concurrent.futures.Future) and o.done())
+    return sum(1 for o in gc.get_objects() if type(o) is concurrent.futures.Future and o.done())
 
 
 async def test_a_daemon_session_keeps_nothing_per_notification():
