@@ -40,6 +40,7 @@ SAMPLE_REFERENCE = EVAL / "codexglue_code2text_sample5_reference.txt"
 SAMPLE_PREDICTIONS = EVAL / "codexglue_code2text_sample5_predictions.txt"
 OFFICIAL_SAMPLE_SCORE = 9.554726113590661
 RESULT_NAME = "summarization"
+NO_REPEAT_NGRAM = 3
 CARD_START, CARD_END = "<!-- scores:start -->", "<!-- scores:end -->"
 PAPER_NOTE = (
     "For context: the CodeT5+ paper (arXiv 2305.07922) reports 20.16 for CodeT5+ 220M on the full "
@@ -137,6 +138,25 @@ def official_sample_score(reference: Path = SAMPLE_REFERENCE, predictions: Path 
         return corpus_bleu(read_id_file(ref), {rid: texts[0] for rid, texts in read_id_file(pred).items()})
 
 
+def no_repeat_summarizer(model: Any, ngram: int, cpu_threads: int) -> Callable[[Example], str]:
+    """The engine's prompt for `model` (a summarizing `CodeModel`), decoded greedily by CTranslate2
+    with `no_repeat_ngram_size=ngram`: what the server would write with that option."""
+    import ctranslate2
+
+    from inference.prompts import summary_prompt
+
+    translator = ctranslate2.Translator(str(model.path), intra_threads=cpu_threads)
+    tokenizer = model.tokenizer
+
+    def summarize(example: Example) -> str:
+        source = summary_prompt(tokenizer, example.code, model.preset.max_context_tokens).source_ids
+        result = translator.translate_batch([tokenizer.tokens(source)], beam_size=1, max_decoding_length=48,
+                                            no_repeat_ngram_size=ngram, max_input_length=0)
+        return tokenizer.decode(tokenizer.ids(result[0].hypotheses[0])).strip()
+
+    return summarize
+
+
 def evaluate(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: int = 1, limit: int | None = None) -> dict[str, Any]:
     """Scores of the model and the name baseline on both test sets, with the metric's sample check."""
     from inference import CodeModel
@@ -149,6 +169,7 @@ def evaluate(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: 
     model = CodeModel(str(model_dir), cpu_threads=cpu_threads)
     systems: dict[str, Callable[[Example], str]] = {
         "embedded summarizer": lambda e: model.summarize(e.code).read().strip(),
+        f"embedded summarizer, no_repeat_ngram_size {NO_REPEAT_NGRAM}": no_repeat_summarizer(model, NO_REPEAT_NGRAM, cpu_threads),
         "baseline: function name": lambda e: name_sentence(e.name),
     }
     sets = {
@@ -191,8 +212,10 @@ def table(result: dict[str, Any]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """The RESULTS.md section of a `run` result: the table, the metric check and a few predictions."""
-    samples = next(r["samples"] for r in result["rows"] if r["system"] == "embedded summarizer")
-    examples = "\n".join(f"- `{s['name']}`: {s['prediction']!r} (reference: {s['reference']!r})" for s in samples[:3])
+    examples = "\n".join(
+        f"- {r['system']}, `{s['name']}`: {s['prediction']!r} (reference: {s['reference']!r})"
+        for r in result["rows"][:2] for s in r["samples"][:3]
+    )
     machine = result.get("machine", {})
     return (
         "## Docstring summaries\n\n"
