@@ -14,7 +14,9 @@ from .healing import (
     HealedPrefix,
     HealingFilter,
     NoHealingToken,
+    accepts_first_token,
     heal_prefix,
+    limit_cut,
     pick_healing_token,
 )
 from .openai_backend import is_remote_spec
@@ -82,7 +84,7 @@ def _speculatively_healed(
         steps = rest([])
     else:
         try:
-            yield from checked(lambda token: pick_healing_token([token], cut, texts) is not None)
+            yield from checked(lambda token: accepts_first_token(token, cut, texts))
             return
         except FirstTokenRejected as refused:
             token = pick_healing_token(refused.candidates, cut, texts)
@@ -230,7 +232,7 @@ class CodeModel:
         fmt = self.preset.completion_format
         if fmt is None:
             raise CapabilityError(f"{self.preset.name} does not complete code")
-        healed = heal_prefix(prefix)
+        healed = limit_cut(heal_prefix(prefix), lambda text: self.tokenizer.encode_with_offsets(text)[1])
         cut_tokens = len(self.tokenizer.encode(healed.cut)) + 1 if healed.cut else 0
         new_tokens = max_new_tokens + cut_tokens
         budget = self.preset.max_context_tokens - new_tokens

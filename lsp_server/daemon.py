@@ -65,22 +65,6 @@ class SessionProtocol(Codet5Protocol):
         if self.writer is not None:
             self.writer.close()
 
-    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
-        """Forget each handler's future once it is done.
-
-        pygls files the future of every step of its generator handlers (didOpen, didChange,
-        didClose, ...) under a fresh id and never removes it: a connection kept one future per
-        notification for its whole life, the daemon's main growth under editors typing for
-        minutes. Request futures were removed when answered, as they still are.
-        """
-
-        def forget(future: Any) -> None:
-            if self._request_futures.get(msg_id) is future:
-                del self._request_futures[msg_id]
-            callback(future)
-
-        super()._execute_handler(msg_id, handler, forget, args, kwargs)
-
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> None:
         self._server.shutdown()

@@ -39,6 +39,22 @@ class Codet5Protocol(LanguageServerProtocol):
     """The LSP protocol with a response for every request, documents whose lines and positions
     follow LSP, and request handlers that see their document as the request found it."""
 
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
+        """Forget each handler's future once it is done.
+
+        pygls files the future of every step of its generator handlers (didOpen, didChange,
+        didClose, ...) under a fresh id and never removes it: a session kept one future per
+        notification for its whole life, the daemon's main growth under editors typing for
+        minutes (a stdio server's too). Request futures were removed when answered, as they still are.
+        """
+
+        def forget(future: Any) -> None:
+            if self._request_futures.get(msg_id) is future:
+                del self._request_futures[msg_id]
+            callback(future)
+
+        super()._execute_handler(msg_id, handler, forget, args, kwargs)
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> Any:
         result = yield from super().lsp_initialize(params)

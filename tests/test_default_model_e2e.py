@@ -39,3 +39,14 @@ async def test_default_model_completes_a_real_line_over_lsp(embedded_cache):
         # A real model continues the partial identifier (token healing) into a sensible call.
         assert item.insert_text.startswith("stdir(")
         compile(SOURCE + item.insert_text + "\n", "files.py", "exec")
+
+
+def test_default_model_continues_after_a_whole_long_name(embedded_cache, monkeypatch):
+    """A prompt ending right after a long rare name (CodeXGLUE py150 sample 5): cut whole, the
+    name had to be re-written token for token and the completion came back empty."""
+    from inference import CodeModel
+
+    monkeypatch.setenv("CODET5_LSP_CACHE", str(embedded_cache))
+    prefix = ("class EGCBaseClientMsg:\n    k_EMsgGCClientWelcome = 4004\n    k_EMsgGCServerWelcome")
+    model = CodeModel("default", local_files_only=True, cpu_threads=2)
+    assert "".join(model.complete(prefix, max_new_tokens=8)).startswith(" = 40")

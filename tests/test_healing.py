@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.healing import HealingFilter, heal_prefix, pick_healing_token, top_k
+from inference.healing import (
+    HealedPrefix,
+    HealingFilter,
+    accepts_first_token,
+    heal_prefix,
+    limit_cut,
+    pick_healing_token,
+    top_k,
+)
+from inference.tokenizer import CodeTokenizer
 
 
 @pytest.mark.parametrize(
@@ -49,6 +58,26 @@ def test_heal_prefix_splits_without_loss(prefix: str) -> None:
     assert not healed.kept[-1:].isspace()  # never ends in whitespace
     assert re.fullmatch(r"\s*\w*", healed.cut)  # only whitespace, then one partial word
     assert not healed.cut or not re.search(r"\w\Z", healed.kept) or healed.cut[0].isspace()
+
+
+def test_limit_cut_keeps_only_the_last_token_of_a_long_cut(tiny_models) -> None:
+    tok = CodeTokenizer(tiny_models.tokenizer_dir)
+    offsets = lambda text: tok.encode_with_offsets(text)[1]  # noqa: E731
+    prefix = "def add(a, b):\n    total_of_everything_here"
+    healed = heal_prefix(prefix)
+    spans = offsets(prefix)
+    assert len([s for s in spans if s[1] > len(healed.kept)]) > 2  # a word of several tokens
+    limited = limit_cut(healed, offsets)
+    last_start = spans[-1][0]
+    assert limited == HealedPrefix(kept=prefix[:last_start], cut=prefix[last_start:])
+    assert limit_cut(healed, offsets, max_word_tokens=99) == healed
+
+
+@pytest.mark.parametrize("prefix", ["def add(a, b):", "x = 1\n", "", "def add(a, b):\n    retu", "    return a"])
+def test_limit_cut_leaves_short_cuts_alone(tiny_models, prefix: str) -> None:
+    tok = CodeTokenizer(tiny_models.tokenizer_dir)
+    healed = heal_prefix(prefix)
+    assert limit_cut(healed, lambda text: tok.encode_with_offsets(text)[1]) == healed
 
 
 def feed_all(cut: str, pieces: list[str]) -> tuple[list[str], bool]:
@@ -97,9 +126,24 @@ def test_top_k_ranks_largest_first() -> None:
 def test_pick_healing_token_takes_first_agreeing_candidate() -> None:
     # "xyz" disagrees, U+FFFD (a partial character) and "" never qualify; "\n    return" starts with the cut.
     assert pick_healing_token([4, 5, 6, 3, 2], "\n    re", TEXTS) == 3
-    # A token that is a prefix of the cut qualifies too.
-    assert pick_healing_token([4, 2, 3], "\n    re", TEXTS) == 2
-    assert pick_healing_token([8, 2], "\n    re", TEXTS) == 8
+    # A cut ending in whitespace: the first token that agrees, a prefix of the cut too ("\n   " then " return").
+    assert pick_healing_token([4, 2, 3], "\n    ", TEXTS) == 2
+    assert pick_healing_token([8, 2], "\n    ", TEXTS) == 8
+
+
+def test_pick_healing_token_prefers_writing_a_cut_word_whole() -> None:
+    # "\n   " is more likely but would leave "re" to free generation; "\n    return" writes it all.
+    assert pick_healing_token([4, 2, 3], "\n    re", TEXTS) == 3
+    assert pick_healing_token([1, 7], " retu", TEXTS) == 7
+    # No candidate writes it all: the first that starts it.
+    assert pick_healing_token([4, 2, 8], "\n    re", TEXTS) == 2
+
+
+def test_model_s_own_first_token_is_kept_when_it_writes_the_cut_as_needed() -> None:
+    assert accepts_first_token(2, "\n    ", TEXTS)  # whitespace: a start of it is natural
+    assert not accepts_first_token(2, "\n    re", TEXTS)  # a word: must be written whole
+    assert accepts_first_token(3, "\n    re", TEXTS)
+    assert not accepts_first_token(4, "\n    ", TEXTS)
 
 
 def test_pick_healing_token_none_when_no_candidate_agrees() -> None:
