@@ -19,6 +19,7 @@ from .machine import LoadSampler, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEER_SOURCES = ("inspect.py", "argparse.py", "typing.py")
+FIDELITY_TASKS = 200  # HumanEval tasks of the fidelity run within `python -m bench`
 
 
 def _save(results: Path, name: str, data: dict[str, Any]) -> Path:
@@ -272,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         run_humaneval(replace_args(defaults, args))
         for command in ("py150", "fidelity", "peers", "load", "summarization"):
             defaults = parser.parse_args([command])
-            if command == "fidelity":
-                defaults.limit = args.humaneval_limit
+            if command == "fidelity":  # the full float32 pass takes most of an hour here: `python -m bench fidelity`
+                defaults.limit = args.humaneval_limit or FIDELITY_TASKS
             COMMANDS[command](replace_args(defaults, args))
         run_report(args)
     print(f"bench: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -353,8 +353,9 @@ def write_report(results: Path) -> Path:
              "`python -m bench` (about 30 minutes on 2 cores). Numbers measured on a shared, loaded machine are noisy: "
              "each run states its load.", ""]
     peers, load = _load(results, "peers"), _load(results, "load")
-    py150, fidelity, summaries = _load(results, "codexglue-line"), _load(results, "fidelity"), _load(results, "summarization")
-    runs = [*replays.values(), *(d for d in (humaneval, py150, fidelity, peers, load, summaries) if d and "command" in d)]
+    py150, summaries = _load(results, "codexglue-line"), _load(results, "summarization")
+    fidelities = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("fidelity*.json"))]
+    runs = [*replays.values(), *(d for d in (humaneval, py150, *fidelities, peers, load, summaries) if d and "command" in d)]
     if not runs:
         lines.append("No results yet: run `python -m bench`.")
     for data in runs:
@@ -370,7 +371,7 @@ def write_report(results: Path) -> Path:
         lines += other_humaneval_section(others)
     if py150:
         lines += [codexglue_line.markdown(py150), ""]
-    if fidelity:
+    for fidelity in fidelities:
         lines += [fidelity_markdown(fidelity), ""]
     if peers:
         plot_peers(peers, plots)
