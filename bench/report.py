@@ -350,7 +350,8 @@ def write_report(results: Path) -> Path:
     others = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("humaneval-*.json"))}
     lines = ["# codet5-lsp benchmark results", "",
              "Written by `python -m bench report` from `bench/results/*.json`; regenerate everything with "
-             "`python -m bench` (about 30 minutes on 2 cores). Numbers measured on a shared, loaded machine are noisy: "
+             "`python -m bench` (not yet timed as a whole; its parts took about 5 min (replay), 18 (HumanEval, on a loaded "
+             "machine), 2 (py150), 6 (peers, quiet) and 2 (daemon load) on these 2 cores). Numbers measured on a shared, loaded machine are noisy: "
              "each run states its load.", ""]
     peers, load = _load(results, "peers"), _load(results, "load")
     py150, summaries = _load(results, "codexglue-line"), _load(results, "summarization")
