@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.codexglue_line import PY150_ANSWERS
 from bench.execution import run_program
+from bench.humaneval import DATA as HUMANEVAL_DATA
 from bench.humaneval import StageTrace, Task, editor_view, first_changing_stage, first_line, loss_cause, program
 from bench.metrics import edit_similarity, exact_match
 from bench.replay import Request, Scenario, _Document, classify, document_and_keys, summarize, typing_states
@@ -234,6 +236,7 @@ def test_bench_artifacts_are_reused_from_the_cache_and_quantizations_checked(tmp
         artifacts.smollm2_ct2("int4")
 
 
+@pytest.mark.skipif(not (HUMANEVAL_DATA.is_file() and PY150_ANSWERS.is_file()), reason="the eval data is not at ../shared/eval")
 def test_fidelity_measures_two_quantizations_and_pairs_them(tiny_models):
     from bench import fidelity
 
