@@ -22,14 +22,10 @@ from typing import Any
 from lsprotocol import types
 
 from .replay import RssSampler
-from .soak import FILES, STDLIB, _Client, _leave, start_daemon, wait_until_ready
+from .soak import FILES, STDLIB, _Client, _leave, _utf16, start_daemon, wait_until_ready
 from .stats import median, p95
 
 CLIENTS = (1, 2, 4, 8)
-
-
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 class Editor:

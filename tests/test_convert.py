@@ -7,10 +7,8 @@ import shutil
 from pathlib import Path
 
 import ctranslate2
-import gguf
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
 from transformers import AutoTokenizer
 
 from inference import cache
@@ -25,85 +23,13 @@ from inference.convert import (
     is_ct2_dir,
     read_metadata,
 )
+from tests.tiny_gguf import write_llama_gguf
 from tests.tiny_models import CORPUS, SUMMARIES
-
-
-def _llama_permute(weights: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp's rotary layout for q/k projections (transformers undoes it when loading)."""
-    return (
-        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(weights.shape)
-    )
-
-
-def write_tiny_gguf(hf_dir: Path, path: Path) -> Path:
-    """Write the tiny Hugging Face Llama in `hf_dir` as a float32 GGUF file, tokenizer included."""
-    config = json.loads((hf_dir / "config.json").read_text())
-    tensors = load_file(hf_dir / "model.safetensors")
-    tokenizer = json.loads((hf_dir / "tokenizer.json").read_text())
-    vocab = dict(tokenizer["model"]["vocab"])
-    vocab.update({added["content"]: added["id"] for added in tokenizer["added_tokens"]})
-    tokens = sorted(vocab, key=vocab.__getitem__)
-    assert [vocab[token] for token in tokens] == list(range(len(tokens)))
-    special = {added["content"] for added in tokenizer["added_tokens"] if added["special"]}
-    merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]]
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
-    rope = config.get("rope_theta") or config["rope_parameters"]["rope_theta"]
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_context_length(config["max_position_embeddings"])
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_freq_base(rope)
-    writer.add_rope_dimension_count(config["hidden_size"] // heads)
-    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
-    writer.add_vocab_size(len(tokens))
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list(tokens)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL for token in tokens]
-    )
-    writer.add_token_merges(merges)
-    writer.add_bos_token_id(config["bos_token_id"])
-    writer.add_eos_token_id(config["eos_token_id"])
-    writer.add_pad_token_id(config["pad_token_id"])
-    writer.add_unk_token_id(vocab["<unk>"])
-    writer.add_add_bos_token(False)
-    writer.add_tensor("token_embd.weight", tensors["model.embed_tokens.weight"])
-    writer.add_tensor("output_norm.weight", tensors["model.norm.weight"])
-    if "lm_head.weight" in tensors:
-        writer.add_tensor("output.weight", tensors["lm_head.weight"])
-    for layer in range(config["num_hidden_layers"]):
-        hf, block = f"model.layers.{layer}.", f"blk.{layer}."
-        names = {
-            "attn_norm": "input_layernorm",
-            "attn_v": "self_attn.v_proj",
-            "attn_output": "self_attn.o_proj",
-            "ffn_norm": "post_attention_layernorm",
-            "ffn_gate": "mlp.gate_proj",
-            "ffn_up": "mlp.up_proj",
-            "ffn_down": "mlp.down_proj",
-        }
-        for gguf_name, hf_name in names.items():
-            writer.add_tensor(f"{block}{gguf_name}.weight", tensors[f"{hf}{hf_name}.weight"])
-        q, k = tensors[f"{hf}self_attn.q_proj.weight"], tensors[f"{hf}self_attn.k_proj.weight"]
-        writer.add_tensor(f"{block}attn_q.weight", _llama_permute(q, heads))
-        writer.add_tensor(f"{block}attn_k.weight", _llama_permute(k, kv_heads))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_models, tmp_path_factory) -> Path:
-    return write_tiny_gguf(tiny_models.llama_hf, tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
+    return write_llama_gguf(tiny_models.llama_hf, tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
 
 
 def _continues_corpus(model_dir: Path, prompt_tokens: int = 12, new_tokens: int = 8) -> bool:
