@@ -24,7 +24,7 @@ from quantize.fidelity import (
     load_float32_model,
     torch_logits_fn,
 )
-from tests.test_convert import write_tiny_gguf
+from tests.tiny_gguf import write_llama_gguf
 
 REPO = Path(__file__).resolve().parent.parent
 FIDELITY_LINE = re.compile(
@@ -90,7 +90,7 @@ def test_cli_no_fidelity_skips_the_check(tiny_models, tmp_path):
 
 
 def test_cli_gguf_source(tiny_models, tmp_path):
-    gguf_file = write_tiny_gguf(tiny_models.llama_hf, tmp_path / "tiny.gguf")
+    gguf_file = write_llama_gguf(tiny_models.llama_hf, tmp_path / "tiny.gguf")
     out = tmp_path / "models" / "from-gguf"
     result = run_cli(str(gguf_file), "--out", str(out), "--quantization", "float32")
     assert result.returncode == 0, result.stderr
