@@ -32,6 +32,11 @@ def _release_models() -> None:
         engine.release()
 
 
+def host_array(view: ctranslate2.StorageView) -> np.ndarray:
+    """A float32 NumPy copy of a StorageView on any device (CUDA logits cannot be read in place)."""
+    view = view.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
+    return np.array(view, copy=True)
+
 class StaticPromptCache:
     """Bounds CTranslate2's static-prompt cache, which otherwise keeps every entry until unload.
 
@@ -102,7 +107,7 @@ class DecoderEngine:
         result = self.generator.generate_batch(
             [tokens[static_len:]], max_length=1, return_logits_vocab=True, include_prompt_in_result=False, **options
         )
-        return top_k(np.asarray(result[0].logits[0]).ravel(), k)
+        return top_k(host_array(result[0].logits[0][0]).ravel(), k)
 
     def stream_checked(
         self,
@@ -151,7 +156,7 @@ class DecoderEngine:
                     raise item
                 if not isinstance(item, ctranslate2.GenerationStepResult):  # the final result
                     if refused.is_set():
-                        raise FirstTokenRejected(top_k(np.asarray(item.logits[0]).ravel(), k))
+                        raise FirstTokenRejected(top_k(host_array(item.logits[0][0]).ravel(), k))
                     return
                 if refused.is_set() or item.token in end_tokens:
                     continue  # wait for the final result

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from inference.ct2_engines import host_array
+
 FIDELITY_PROMPTS: tuple[str, ...] = (
     "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
     "import os\n\n\ndef read_lines(path):\n    with open(path) as handle:\n        return [line.rstrip() for line in handle]\n",
@@ -89,14 +91,6 @@ def torch_logits_fn(model: Any) -> LogitsFn:
     return logits
 
 
-def _to_numpy(view: Any) -> np.ndarray:
-    """A float32 NumPy copy of a CTranslate2 StorageView on any device and of any float type."""
-    import ctranslate2
-
-    view = view.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
-    return np.array(view, copy=True)
-
-
 def ct2_logits_fn(model: Any, tokenizer: Any) -> LogitsFn:
     """Teacher-forced logits from a CTranslate2 `Generator` or `Translator`.
 
@@ -108,7 +102,7 @@ def ct2_logits_fn(model: Any, tokenizer: Any) -> LogitsFn:
 
     def logits(case: Case) -> np.ndarray:
         if isinstance(model, ctranslate2.Generator):
-            return _to_numpy(model.forward_batch([case.target]))[0]
+            return host_array(model.forward_batch([case.target]))[0]
         target = tokenizer.convert_ids_to_tokens(case.target)
         result = model.translate_batch(
             [tokenizer.convert_ids_to_tokens(case.source)],
@@ -118,7 +112,7 @@ def ct2_logits_fn(model: Any, tokenizer: Any) -> LogitsFn:
             min_decoding_length=0,
             return_logits_vocab=True,
         )[0]
-        return np.stack([_to_numpy(step) for step in result.logits[0]])
+        return np.stack([host_array(step) for step in result.logits[0]])
 
     return logits
 
