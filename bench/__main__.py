@@ -119,7 +119,7 @@ def run_peers(args: argparse.Namespace) -> None:
     lengths = tuple(int(n) for n in args.lengths.split(","))
     machine = machine_info()
     with LoadSampler() as load:
-        result = peers.run(model_dir=model_dir, gguf=artifacts.smollm2_gguf(), hf_dir=artifacts.smollm2_hf_float32(),
+        result = peers.run(model_dir=model_dir, gguf=artifacts.smollm2_gguf() if args.device == "cpu" else None, hf_dir=artifacts.smollm2_hf_float32(),
                            sources=[peers_source(name) for name in PEER_SOURCES], threads=args.threads,
                            lengths=lengths, repeats=args.repeats, device=args.device, compute_type=args.compute_type)
         if args.device == "cpu":

@@ -218,7 +218,7 @@ def markdown(result: dict[str, Any]) -> str:
                             for q in others) + ". The p50 columns above come from runs at different times, under "
                   "different load (last column)."]
     if result["gpu_not_measured"]:
-        parts += ["", "Not measured (no GPU was lent to this run):",
+        parts += ["", "Not measured (these need a CUDA GPU holding the real weights, which this run did not have):",
                   *(f"- {q}: `{command}`" if command.startswith("python") else f"- {q}: {command}"
                     for q, command in result["gpu_not_measured"].items())]
     for quantization, c in result["comparison"].items():

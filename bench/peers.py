@@ -137,25 +137,31 @@ class LlamaCppRunner:
 
 
 class TransformersRunner:
-    """transformers float32, the naive Python path: one forward pass per token with its KV cache."""
+    """transformers, the naive Python path: one forward pass per token with its KV cache.
 
-    def __init__(self, hf_dir: Path, threads: int, name: str) -> None:
+    float32 on CPU; on CUDA, float16 (the usual way to serve a model of this size there).
+    """
+
+    def __init__(self, hf_dir: Path, threads: int, name: str, device: str = "cpu") -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
         torch.set_num_threads(threads)
         self.torch = torch
         self.name = name
-        self.model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+        self.device = device
+        dtype = torch.float32 if device == "cpu" else torch.float16
+        self.model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype).to(device).eval()
 
     def _tokens(self, ids: list[int], new_tokens: int) -> Iterator[int]:
         torch = self.torch
         with torch.inference_mode():
-            output = self.model(torch.tensor([ids]), use_cache=True)
+            output = self.model(torch.tensor([ids], device=self.device), use_cache=True)
             for _ in range(new_tokens):
-                token = int(output.logits[0, -1].argmax())
+                token = int(output.logits[0, -1].argmax())  # int() waits for the device
                 yield token
-                output = self.model(torch.tensor([[token]]), past_key_values=output.past_key_values, use_cache=True)
+                output = self.model(torch.tensor([[token]], device=self.device),
+                                    past_key_values=output.past_key_values, use_cache=True)
 
     def cold(self, ids: list[int], new_tokens: int) -> Timing:
         return _timed(self._tokens(ids, new_tokens), new_tokens)
@@ -331,13 +337,14 @@ def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Seq
         lengths: Sequence[int] = LENGTHS, repeats: int = 5, device: str = "cpu", compute_type: str = "int8") -> dict[str, Any]:
     """Build the runners that can run here, measure them, and say which were left out and why.
 
-    On `device="cuda"` only our engine runs (the peers here are CPU builds).
+    On `device="cuda"` llama.cpp is left out (the builds here are CPU builds) and transformers
+    runs in float16 on the GPU.
     """
     runners: list[Runner] = [Ct2Runner(model_dir, compute_type, threads, f"ctranslate2 {compute_type} {device} (ours)", device)]
-    if device != "cpu":
-        gguf = hf_dir = None
     skipped: dict[str, str] = {}
-    if gguf is None:
+    if device != "cpu":
+        skipped["llama.cpp"] = "the llama.cpp build here runs on the CPU only"
+    elif gguf is None:
         skipped["llama.cpp"] = "no GGUF given"
     else:
         problem = llama_cpp_problem(gguf)
@@ -348,9 +355,11 @@ def run(*, model_dir: Path, gguf: Path | None, hf_dir: Path | None, sources: Seq
             tokenizer = runners[0].tokenizer  # type: ignore[attr-defined]
             runners.append(RemoteRunner(gguf, threads, f"ours via OpenAI API -> llama.cpp server {_gguf_type(gguf)}", tokenizer))
     if hf_dir is None:
-        skipped["transformers float32"] = "no float32 checkpoint given"
-    else:
+        skipped["transformers"] = "no float32 checkpoint given"
+    elif device == "cpu":
         runners.append(TransformersRunner(hf_dir, threads, "transformers float32"))
+    else:
+        runners.append(TransformersRunner(hf_dir, threads, f"transformers float16 {device}", device))
     ids = source_ids(runners[0].tokenizer, sources)  # type: ignore[attr-defined]
     log = lambda m: print(f"bench peers: {m}", file=sys.stderr, flush=True)  # noqa: E731
     try:

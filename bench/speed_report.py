@@ -109,18 +109,27 @@ GPU_COMMANDS = ("python -m bench peers --device cuda --compute-type int8_float16
 
 
 def gpu_section(cuda_runs: dict[str, dict[str, Any]]) -> list[str]:
-    """Our engine on CUDA, one table per compute type, or the commands that would measure it."""
+    """Our engine on CUDA beside transformers float16, one table per compute type, or the commands."""
     lines = ["### CUDA", ""]
     if not cuda_runs:
         return [*lines, "Not measured: no GPU was lent to the machine these results come from. On a machine with "
                 "one (and CTranslate2's CUDA wheels), these add the rows:", "",
                 *(f"- `{command}`" for command in GPU_COMMANDS), ""]
     for name, data in sorted(cuda_runs.items()):
-        rows = [[length, _ms(cases["cold"][data["ours"]], "first_token_ms"), _ms(cases["cold"][data["ours"]], "completion_ms"),
-                 f"{cases['cold'][data['ours']]['tokens_per_s']['median']:.1f}", _ms(cases["typing"].get(data["ours"]), "completion_ms")]
-                for length, cases in data["results"].items()]
-        lines += [f"`{data.get('command', name)}` on {data.get('machine', {}).get('gpu', 'a GPU')}:", "",
-                  markdown_table(["prompt tokens", "cold first token", "cold completion", "cold tok/s", "typing completion"], rows), ""]
+        rows = []
+        for length, cases in data["results"].items():
+            for runner in data["runners"]:
+                cold, typing = cases["cold"].get(runner), cases["typing"].get(runner)
+                ratio = data["ratios"]["cold"].get(length, {}).get(runner)
+                rows.append([length, runner, _ms(cold, "first_token_ms"), _ms(cold, "completion_ms"),
+                             f"{cold['tokens_per_s']['median']:.1f}" if cold else "n/a", _ms(typing, "completion_ms"),
+                             "1 (ours)" if runner == data["ours"] else (f"{ratio:.2f}" if ratio else "n/a")])
+        lines += [f"`{data.get('command', name)}` on {data.get('machine', {}).get('gpu', 'a GPU')}"
+                  f" ({data.get('machine', {}).get('date', 'date unknown')[:10]}):", ""]
+        if data.get("weights"):
+            lines += [f"Weights: {data['weights']}.", ""]
+        lines += [markdown_table(["prompt tokens", "runner", "cold first token", "cold completion", "cold tok/s",
+                                  "typing completion", "cold completion / ours"], rows), ""]
     return lines
 
 
