@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/codet5-lsp models pull default
+.venv/bin/codet5-lsp models pull default-summarizer
 if command -v npm >/dev/null; then   # the VS Code extension's toolchain, for its tests and packaging
   (cd editors/vscode && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 fi

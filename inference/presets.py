@@ -85,6 +85,19 @@ PRESETS: dict[str, Preset] = {
             for name in ("codet5p-220m", "codet5p-220m-py", "codet5p-770m", "codet5p-770m-py")
         ),
         Preset(
+            name="smollm2-135m-summarizer",
+            hub_id=None,
+            architecture=Architecture.ENCODER_DECODER,
+            completion_format=None,
+            summarizes=True,
+            licence="Apache-2.0",
+            description="Embedded summarizer: the embedded SmolLM2-135M as a frozen decoder with a trained 2-layer "
+            "encoder and cross-attention (inference/data/summarizer), assembled as CTranslate2 int8",
+            max_context_tokens=256,
+            embedded=True,
+            aliases=("default-summarizer",),
+        ),
+        Preset(
             name="codet5-base-multi-sum",
             hub_id="Salesforce/codet5-base-multi-sum",
             architecture=Architecture.ENCODER_DECODER,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .cache import models_dir
 from .convert import FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
-from .embedded import ensure_embedded_model
+from .embedded import EMBEDDED_BUILDERS
 from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
 
 Progress = Callable[[str], None]
@@ -82,6 +82,8 @@ def describe_local(path: Path) -> Preset:
 
 def _describe(path: Path) -> Preset:
     meta = read_metadata(path) or {}
+    if meta.get("preset") in PRESETS:
+        return replace(PRESETS[meta["preset"]], embedded=False)
     for candidate in (str(meta.get("source", "")), path.name):
         for preset in PRESETS.values():
             if preset.hub_id and candidate.rstrip("/").endswith(preset.hub_id.split("/")[-1]):
@@ -172,7 +174,7 @@ def resolve_model(
             )
         preset = next((p for p in PRESETS.values() if p.hub_id == spec), None)
     if preset is not None and preset.embedded:
-        return ResolvedModel(ensure_embedded_model(progress), preset, Backend.CTRANSLATE2)
+        return ResolvedModel(EMBEDDED_BUILDERS[preset.name](progress), preset, Backend.CTRANSLATE2)
     name = preset.name if preset else spec.replace("/", "--")
     cached = models_dir() / f"{name}-{CACHE_QUANTIZATION}"
     if is_ct2_dir(cached):

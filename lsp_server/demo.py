@@ -51,6 +51,24 @@ def _document_until(line: int, typed: str) -> tuple[str, types.Position]:
     return text, types.Position(line=len(last) - 1, character=len(last[-1]))
 
 
+async def _hover_summary(client: LanguageClient, uri: str, version: int) -> None:
+    """The whole file, then a hover on `read_lines` (no docstring): the summary the model writes."""
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=DEMO_SOURCE)]))
+    line = DEMO_SOURCE.split("\n").index("def read_lines(path):")
+    started = time.perf_counter()
+    try:
+        hover = await client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=line, character=5)))
+    except Exception as exc:  # a missing summary model is reported, not fatal to the demo
+        print(f"\nhover on read_lines: {exc}")
+        return
+    elapsed = (time.perf_counter() - started) * 1000
+    summary = hover.contents.value.split("```\n\n", 1)[-1] if hover else "(no summary)"
+    print(f"\nhover on read_lines: {summary}\n  ({elapsed:.0f} ms, includes loading the summarizer)")
+
+
 async def run_demo(server_args: list[str]) -> int:
     client = LanguageClient("codet5-lsp-demo", "0")
     statuses: list[str] = []
@@ -90,6 +108,7 @@ async def run_demo(server_args: list[str]) -> int:
             suggestion = result.items[0].insert_text if result and result.items else "(no suggestion)"
             shown = text.split("\n")[-1]
             print(f"\n{shown}\u2502{suggestion}\n  ({elapsed:.0f} ms{', includes model load' if version == 1 else ''})")
+        await _hover_summary(client, uri, version + 1)
     finally:
         await client.shutdown_async(None)
         client.exit(None)

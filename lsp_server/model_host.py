@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeVar
 
-from inference import CodeModel
+from inference import CodeModel, implied_summary_model
 from inference.memory import release_free_memory
 
 from .config import Settings
@@ -94,6 +94,7 @@ class ModelHost:
         self._summary_model: CodeModel | None = None
         self._summary_key: tuple | None = None  # None: the completion model summarizes
         self._summary_loaded: concurrent.futures.Future[CodeModel] | None = None
+        self._summary_pending: tuple[Settings, concurrent.futures.Future] | None = None  # the embedded summarizer, loaded at first use
         self.status = HostStatus(ModelState.IDLE, "")
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -152,16 +153,22 @@ class ModelHost:
         future.set_result(model)
 
     def _ensure_summarizer(self, settings: Settings) -> None:
-        """Start loading `settings.summary_model` unless it is empty or the completion model."""
-        summary = replace(settings, model=settings.summary_model)
-        key = summary.model_key() if settings.summary_model and summary.model_key() != settings.model_key() else None
+        """Start loading `settings.summary_model` unless it is empty or the completion model.
+
+        With none set and a completion model that cannot summarize, the embedded summarizer is
+        used, loaded at the first summary rather than now (it is a second model in memory).
+        """
+        name = settings.summary_model or implied_summary_model(settings.model)
+        summary = replace(settings, model=name)
+        key = summary.model_key() if name and summary.model_key() != settings.model_key() else None
         with self._lock:
             if key == self._summary_key and not _failed(self._summary_loaded):
                 return
             self._summary_key, self._summary_model = key, None
             future: concurrent.futures.Future[CodeModel] | None = None if key is None else concurrent.futures.Future()
             self._summary_loaded = future
-        if future is not None:
+            self._summary_pending = (summary, future) if future is not None and not settings.summary_model else None
+        if future is not None and settings.summary_model:
             self._start_loader(self._load_summarizer, summary, future, "summary-loader")
 
     def _start_loader(self, load: Callable[[Settings, concurrent.futures.Future], None], settings: Settings,
@@ -185,6 +192,10 @@ class ModelHost:
     async def summarizer(self) -> CodeModel:
         """The model that writes summaries, waiting for a load in progress: the summary model
         when one is set, else the completion model. ModelUnavailable if it cannot summarize."""
+        with self._lock:
+            pending, self._summary_pending = self._summary_pending, None
+        if pending is not None:
+            self._start_loader(self._load_summarizer, *pending, "summary-loader")
         future = self._summary_loaded
         model = await (asyncio.shield(asyncio.wrap_future(future)) if future is not None else self.ready())
         if not model.can_summarize:
@@ -216,7 +227,7 @@ class ModelHost:
             loader.join(timeout=30)
         with self._lock:
             self._model = self._summary_model = None
-            self._key = self._summary_key = None
+            self._key = self._summary_key = self._summary_pending = None
         gc.collect()
 
     # -- jobs ------------------------------------------------------------------------------

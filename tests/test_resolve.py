@@ -11,8 +11,10 @@ import pytest
 
 from inference.cache import models_dir
 from inference.convert import METADATA_FILE, is_ct2_dir, read_metadata
+from inference.embedded import EMBEDDED_BUILDERS
 from inference.presets import DEFAULT_PRESET, PRESETS, Architecture, PromptFormat, find_preset
 from inference.resolve import Backend, ModelNotFoundError, describe_local, resolve_model
+from inference.summarizer_assembly import SUMMARIZER_PRESET
 from tests.tiny_models import TinyModels
 
 
@@ -223,4 +225,5 @@ def test_presets_are_consistent() -> None:
             assert preset.architecture is Architecture.ENCODER_DECODER
         if preset.completion_format is PromptFormat.FIM:
             assert preset.fim is not None
-    assert [p.name for p in PRESETS.values() if p.embedded] == [DEFAULT_PRESET.name]
+    assert [p.name for p in PRESETS.values() if p.embedded] == [DEFAULT_PRESET.name, SUMMARIZER_PRESET]
+    assert set(EMBEDDED_BUILDERS) == {DEFAULT_PRESET.name, SUMMARIZER_PRESET}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -103,3 +104,25 @@ async def test_without_a_summary_model_the_completion_model_must_summarize(tiny_
     t5.ensure(Settings(model=str(tiny_models.t5_int8), summary_model=str(tiny_models.t5_int8), threads=1))
     assert await t5.summarizer() is await t5.ready()  # the same model is loaded once
     t5.close()
+
+
+async def test_a_completion_model_that_cannot_summarize_gets_the_embedded_summarizer_at_first_use(tiny_models, monkeypatch):
+    """With no summary model set, the default (SmolLM2) cannot summarize: the embedded summarizer
+    is used, loaded at the first summary rather than with the completion model."""
+    import lsp_server.model_host as model_host
+
+    monkeypatch.setattr(model_host, "implied_summary_model", lambda spec: str(tiny_models.t5_int8) if spec == "default" else "")
+    loaded: list[str] = []
+
+    def factory(settings: Settings, progress) -> object:
+        loaded.append(settings.model)
+        return model_host.load_code_model(replace(settings, model=str(tiny_models.llama_int8)) if settings.model == "default"
+                                          else settings, progress)
+
+    host = ModelHost(factory)
+    host.ensure(Settings(model="default", threads=1))
+    await host.ready()
+    assert loaded == ["default"]
+    model = await host.summarizer()
+    assert loaded == ["default", str(tiny_models.t5_int8)] and model.can_summarize
+    host.close()

@@ -1,7 +1,8 @@
-"""The embedded offline summarizer: a compact CodeT5-architecture (T5) model trained here.
+"""The embedded offline summarizer, by CodeT5+'s recipe: SmolLM2-135M as a frozen decoder, a
+shallow encoder and cross-attention trained here.
 
 `python -m quantize.summarizer all` runs the whole recipe: collect (function, first docstring
-sentence) pairs from permissively licensed Python code on this machine (`data`), train a
-byte-level BPE tokenizer and a small T5 on them (`train`), and convert the result to CTranslate2
-int8 inside the package (`convert`).
+sentence) pairs from permissively licensed Python code on this machine (`data`), train the encoder
+and cross-attention on them (`train`), and put the trained delta and its model card inside the
+package (`ship`).
 """

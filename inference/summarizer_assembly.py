@@ -1,0 +1,148 @@
+"""Assemble the embedded summarizer: the completion model's weights plus the shipped trained delta,
+written as one CTranslate2 encoder-decoder (`TransformerSpec`).
+
+The delta (`inference/data/summarizer/delta.safetensors`, made by `python -m quantize.summarizer
+smol-train`) holds a shallow encoder and cross-attention blocks for some decoder layers; the
+embeddings, the 30 decoder layers and the output projection come from the SmolLM2 checkpoint that
+transformers dequantizes from the embedded GGUF. Decoder layers without a trained cross-attention
+block get one whose output projection is zero, so it adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import atomic_directory
+from .convert import FORMAT_VERSION, METADATA_FILE, TOKENIZER_FILES
+
+SUMMARIZER_PRESET = "smollm2-135m-summarizer"
+# SmolLM2's: the decoder starts after a document boundary and ends with the tokenizer's EOS.
+START_TOKEN = "<|endoftext|>"
+END_TOKEN = "<|im_end|>"
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+def _dequantized(delta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float32 weights from a delta that stores int8 rows with a `<name>.scale` per row (or plain floats)."""
+    out = {}
+    for name, value in delta.items():
+        if name.endswith(".scale"):
+            continue
+        scale = delta.get(f"{name}.scale")
+        out[name] = value.astype(np.float32) * scale[:, None] if scale is not None else value.astype(np.float32)
+    return out
+
+
+def _read_checkpoint(hf_dir: Path) -> dict[str, np.ndarray]:
+    tensors: dict[str, np.ndarray] = {}
+    for file in sorted(hf_dir.glob("*.safetensors")):
+        tensors.update(_read_safetensors(file)[0])
+    # transformers' names -> the training model's (`model.layers.3.` -> `decoder.3.`)
+    renamed = {k.removeprefix("model."): v.astype(np.float32) for k, v in tensors.items()}
+    return {("decoder." + k[len("layers."):] if k.startswith("layers.") else k): v for k, v in renamed.items()}
+
+
+def _attention(spec: Any, weights: dict[str, np.ndarray], prefix: str, norm: np.ndarray, cross: bool) -> None:
+    q, k, v, o = (weights[f"{prefix}.{name}_proj.weight"] for name in "qkvo")
+    spec.layer_norm.gamma = norm
+    if cross:
+        spec.linear[0].weight, spec.linear[1].weight = q, np.concatenate([k, v])
+        spec.linear[2].weight = o
+    else:
+        spec.linear[0].weight, spec.linear[1].weight = np.concatenate([q, k, v]), o
+
+
+def _block(spec: Any, weights: dict[str, np.ndarray], prefix: str) -> None:
+    _attention(spec.self_attention, weights, f"{prefix}.self_attn", weights[f"{prefix}.input_layernorm.weight"], False)
+    spec.ffn.layer_norm.gamma = weights[f"{prefix}.post_attention_layernorm.weight"]
+    spec.ffn.linear_0.weight = weights[f"{prefix}.mlp.gate_proj.weight"]
+    spec.ffn.linear_0_noact.weight = weights[f"{prefix}.mlp.up_proj.weight"]
+    spec.ffn.linear_1.weight = weights[f"{prefix}.mlp.down_proj.weight"]
+
+
+def _zero_cross(spec: Any, hidden: int, kv: int) -> None:
+    spec.layer_norm.gamma = np.ones(hidden, np.float32)
+    spec.linear[0].weight = np.zeros((hidden, hidden), np.float32)
+    spec.linear[1].weight = np.zeros((2 * kv, hidden), np.float32)
+    spec.linear[2].weight = np.zeros((hidden, hidden), np.float32)
+
+
+def _vocabulary(hf_dir: Path) -> list[str]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
+    return [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size(with_added_tokens=True))]
+
+
+def build_spec(hf_dir: Path, delta_path: Path) -> Any:
+    """The CTranslate2 `TransformerSpec` of the completion checkpoint in `hf_dir` plus the delta."""
+    from ctranslate2.specs import common_spec, transformer_spec
+
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    delta, metadata = _read_safetensors(delta_path)
+    delta = _dequantized(delta)
+    shape = json.loads(metadata["shape"])
+    weights = {**_read_checkpoint(hf_dir), **delta}
+    if config["hidden_size"] != shape["hidden"] or config["num_hidden_layers"] != shape["decoder_layers"]:
+        raise ValueError(f"{delta_path.name} was trained for another model than {hf_dir}")
+    common = dict(
+        num_heads=shape["heads"], pre_norm=True, activation=common_spec.Activation.SWISH, ffn_glu=True, rms_norm=True,
+        num_heads_kv=shape["kv_heads"], rotary_dim=0, rotary_interleave=False, rotary_base=shape["rope_base"],
+    )
+    encoder = transformer_spec.TransformerEncoderSpec(shape["encoder_layers"], **common)
+    decoder = transformer_spec.TransformerDecoderSpec(shape["decoder_layers"], with_encoder_attention=True, **common)
+    embeddings = weights["embed_tokens.weight"]
+    encoder.embeddings[0].weight = embeddings
+    encoder.scale_embeddings = False
+    del encoder.position_encodings  # rotary embeddings in every layer instead
+    for i, layer in enumerate(encoder.layer):
+        _block(layer, weights, f"encoder.{i}")
+    encoder.layer_norm.gamma = weights["encoder_norm.weight"]
+    decoder.embeddings.weight = embeddings
+    decoder.scale_embeddings = False
+    decoder.projection.weight = weights.get("lm_head.weight", embeddings)
+    decoder.layer_norm.gamma = weights["norm.weight"]
+    kv = shape["kv_heads"] * shape["head_dim"]
+    for i, layer in enumerate(decoder.layer):
+        _block(layer, weights, f"decoder.{i}")
+        if f"decoder.{i}.cross_attn.q_proj.weight" in weights:
+            _attention(layer.attention, weights, f"decoder.{i}.cross_attn", weights[f"decoder.{i}.cross_layernorm.weight"], True)
+        else:
+            _zero_cross(layer.attention, shape["hidden"], kv)
+    spec = transformer_spec.TransformerSpec(encoder, decoder)
+    start, end = metadata.get("start_token", START_TOKEN), metadata.get("end_token", END_TOKEN)
+    spec.config.decoder_start_token = spec.config.bos_token = spec.config.unk_token = start
+    spec.config.eos_token = end
+    spec.config.layer_norm_epsilon = shape["norm_eps"]
+    vocabulary = _vocabulary(hf_dir)
+    spec.register_source_vocabulary(vocabulary)
+    spec.register_target_vocabulary(vocabulary)
+    return spec
+
+
+def assemble_summarizer(hf_dir: Path, delta_path: Path, out: Path, quantization: str = "int8", *,
+                        source_label: str = "", metadata: dict[str, Any] | None = None) -> Path:
+    """Write the summarizer as a CTranslate2 directory at `out` (atomically), with the tokenizer."""
+    spec = build_spec(hf_dir, delta_path)
+    with atomic_directory(out) as tmp:
+        spec.validate()
+        spec.optimize(quantization=quantization)
+        spec.save(str(tmp))
+        for name in TOKENIZER_FILES:
+            if (hf_dir / name).is_file():
+                shutil.copy2(hf_dir / name, tmp / name)
+        recorded = {"format_version": FORMAT_VERSION, "preset": SUMMARIZER_PRESET, "quantization": quantization,
+                    "source": source_label or f"{hf_dir} + {delta_path}", **(metadata or {})}
+        (tmp / METADATA_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,198 @@
+"""Train the SmolLM2-initialized summarizer's encoder and cross-attention on the CPU.
+
+The decoder, the embeddings and the output projection stay frozen (they are the completion
+model's). Checkpoints hold only the trained tensors (`delta.safetensors`), written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+
+from inference.summarizer_assembly import END_TOKEN, START_TOKEN
+from quantize.summarizer.data import read_jsonl
+from quantize.summarizer.extract import Pair
+from quantize.summarizer.smol import SmolSeq2Seq, SmolShape
+
+DELTA_FILE = "delta.safetensors"
+LOG_FILE = "train_log.jsonl"
+
+Example = tuple[list[int], list[int]]
+
+
+@dataclass(frozen=True)
+class SmolTrainConfig:
+    """Optimisation settings (the defaults are the shipped model's)."""
+
+    encoder_layers: int = 2
+    cross_every: int = 3
+    max_source_tokens: int = 256
+    max_target_tokens: int = 40
+    batch_size: int = 16
+    steps: int = 1400
+    warmup_steps: int = 60
+    cross_learning_rate: float = 1e-3
+    encoder_learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    seed: int = 1234
+    threads: int = 2
+    max_minutes: float = 70.0
+    valid_every_minutes: float = 10.0
+    valid_loss_examples: int = 128
+    valid_bleu_examples: int = 48
+    start_token: str = START_TOKEN
+    end_token: str = END_TOKEN
+
+
+def encode(tokenizer: Tokenizer, pair: Pair, config: SmolTrainConfig) -> Example:
+    """Source: the code's tokens, cut to the budget; target: the summary then the end token."""
+    source = tokenizer.encode(pair.code, add_special_tokens=False).ids[: config.max_source_tokens]
+    target = tokenizer.encode(pair.summary, add_special_tokens=False).ids[: config.max_target_tokens - 1]
+    return source, [*target, tokenizer.token_to_id(config.end_token)]
+
+
+def batches(examples: list[Example], size: int, rng: random.Random) -> Iterator[list[Example]]:
+    """Endless batches of similar source length (less padding), in random order."""
+    while True:
+        order = sorted(range(len(examples)), key=lambda i: (len(examples[i][0]), rng.random()))
+        groups = [order[i : i + size] for i in range(0, len(order), size)]
+        rng.shuffle(groups)
+        for group in groups:
+            yield [examples[i] for i in group]
+
+
+def collate(batch: Sequence[Example], start_id: int, pad_id: int) -> tuple[torch.Tensor, ...]:
+    """(source, source mask, decoder input, labels) with -100 on padded labels."""
+    src_len = max(len(s) for s, _ in batch)
+    tgt_len = max(len(t) for _, t in batch)
+    source = torch.full((len(batch), src_len), pad_id)
+    mask = torch.zeros((len(batch), src_len), dtype=torch.bool)
+    target_in = torch.full((len(batch), tgt_len), pad_id)
+    labels = torch.full((len(batch), tgt_len), -100)
+    for row, (s, t) in enumerate(batch):
+        source[row, : len(s)], mask[row, : len(s)] = torch.tensor(s), True
+        target_in[row, : len(t)] = torch.tensor([start_id, *t[:-1]])
+        labels[row, : len(t)] = torch.tensor(t)
+    return source, mask, target_in, labels
+
+
+def batch_loss(model: SmolSeq2Seq, batch: Sequence[Example], start_id: int, pad_id: int) -> torch.Tensor:
+    source, mask, target_in, labels = collate(batch, start_id, pad_id)
+    logits = model(source, mask, target_in)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def learning_scale(step: int, config: SmolTrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_delta(model: SmolSeq2Seq, out_dir: Path, info: dict, start_token: str = START_TOKEN,
+               end_token: str = END_TOKEN) -> Path:
+    """Write the trained tensors and their metadata atomically (temporary file, then rename)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = dict(model.named_parameters())
+    tensors = {name: params[name].detach().contiguous().clone() for name in model.trainable_names()}
+    metadata = {"shape": json.dumps(asdict(model.shape)), "start_token": start_token, "end_token": end_token,
+                "info": json.dumps(info)}
+    tmp = out_dir / f".{DELTA_FILE}.tmp"
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, out_dir / DELTA_FILE)
+    return out_dir / DELTA_FILE
+
+
+def validate(model: SmolSeq2Seq, tokenizer: Tokenizer, loss_examples: list[Example], bleu_pairs: list[Pair],
+             config: SmolTrainConfig, start_id: int, end_id: int, pad_id: int) -> dict:
+    from bench.bleu import sentence_bleu  # the recipe runs from the repository
+
+    model.eval()
+    with torch.inference_mode():
+        losses = [float(batch_loss(model, loss_examples[i : i + 16], start_id, pad_id))
+                  for i in range(0, len(loss_examples), 16)]
+        bleus = []
+        for pair in bleu_pairs:
+            source = encode(tokenizer, pair, config)[0]
+            hypothesis = tokenizer.decode(model.greedy(source, start_id, end_id))
+            bleus.append(sentence_bleu([pair.summary], hypothesis))
+    model.train()
+    return {"valid_loss": sum(losses) / len(losses), "valid_bleu": 100 * sum(bleus) / len(bleus)}
+
+
+def train(base_lm_dir: Path, data_dir: Path, out_dir: Path, config: SmolTrainConfig,
+          log: callable = print) -> Path:
+    """Train from the completion model in `base_lm_dir` (a transformers checkpoint) on `data_dir`'s pairs."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = random.Random(config.seed)
+    tokenizer = Tokenizer.from_file(str(base_lm_dir / "tokenizer.json"))
+    start_id, end_id = tokenizer.token_to_id(config.start_token), tokenizer.token_to_id(config.end_token)
+    pad_id = end_id
+    lm = AutoModelForCausalLM.from_pretrained(str(base_lm_dir), dtype=torch.float32)
+    shape = SmolShape.from_hf_config(lm.config, encoder_layers=config.encoder_layers, cross_every=config.cross_every)
+    model = SmolSeq2Seq.from_causal_lm(lm, shape)
+    del lm
+    model.freeze_decoder()
+    model.train()
+    train_examples = [encode(tokenizer, p, config) for p in read_jsonl(data_dir / "train.jsonl")]
+    valid_pairs = read_jsonl(data_dir / "valid.jsonl")
+    rng.shuffle(valid_pairs)
+    loss_examples = [encode(tokenizer, p, config) for p in valid_pairs[: config.valid_loss_examples]]
+    bleu_pairs = valid_pairs[config.valid_loss_examples : config.valid_loss_examples + config.valid_bleu_examples]
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder")],
+         "lr": config.encoder_learning_rate},
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder")],
+         "lr": config.cross_learning_rate},
+    ]
+    base_rates = [g["lr"] for g in groups]
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / LOG_FILE
+    began = last_valid = time.monotonic()
+    info = {"config": asdict(config), "train_examples": len(train_examples), "base": str(base_lm_dir)}
+
+    def record(entry: dict) -> None:
+        with log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        log(json.dumps(entry))
+
+    record({"step": 0, **validate(model, tokenizer, loss_examples, bleu_pairs, config, start_id, end_id, pad_id)})
+    step, running = 0, []
+    for step, batch in enumerate(batches(train_examples, config.batch_size, rng), start=1):
+        scale = learning_scale(step - 1, config)
+        for group, rate in zip(optimizer.param_groups, base_rates):
+            group["lr"] = rate * scale
+        loss = batch_loss(model, batch, start_id, pad_id)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        running.append(loss.item())
+        minutes = (time.monotonic() - began) / 60
+        done = step >= config.steps or minutes >= config.max_minutes
+        if done or time.monotonic() - last_valid >= 60 * config.valid_every_minutes:
+            last_valid = time.monotonic()
+            entry = {"step": step, "minutes": round(minutes, 1), "train_loss": sum(running) / len(running),
+                     **validate(model, tokenizer, loss_examples, bleu_pairs, config, start_id, end_id, pad_id)}
+            running = []
+            record(entry)
+            save_delta(model, out_dir, {**info, "steps": step, "minutes": round(minutes, 1), **entry},
+                       config.start_token, config.end_token)
+        if done:
+            break
+    return out_dir / DELTA_FILE
