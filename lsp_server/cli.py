@@ -148,8 +148,11 @@ def read_token(path: Path | None, env: str) -> str | None:
 
 
 def run_server(args: argparse.Namespace) -> int:
+    from inference.memory import map_large_buffers
+
     from .server import create_server
 
+    map_large_buffers()  # before any model loads: keeps a long-running server's RSS from creeping up
     host = ModelHost()
     if args.tcp:
         from .daemon import TOKEN_ENV, check_bind_address, serve
