@@ -126,3 +126,14 @@ async def test_a_daemon_session_keeps_nothing_per_notification():
         daemon.cancel()
         await asyncio.gather(daemon, return_exceptions=True)
         host.close()
+
+
+def test_rss_windows_give_floor_median_and_peak_per_window() -> None:
+    from bench.soak import rss_windows
+
+    mb = 2**20
+    samples = [(0.5, 100 * mb), (10.0, 300 * mb), (59.0, 200 * mb), (61.0, 150 * mb), (90.0, 250 * mb)]
+    assert rss_windows(samples, 60.0) == [
+        {"window": 1, "min_mb": 100.0, "median_mb": 200.0, "max_mb": 300.0},
+        {"window": 2, "min_mb": 150.0, "median_mb": 200.0, "max_mb": 250.0},
+    ]
