@@ -145,7 +145,7 @@ def no_repeat_summarizer(model: Any, ngram: int, cpu_threads: int) -> Callable[[
 
     from inference.prompts import summary_prompt
 
-    translator = ctranslate2.Translator(str(model.path), intra_threads=cpu_threads)
+    translator = ctranslate2.Translator(str(model.path), compute_type=model.compute_type, intra_threads=cpu_threads)
     tokenizer = model.tokenizer
 
     def summarize(example: Example) -> str:
@@ -188,7 +188,8 @@ def evaluate(summarizer: str, held_out_dir: Path, codexglue: Path, cpu_threads: 
             print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
             rows.append({"test_set": set_name, "system": system, **score(examples, summarize)})
     return {"model": str(model.path) if model else None, "official_sample": sample,
-            "decoding": f"greedy, CTranslate2 int8, {cpu_threads} threads", "rows": rows, "note": PAPER_NOTE}
+            "decoding": f"greedy, CTranslate2 int8 weights, {model.compute_type if model else 'no'} compute, {cpu_threads} threads",
+            "rows": rows, "note": PAPER_NOTE}
 
 
 def run(results_dir: Path, summarizer: str = SUMMARIZER, limit: int | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ctranslate2
 
+from .convert import read_metadata
 from .healing import (
     HEALING_CANDIDATES,
     FirstTokenRejected,
@@ -204,6 +205,7 @@ class CodeModel:
             self._engine = EncoderDecoderEngine(
                 resolved.path, self.tokenizer, device=self.device, compute_type=self.compute_type, threads=threads
             )
+        self._summary_prefix: str = (read_metadata(resolved.path) or {}).get("summary_prefix", "")
         self._end_tokens = [
             t for t in (self.tokenizer.eos_token, *self.preset.extra_end_tokens) if t and self.tokenizer.token_id(t) is not None
         ]
@@ -285,5 +287,9 @@ class CodeModel:
         if not self.can_summarize:
             raise CapabilityError(f"{self.preset.name} does not summarize code")
         prompt = summary_prompt(self.tokenizer, code, self.preset.max_context_tokens)
-        ids = self._engine.stream(prompt.source_ids, max_new_tokens, self._end_tokens)
+        if self._summary_prefix:  # forced decoder text the model was trained to continue
+            prefix = self.tokenizer.encode(self._summary_prefix)
+            ids = self._engine.continue_prefix(prompt.source_ids, prefix, max_new_tokens, self._end_tokens)
+        else:
+            ids = self._engine.stream(prompt.source_ids, max_new_tokens, self._end_tokens)
         return TextStream(ids, IncrementalDecoder(self.tokenizer, []))

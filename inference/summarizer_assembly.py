@@ -24,6 +24,11 @@ SUMMARIZER_PRESET = "smollm2-135m-summarizer"
 # SmolLM2's: the decoder starts after a document boundary and ends with the tokenizer's EOS.
 START_TOKEN = "<|endoftext|>"
 END_TOKEN = "<|im_end|>"
+# Text forced after the start token, so the first word is read from a position that is not the
+# language model's attention sink: position 0's hidden state carries a few huge values, and with
+# int8 activations (quantized per row) nothing else of it survived, so every summary began with a
+# garbage word (" affili", " strugg"). After `"""` the decoder writes a docstring's first sentence.
+SUMMARY_PREFIX = '"""'
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -31,6 +36,13 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]
 
     with safe_open(str(path), framework="numpy") as f:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+def _read_safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return dict(f.metadata() or {})
 
 
 def _dequantized(delta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -142,7 +154,9 @@ def assemble_summarizer(hf_dir: Path, delta_path: Path, out: Path, quantization:
         for name in TOKENIZER_FILES:
             if (hf_dir / name).is_file():
                 shutil.copy2(hf_dir / name, tmp / name)
+        summary_prefix = _read_safetensors_metadata(delta_path).get("summary_prefix", "")
         recorded = {"format_version": FORMAT_VERSION, "preset": SUMMARIZER_PRESET, "quantization": quantization,
-                    "source": source_label or f"{hf_dir} + {delta_path}", **(metadata or {})}
+                    "source": source_label or f"{hf_dir} + {delta_path}", "summary_prefix": summary_prefix,
+                    **(metadata or {})}
         (tmp / METADATA_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     return out

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
 from inference import CodeModel
-from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
+from inference.summarizer_assembly import SUMMARIZER_PRESET, SUMMARY_PREFIX, assemble_summarizer
 from quantize.summarizer.data import write_jsonl
 from quantize.summarizer.extract import Pair
 from quantize.summarizer.smol import SmolSeq2Seq, SmolShape
@@ -59,10 +59,12 @@ def test_only_the_encoder_and_cross_attention_train(tiny_models: TinyModels) -> 
 
 
 def test_collate_shifts_targets_and_masks_padding() -> None:
-    source, mask, target_in, labels = collate([([5, 6, 7], [8, 1]), ([5], [9, 10, 1])], start_id=3, pad_id=0)
+    source, mask, target_in, labels = collate([([5, 6, 7], [8, 1]), ([5], [9, 10, 1])], start=[3], pad_id=0)
     assert source.tolist() == [[5, 6, 7], [5, 0, 0]] and mask.tolist() == [[True] * 3, [True, False, False]]
     assert target_in.tolist() == [[3, 8, 0], [3, 9, 10]]
     assert labels.tolist() == [[8, 1, -100], [9, 10, 1]]
+    _, _, target_in, labels = collate([([5], [8, 1])], start=[3, 42, 43], pad_id=0)  # a forced prefix is not predicted
+    assert target_in.tolist() == [[3, 42, 43, 8]] and labels.tolist() == [[-100, -100, 8, 1]]
 
 
 @pytest.mark.parametrize("quantization", ["float32", "int8"])
@@ -77,7 +79,7 @@ def test_assembled_ct2_model_computes_what_the_training_model_does(
     tokenizer = Tokenizer.from_file(str(tiny_models.llama_hf / "tokenizer.json"))
     source = tokenizer.encode(CODE, add_special_tokens=False).ids
     start, end = tokenizer.token_to_id(START), tokenizer.token_to_id(END)
-    expected = model.greedy(source, start, end, max_new=12)
+    expected = model.greedy(source, [start], end, max_new=12)
     translator = ctranslate2.Translator(str(out), compute_type=quantization, intra_threads=1)
     hypothesis = translator.translate_batch([[tokenizer.id_to_token(i) for i in source]], beam_size=1,
                                             max_decoding_length=12, end_token=END)[0].hypotheses[0]
@@ -97,15 +99,20 @@ def test_assembled_ct2_model_computes_what_the_training_model_does(
 
 
 def test_assembled_model_summarizes_through_codemodel(tiny_models: TinyModels, tmp_path: Path, monkeypatch) -> None:
+    """CodeModel forces the recorded summary prefix, then writes what the training model writes."""
     monkeypatch.setenv("CODET5_LSP_CACHE", str(tmp_path / "cache"))
     _, model = _models(tiny_models)
-    delta = save_delta(_trained_looking(model), tmp_path / "delta", {}, START, END)
-    out = assemble_summarizer(tiny_models.llama_hf, delta, tmp_path / "ct2", "int8")
-    loaded = CodeModel(str(out), cpu_threads=1)
+    model = _trained_looking(model)
+    delta = save_delta(model, tmp_path / "delta", {}, START, END, SUMMARY_PREFIX)
+    out = assemble_summarizer(tiny_models.llama_hf, delta, tmp_path / "ct2", "float32")
+    loaded = CodeModel(str(out), cpu_threads=1, compute_type="float32")
     assert loaded.preset.name == SUMMARIZER_PRESET
     assert loaded.can_summarize and not loaded.can_complete
+    tokenizer = Tokenizer.from_file(str(tiny_models.llama_hf / "tokenizer.json"))
+    start = [tokenizer.token_to_id(START), *tokenizer.encode(SUMMARY_PREFIX, add_special_tokens=False).ids]
+    expected = model.greedy(tokenizer.encode(CODE, add_special_tokens=False).ids, start, tokenizer.token_to_id(END), 8)
     stream = loaded.summarize(CODE, max_new_tokens=8)
-    assert stream.read() and stream.finish_reason in ("end", "length")
+    assert stream.read() == tokenizer.decode(expected) and len(expected) > 2
 
 
 def test_short_training_run_lowers_the_loss_and_writes_the_delta(tiny_models: TinyModels, tmp_path: Path) -> None:

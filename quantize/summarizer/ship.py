@@ -61,6 +61,13 @@ def _package_rows(manifest: dict) -> str:
     return "\n".join(rows)
 
 
+def _continued(config: dict) -> str:
+    if not config.get("init_delta"):
+        return ""
+    return (f" The second training command continues from the first one's delta (`{config['init_delta']}`); "
+            "the figures below are the second's.")
+
+
 def model_card(run_dir: Path, work: Path, delta: Path) -> str:
     """The model card text: data, licences, sizes, architecture, training, and a scores section to fill."""
     from safetensors import safe_open
@@ -123,13 +130,19 @@ Decoder: SmolLM2's {shape['decoder_layers']} layers, frozen, with a pre-norm cro
 ({shape['heads']} query / {shape['kv_heads']} key-value heads, no rotary) between self-attention and the feed-forward
 block in layers {cross}; the other layers' blocks are zero when assembled. Cross-attention output
 projections start at zero, so training starts from the language model itself. The encoder sees the
-code's tokens cut to {config['max_source_tokens']}; the decoder starts from `{metadata.get('start_token', START_TOKEN)}` and ends with
-`{metadata.get('end_token', END_TOKEN)}`; targets are at most {config['max_target_tokens']} tokens.
+code's tokens cut to {config['max_source_tokens']}; the decoder starts from `{metadata.get('start_token', START_TOKEN)}`, is
+given `{metadata.get('summary_prefix', '')}` (forced, so the first word is not read from the language model's attention
+sink at position 0, whose few huge values leave nothing else once int8 quantizes the activations) and ends
+with `{metadata.get('end_token', END_TOKEN)}`; targets are at most {config['max_target_tokens']} tokens.
 
 ## Training
 
-`{command}` (the base checkpoint is SmolLM2-135M dequantized from the embedded GGUF; then
-`python -m quantize.summarizer ship`). AdamW (learning rate {config['encoder_learning_rate']} for the encoder,
+```
+{command}
+python -m quantize.summarizer ship
+```
+
+The base checkpoint is SmolLM2-135M dequantized from the embedded GGUF.{_continued(config)} AdamW (learning rate {config['encoder_learning_rate']} for the encoder,
 {config['cross_learning_rate']} for cross-attention, weight decay {config['weight_decay']}), {config['warmup_steps']} warmup steps
 then cosine decay to a tenth at step {config['steps']} (or {config['max_minutes']} minutes), batch {config['batch_size']}
 of similar source lengths, gradient clipping 1.0, seed {config['seed']}, torch on {config['threads']} CPU threads.

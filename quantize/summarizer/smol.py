@@ -198,17 +198,17 @@ class SmolSeq2Seq(nn.Module):
         return self.decode(target_in, memory, mask)
 
     @torch.inference_mode()
-    def greedy(self, source: list[int], start: int, end: int, max_new: int = 40) -> list[int]:
-        """Greedy decoding without a cache (for validation only)."""
+    def greedy(self, source: list[int], start: list[int], end: int, max_new: int = 40) -> list[int]:
+        """Greedy decoding after the forced `start` ids, without a cache (for validation only)."""
         src = torch.tensor([source])
         memory, mask = self.encode(src, torch.ones_like(src, dtype=torch.bool))
-        out = [start]
+        out = list(start)
         for _ in range(max_new):
             token = int(self.decode(torch.tensor([out]), memory, mask)[0, -1].argmax())
             if token == end:
                 break
             out.append(token)
-        return out[1:]
+        return out[len(start):]
 
 
 def parameter_count(names: list[str], model: nn.Module) -> int:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from inference.summarizer_assembly import END_TOKEN, START_TOKEN
+from inference.summarizer_assembly import END_TOKEN, START_TOKEN, SUMMARY_PREFIX
 from quantize.summarizer.data import read_jsonl
 from quantize.summarizer.extract import Pair
 from quantize.summarizer.smol import SmolSeq2Seq, SmolShape
@@ -53,6 +53,8 @@ class SmolTrainConfig:
     valid_bleu_examples: int = 48
     start_token: str = START_TOKEN
     end_token: str = END_TOKEN
+    summary_prefix: str = SUMMARY_PREFIX  # forced after the start token (see SUMMARY_PREFIX)
+    init_delta: str = ""  # continue from a trained delta instead of the no-op initialization
 
 
 def encode(tokenizer: Tokenizer, pair: Pair, config: SmolTrainConfig) -> Example:
@@ -72,23 +74,25 @@ def batches(examples: list[Example], size: int, rng: random.Random) -> Iterator[
             yield [examples[i] for i in group]
 
 
-def collate(batch: Sequence[Example], start_id: int, pad_id: int) -> tuple[torch.Tensor, ...]:
-    """(source, source mask, decoder input, labels) with -100 on padded labels."""
+def collate(batch: Sequence[Example], start: list[int], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """(source, source mask, decoder input, labels): the decoder reads the forced `start` ids then
+    the target; labels are -100 where nothing is to be predicted (the forced ids, padding)."""
     src_len = max(len(s) for s, _ in batch)
-    tgt_len = max(len(t) for _, t in batch)
+    tgt_len = max(len(t) for _, t in batch) + len(start) - 1
     source = torch.full((len(batch), src_len), pad_id)
     mask = torch.zeros((len(batch), src_len), dtype=torch.bool)
     target_in = torch.full((len(batch), tgt_len), pad_id)
     labels = torch.full((len(batch), tgt_len), -100)
     for row, (s, t) in enumerate(batch):
         source[row, : len(s)], mask[row, : len(s)] = torch.tensor(s), True
-        target_in[row, : len(t)] = torch.tensor([start_id, *t[:-1]])
-        labels[row, : len(t)] = torch.tensor(t)
+        decoder = [*start, *t[:-1]]
+        target_in[row, : len(decoder)] = torch.tensor(decoder)
+        labels[row, len(start) - 1 : len(decoder)] = torch.tensor(t)
     return source, mask, target_in, labels
 
 
-def batch_loss(model: SmolSeq2Seq, batch: Sequence[Example], start_id: int, pad_id: int) -> torch.Tensor:
-    source, mask, target_in, labels = collate(batch, start_id, pad_id)
+def batch_loss(model: SmolSeq2Seq, batch: Sequence[Example], start: list[int], pad_id: int) -> torch.Tensor:
+    source, mask, target_in, labels = collate(batch, start, pad_id)
     logits = model(source, mask, target_in)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
@@ -101,13 +105,13 @@ def learning_scale(step: int, config: SmolTrainConfig) -> float:
 
 
 def save_delta(model: SmolSeq2Seq, out_dir: Path, info: dict, start_token: str = START_TOKEN,
-               end_token: str = END_TOKEN) -> Path:
+               end_token: str = END_TOKEN, summary_prefix: str = SUMMARY_PREFIX) -> Path:
     """Write the trained tensors and their metadata atomically (temporary file, then rename)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     params = dict(model.named_parameters())
     tensors = {name: params[name].detach().contiguous().clone() for name in model.trainable_names()}
     metadata = {"shape": json.dumps(asdict(model.shape)), "start_token": start_token, "end_token": end_token,
-                "info": json.dumps(info)}
+                "summary_prefix": summary_prefix, "info": json.dumps(info)}
     tmp = out_dir / f".{DELTA_FILE}.tmp"
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, out_dir / DELTA_FILE)
@@ -115,17 +119,17 @@ def save_delta(model: SmolSeq2Seq, out_dir: Path, info: dict, start_token: str =
 
 
 def validate(model: SmolSeq2Seq, tokenizer: Tokenizer, loss_examples: list[Example], bleu_pairs: list[Pair],
-             config: SmolTrainConfig, start_id: int, end_id: int, pad_id: int) -> dict:
+             config: SmolTrainConfig, start: list[int], end_id: int, pad_id: int) -> dict:
     from bench.bleu import sentence_bleu  # the recipe runs from the repository
 
     model.eval()
     with torch.inference_mode():
-        losses = [float(batch_loss(model, loss_examples[i : i + 16], start_id, pad_id))
+        losses = [float(batch_loss(model, loss_examples[i : i + 16], start, pad_id))
                   for i in range(0, len(loss_examples), 16)]
         bleus = []
         for pair in bleu_pairs:
             source = encode(tokenizer, pair, config)[0]
-            hypothesis = tokenizer.decode(model.greedy(source, start_id, end_id))
+            hypothesis = tokenizer.decode(model.greedy(source, start, end_id))
             bleus.append(sentence_bleu([pair.summary], hypothesis))
     model.train()
     return {"valid_loss": sum(losses) / len(losses), "valid_bleu": 100 * sum(bleus) / len(bleus)}
@@ -140,12 +144,20 @@ def train(base_lm_dir: Path, data_dir: Path, out_dir: Path, config: SmolTrainCon
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     tokenizer = Tokenizer.from_file(str(base_lm_dir / "tokenizer.json"))
-    start_id, end_id = tokenizer.token_to_id(config.start_token), tokenizer.token_to_id(config.end_token)
+    end_id = tokenizer.token_to_id(config.end_token)
+    start = [tokenizer.token_to_id(config.start_token), *tokenizer.encode(config.summary_prefix, add_special_tokens=False).ids]
     pad_id = end_id
     lm = AutoModelForCausalLM.from_pretrained(str(base_lm_dir), dtype=torch.float32)
     shape = SmolShape.from_hf_config(lm.config, encoder_layers=config.encoder_layers, cross_every=config.cross_every)
     model = SmolSeq2Seq.from_causal_lm(lm, shape)
     del lm
+    if config.init_delta:
+        from safetensors.torch import load_file
+
+        missing = set(model.trainable_names()) - set(load_file(config.init_delta))
+        if missing:
+            raise ValueError(f"{config.init_delta} lacks {sorted(missing)[:3]}")
+        model.load_state_dict(load_file(config.init_delta), strict=False)
     model.freeze_decoder()
     model.train()
     train_examples = [encode(tokenizer, p, config) for p in read_jsonl(data_dir / "train.jsonl")]
@@ -171,13 +183,13 @@ def train(base_lm_dir: Path, data_dir: Path, out_dir: Path, config: SmolTrainCon
             f.write(json.dumps(entry) + "\n")
         log(json.dumps(entry))
 
-    record({"step": 0, **validate(model, tokenizer, loss_examples, bleu_pairs, config, start_id, end_id, pad_id)})
+    record({"step": 0, **validate(model, tokenizer, loss_examples, bleu_pairs, config, start, end_id, pad_id)})
     step, running = 0, []
     for step, batch in enumerate(batches(train_examples, config.batch_size, rng), start=1):
         scale = learning_scale(step - 1, config)
         for group, rate in zip(optimizer.param_groups, base_rates):
             group["lr"] = rate * scale
-        loss = batch_loss(model, batch, start_id, pad_id)
+        loss = batch_loss(model, batch, start, pad_id)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         optimizer.step()
@@ -188,11 +200,11 @@ def train(base_lm_dir: Path, data_dir: Path, out_dir: Path, config: SmolTrainCon
         if done or time.monotonic() - last_valid >= 60 * config.valid_every_minutes:
             last_valid = time.monotonic()
             entry = {"step": step, "minutes": round(minutes, 1), "train_loss": sum(running) / len(running),
-                     **validate(model, tokenizer, loss_examples, bleu_pairs, config, start_id, end_id, pad_id)}
+                     **validate(model, tokenizer, loss_examples, bleu_pairs, config, start, end_id, pad_id)}
             running = []
             record(entry)
             save_delta(model, out_dir, {**info, "steps": step, "minutes": round(minutes, 1), **entry},
-                       config.start_token, config.end_token)
+                       config.start_token, config.end_token, config.summary_prefix)
         if done:
             break
     return out_dir / DELTA_FILE
