@@ -148,11 +148,14 @@ def no_repeat_summarizer(model: Any, ngram: int, cpu_threads: int) -> Callable[[
     translator = ctranslate2.Translator(str(model.path), compute_type=model.compute_type, intra_threads=cpu_threads)
     tokenizer = model.tokenizer
 
+    prefix = tokenizer.tokens(tokenizer.encode(model.summary_prefix))
+
     def summarize(example: Example) -> str:
         source = summary_prompt(tokenizer, example.code, model.preset.max_context_tokens).source_ids
-        result = translator.translate_batch([tokenizer.tokens(source)], beam_size=1, max_decoding_length=48,
-                                            no_repeat_ngram_size=ngram, max_input_length=0)
-        return tokenizer.decode(tokenizer.ids(result[0].hypotheses[0])).strip()
+        result = translator.translate_batch([tokenizer.tokens(source)], beam_size=1, max_decoding_length=48 + len(prefix),
+                                            no_repeat_ngram_size=ngram, max_input_length=0,
+                                            target_prefix=[prefix] if prefix else None)
+        return tokenizer.decode(tokenizer.ids(result[0].hypotheses[0][len(prefix):])).strip()
 
     return summarize
 

@@ -205,7 +205,7 @@ class CodeModel:
             self._engine = EncoderDecoderEngine(
                 resolved.path, self.tokenizer, device=self.device, compute_type=self.compute_type, threads=threads
             )
-        self._summary_prefix: str = (read_metadata(resolved.path) or {}).get("summary_prefix", "")
+        self.summary_prefix: str = (read_metadata(resolved.path) or {}).get("summary_prefix", "")
         self._end_tokens = [
             t for t in (self.tokenizer.eos_token, *self.preset.extra_end_tokens) if t and self.tokenizer.token_id(t) is not None
         ]
@@ -287,8 +287,8 @@ class CodeModel:
         if not self.can_summarize:
             raise CapabilityError(f"{self.preset.name} does not summarize code")
         prompt = summary_prompt(self.tokenizer, code, self.preset.max_context_tokens)
-        if self._summary_prefix:  # forced decoder text the model was trained to continue
-            prefix = self.tokenizer.encode(self._summary_prefix)
+        if self.summary_prefix:  # forced decoder text the model was trained to continue
+            prefix = self.tokenizer.encode(self.summary_prefix)
             ids = self._engine.continue_prefix(prompt.source_ids, prefix, max_new_tokens, self._end_tokens)
         else:
             ids = self._engine.stream(prompt.source_ids, max_new_tokens, self._end_tokens)
