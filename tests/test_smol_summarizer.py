@@ -4,6 +4,7 @@ training run, and its assembly into one CTranslate2 encoder-decoder that compute
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import ctranslate2
@@ -130,6 +131,11 @@ def test_short_training_run_lowers_the_loss_and_writes_the_delta(tiny_models: Ti
     log = [json.loads(line) for line in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
     assert delta.is_file() and log[-1]["step"] == 40
     assert log[-1]["valid_loss"] < log[0]["valid_loss"] - 0.5
+    # Continuing from the delta starts where the first run ended.
+    again = replace(config, steps=1, init_delta=str(delta))
+    train(tiny_models.llama_hf, data, tmp_path / "again", again, log=lambda _: None)
+    first = json.loads((tmp_path / "again" / "train_log.jsonl").read_text().splitlines()[0])
+    assert first["valid_loss"] == pytest.approx(log[-1]["valid_loss"], abs=1e-4)
 
 
 def test_packed_delta_assembles_the_same_int8_model(tiny_models: TinyModels, tmp_path: Path) -> None:

@@ -209,9 +209,3 @@ class SmolSeq2Seq(nn.Module):
                 break
             out.append(token)
         return out[len(start):]
-
-
-def parameter_count(names: list[str], model: nn.Module) -> int:
-    params = dict(model.named_parameters())
-    return sum(params[n].numel() for n in names)
-

@@ -154,10 +154,11 @@ def train(base_lm_dir: Path, data_dir: Path, out_dir: Path, config: SmolTrainCon
     if config.init_delta:
         from safetensors.torch import load_file
 
-        missing = set(model.trainable_names()) - set(load_file(config.init_delta))
+        trained = load_file(config.init_delta)
+        missing = set(model.trainable_names()) - set(trained)
         if missing:
             raise ValueError(f"{config.init_delta} lacks {sorted(missing)[:3]}")
-        model.load_state_dict(load_file(config.init_delta), strict=False)
+        model.load_state_dict(trained, strict=False)
     model.freeze_decoder()
     model.train()
     train_examples = [encode(tokenizer, p, config) for p in read_jsonl(data_dir / "train.jsonl")]
