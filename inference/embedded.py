@@ -12,6 +12,7 @@ usually serves from its own HTTP cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -198,13 +199,18 @@ def embedded_summarizer_dir() -> Path:
     return models_dir() / f"{SUMMARIZER_PRESET}-{EMBEDDED_QUANTIZATION}"
 
 
+@functools.cache
+def _shipped_delta_sha256() -> str:
+    return sha256_file(SUMMARIZER_DELTA)
+
+
 def is_embedded_summarizer_current(model_dir: Path) -> bool:
     """Whether `model_dir` was assembled, in the current format, from the delta this package ships."""
     metadata = read_metadata(model_dir) or {}
     return (
         is_ct2_dir(model_dir)
         and metadata.get("format_version") == FORMAT_VERSION
-        and metadata.get("delta_sha256") == sha256_file(SUMMARIZER_DELTA)
+        and metadata.get("delta_sha256") == _shipped_delta_sha256()
     )
 
 
@@ -226,7 +232,7 @@ def ensure_embedded_summarizer(progress: Progress = None) -> Path:
         assemble_summarizer(
             hf_dir, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,
             source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} (wheel sha256 {WHEEL_SHA256}) + {SUMMARIZER_DELTA.name}",
-            metadata={"delta_sha256": sha256_file(SUMMARIZER_DELTA), "context_length": 256},
+            metadata={"delta_sha256": _shipped_delta_sha256()},
         )
     _report(progress, f"Embedded summarizer ready: {target}")
     return target

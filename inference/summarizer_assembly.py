@@ -2,7 +2,7 @@
 written as one CTranslate2 encoder-decoder (`TransformerSpec`).
 
 The delta (`inference/data/summarizer/delta.safetensors`, made by `python -m quantize.summarizer
-smol-train`) holds a shallow encoder and cross-attention blocks for some decoder layers; the
+train` and `ship`) holds a shallow encoder and cross-attention blocks for some decoder layers; the
 embeddings, the 30 decoder layers and the output projection come from the SmolLM2 checkpoint that
 transformers dequantizes from the embedded GGUF. Decoder layers without a trained cross-attention
 block get one whose output projection is zero, so it adds nothing.
@@ -36,13 +36,6 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]
 
     with safe_open(str(path), framework="numpy") as f:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-
-
-def _read_safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        return dict(f.metadata() or {})
 
 
 def _dequantized(delta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -97,17 +90,16 @@ def _vocabulary(hf_dir: Path) -> list[str]:
     return [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size(with_added_tokens=True))]
 
 
-def build_spec(hf_dir: Path, delta_path: Path) -> Any:
-    """The CTranslate2 `TransformerSpec` of the completion checkpoint in `hf_dir` plus the delta."""
+def build_spec(hf_dir: Path, delta: dict[str, np.ndarray], metadata: dict[str, str]) -> Any:
+    """The CTranslate2 `TransformerSpec` of the completion checkpoint in `hf_dir` plus the delta
+    (its tensors and its safetensors metadata)."""
     from ctranslate2.specs import common_spec, transformer_spec
 
     config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
-    delta, metadata = _read_safetensors(delta_path)
-    delta = _dequantized(delta)
     shape = json.loads(metadata["shape"])
-    weights = {**_read_checkpoint(hf_dir), **delta}
+    weights = {**_read_checkpoint(hf_dir), **_dequantized(delta)}
     if config["hidden_size"] != shape["hidden"] or config["num_hidden_layers"] != shape["decoder_layers"]:
-        raise ValueError(f"{delta_path.name} was trained for another model than {hf_dir}")
+        raise ValueError(f"the delta was trained for another model than {hf_dir}")
     common = dict(
         num_heads=shape["heads"], pre_norm=True, activation=common_spec.Activation.SWISH, ffn_glu=True, rms_norm=True,
         num_heads_kv=shape["kv_heads"], rotary_dim=0, rotary_interleave=False, rotary_base=shape["rope_base"],
@@ -146,7 +138,8 @@ def build_spec(hf_dir: Path, delta_path: Path) -> Any:
 def assemble_summarizer(hf_dir: Path, delta_path: Path, out: Path, quantization: str = "int8", *,
                         source_label: str = "", metadata: dict[str, Any] | None = None) -> Path:
     """Write the summarizer as a CTranslate2 directory at `out` (atomically), with the tokenizer."""
-    spec = build_spec(hf_dir, delta_path)
+    delta, delta_metadata = _read_safetensors(delta_path)
+    spec = build_spec(hf_dir, delta, delta_metadata)
     with atomic_directory(out) as tmp:
         spec.validate()
         spec.optimize(quantization=quantization)
@@ -154,9 +147,9 @@ def assemble_summarizer(hf_dir: Path, delta_path: Path, out: Path, quantization:
         for name in TOKENIZER_FILES:
             if (hf_dir / name).is_file():
                 shutil.copy2(hf_dir / name, tmp / name)
-        summary_prefix = _read_safetensors_metadata(delta_path).get("summary_prefix", "")
         recorded = {"format_version": FORMAT_VERSION, "preset": SUMMARIZER_PRESET, "quantization": quantization,
-                    "source": source_label or f"{hf_dir} + {delta_path}", "summary_prefix": summary_prefix,
+                    "source": source_label or f"{hf_dir} + {delta_path}",
+                    "summary_prefix": delta_metadata.get("summary_prefix", ""),
                     **(metadata or {})}
         (tmp / METADATA_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     return out
