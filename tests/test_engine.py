@@ -252,6 +252,8 @@ def test_complete_is_lazy(tiny_models: TinyModels, cache_env: None) -> None:
 def test_static_prompt_cache_bounded_and_reused(tiny_models: TinyModels, cache_env: None, name: str) -> None:
     model = CodeModel(getattr(tiny_models, name), device="cpu", cpu_threads=1, max_cached_prompts=2)
     cache = model._engine.static_cache
+    now = [0.0]
+    cache.clock = lambda: now[0]
 
     def run(prefix: str) -> str:
         return model.complete(prefix, max_new_tokens=8).read()
@@ -264,7 +266,10 @@ def test_static_prompt_cache_bounded_and_reused(tiny_models: TinyModels, cache_e
     assert (len(cache), cache.resets) == (1, 0)
     run(long_prefix("b"))
     assert (len(cache), cache.resets) == (2, 0)
-    run(long_prefix("c"))  # a third distinct static prompt: the model is reloaded, the cache emptied
+    uncached = run(long_prefix("c"))  # a third prompt while both entries are in use: not cached
+    assert (len(cache), cache.resets) == (2, 0)
+    now[0] += cache.stale_after_s
+    assert run(long_prefix("c")) == uncached  # the entries went stale: the model is reloaded, the cache emptied
     assert (len(cache), cache.resets) == (1, 1)
     assert model._engine.generator.model_is_loaded
     assert run(long_prefix("a")) == first  # same text after the reset
@@ -302,17 +307,25 @@ def test_speculative_first_token(model_dirs: dict[str, Path], tok: CodeTokenizer
     assert refused.value.candidates[0] == plain[0]
 
 
-def test_static_prompt_cache_resets(tiny_models: TinyModels) -> None:
+def test_static_prompt_cache_resets_only_when_stale(tiny_models: TinyModels) -> None:
     generator = ctranslate2.Generator(str(tiny_models.llama_int8), device="cpu", intra_threads=1)
-    cache = StaticPromptCache(generator, 2)
-    cache.admit(["<s>", "a"])
-    cache.admit(["<s>", "b"])
-    cache.admit(["<s>", "a"])
+    now = [0.0]
+    cache = StaticPromptCache(generator, 2, stale_after_s=2.0, clock=lambda: now[0])
+
+    def admit(name: str, at: float) -> bool:
+        now[0] = at
+        return cache.admit(["<s>", name])
+
+    assert admit("a", 0.0) and admit("b", 0.5) and admit("a", 1.0)
     assert (len(cache), cache.resets) == (2, 0)
-    cache.admit(["<s>", "c"])
+    assert not admit("c", 2.0)  # "b" was used 1.5 s ago: "c" runs uncached
+    assert (len(cache), cache.resets) == (2, 0)
+    assert admit("c", 2.5)  # the least recently used entry ("b") is 2 s old: reload, then cache "c"
     assert (len(cache), cache.resets) == (1, 1) and generator.model_is_loaded
-    cache.admit(["<s>", "a"])
-    assert (len(cache), cache.resets) == (2, 1)
+    assert admit("a", 2.6) and (len(cache), cache.resets) == (2, 1)  # a free entry needs no reload
+    assert admit("c", 4.0)  # a hit refreshes "c": now "a" (2.6) is the least recently used
+    assert not admit("b", 4.5) and admit("b", 4.7)
+    assert (len(cache), cache.resets) == (1, 2)
 
 
 def test_summarize_needs_encoder_decoder(load: Callable[[str], CodeModel]) -> None:
