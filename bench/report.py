@@ -9,7 +9,7 @@ from typing import Any
 
 from . import codexglue_line, summarization
 from .fidelity import markdown as fidelity_markdown
-from .speed_report import gpu_section, load_section, peers_section, plot_peers
+from .speed_report import gpu_section, heap_section, load_section, peers_section, plot_peers
 from .stats import format_interval, markdown_table
 
 BENCH = Path(__file__).resolve().parent
@@ -353,10 +353,10 @@ def write_report(results: Path) -> Path:
              "`python -m bench` (not yet timed as a whole; its parts took about 5 min (replay), 18 (HumanEval, on a loaded "
              "machine), 2 (py150), 6 (peers, quiet) and 2 (daemon load) on these 2 cores). Numbers measured on a shared, loaded machine are noisy: "
              "each run states its load.", ""]
-    peers, load = _load(results, "peers"), _load(results, "load")
+    peers, load, heap = _load(results, "peers"), _load(results, "load"), _load(results, "heap")
     py150, summaries = _load(results, "codexglue-line"), _load(results, "summarization")
     fidelities = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("fidelity*.json"))]
-    runs = [*replays.values(), *(d for d in (humaneval, py150, *fidelities, peers, load, summaries) if d and "command" in d)]
+    runs = [*replays.values(), *(d for d in (humaneval, py150, *fidelities, peers, heap, load, summaries) if d and "command" in d)]
     if not runs:
         lines.append("No results yet: run `python -m bench`.")
     for data in runs:
@@ -378,6 +378,8 @@ def write_report(results: Path) -> Path:
         plot_peers(peers, plots)
         lines += peers_section(peers)
         lines += gpu_section({p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("peers-cuda-*.json"))})
+    if heap:
+        lines += heap_section(heap)
     if load:
         lines += load_section(load)
     if summaries:

@@ -144,3 +144,18 @@ def load_section(data: dict[str, Any]) -> list[str]:
             "from the suggestion already shown) are counted from each editor's `codet5.status`. Latency in ms.", "",
             markdown_table(["editors", "completions", "typed-ahead hits", "failed", "with a suggestion", "completions/s", "p50 ms",
                             "p95 ms", "peak RSS MB"], rows), ""]
+
+
+def heap_section(data: dict[str, Any]) -> list[str]:
+    """Decoding speed under each glibc mmap threshold (`python -m bench.heap`)."""
+    rows = [[context, name, _ms(figures, "prompt_ms"), f"{figures['decode_ms_per_token']['median']:.1f} / "
+             f"{figures['decode_ms_per_token']['p95']:.1f}", f"{figures['decode_ratio_to_server']:.2f}",
+             f"{figures['faults_per_token']['median']:.0f}"]
+            for context, cell in data["results"].items() for name, figures in cell.items()]
+    return ["### Decoding and glibc's mmap threshold", "",
+            f"`{data['command'].strip()}`: the server fixes glibc's mmap threshold so that freed large buffers go back to "
+            f"the OS (see docs/reliability.md). Each threshold in its own process, {data['repeats']} repetitions interleaved, "
+            f"{data['threads']} threads, a prompt of `{data['source']}` then exactly {data['new_tokens']} new tokens. "
+            "Cells: median / p95.", "",
+            markdown_table(["prompt tokens", "mmap threshold", "prompt pass ms", "decode ms/token", "decode / server",
+                            "page faults/token"], rows), ""]
