@@ -80,14 +80,13 @@ def run(model_dir: Path, contexts: list[int], threads: int, repeats: int) -> dic
     results: dict[str, Any] = {}
     server = list(settings)[-1]
     for context in contexts:
+        rows = {name: [r for r in samples[name] if r["context"] == context] for name in settings}
+        server_decode = median([r["decode_ms_per_token"] for r in rows[server]])
         cell = {}
         for name in settings:
-            rows = [r for r in samples[name] if r["context"] == context]
-            cell[name] = {key: {"median": round(median([r[key] for r in rows]), 1), "p95": round(p95([r[key] for r in rows]), 1)}
+            cell[name] = {key: {"median": round(median([r[key] for r in rows[name]]), 1), "p95": round(p95([r[key] for r in rows[name]]), 1)}
                           for key in ("prompt_ms", "decode_ms_per_token", "faults_per_token")}
-        for name in settings:
-            cell[name]["decode_ratio_to_server"] = round(
-                cell[name]["decode_ms_per_token"]["median"] / cell[server]["decode_ms_per_token"]["median"], 2)
+            cell[name]["decode_ratio_to_server"] = round(median([r["decode_ms_per_token"] for r in rows[name]]) / server_decode, 2)
         results[str(context)] = cell
     return {"thresholds": dict(settings), "threads": threads, "repeats": repeats,
             "new_tokens": NEW_TOKENS, "source": SOURCE.name, "results": results}
