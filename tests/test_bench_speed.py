@@ -10,6 +10,7 @@ import pytest
 
 from bench import bandwidth, daemon_load, heap, peers
 from bench.speed_report import goal_lines, heap_section, load_section, peers_section
+from inference.memory import LARGE_BUFFER_BYTES
 
 
 def test_timing_figures_come_from_token_arrivals():
@@ -78,7 +79,7 @@ def test_bandwidth_bound_uses_the_weights_on_disk(tiny_models):
 
 def test_heap_bench_times_each_threshold_in_its_own_process(tiny_models):
     result = heap.run(tiny_models.llama_int8, [16, 32], threads=1, repeats=1)
-    assert list(result["thresholds"].values()) == [None, 2**20, heap_threshold()]
+    assert list(result["thresholds"].values()) == [None, 2**20, LARGE_BUFFER_BYTES]
     for cell in result["results"].values():
         assert list(cell) == list(result["thresholds"])
         assert cell[list(cell)[-1]]["decode_ratio_to_server"] == 1.0
@@ -86,12 +87,6 @@ def test_heap_bench_times_each_threshold_in_its_own_process(tiny_models):
     report = "\n".join(heap_section({**result, "command": "python -m bench.heap"})).splitlines()
     table = [line for line in report if line.split("|")[1:2] and line.split("|")[1].strip() == "16"]
     assert len(table) == 3
-
-
-def heap_threshold() -> int:
-    from inference.memory import LARGE_BUFFER_BYTES
-
-    return LARGE_BUFFER_BYTES
 
 
 def test_daemon_load_answers_every_editor(tiny_models, monkeypatch):
