@@ -70,6 +70,7 @@ def _child(model_dir: Path, threshold: int | None, contexts: list[int], threads:
 
 
 def run(model_dir: Path, contexts: list[int], threads: int, repeats: int) -> dict[str, Any]:
+    """Medians and p95 per context and threshold, with each threshold's decode time over the server's."""
     from inference.memory import LARGE_BUFFER_BYTES
 
     settings = {"glibc default": None, "1 MB": MB, f"server ({LARGE_BUFFER_BYTES // MB} MB)": LARGE_BUFFER_BYTES}
