@@ -636,6 +636,47 @@ def test_rust_impl_methods_and_doc_comments():
     assert function_at(RUST_FILE, "rust", *find(RUST_FILE, "main")).docstring is None
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        '"""Plain."""', "'''Plain.'''", '"Plain."', 'u"Plain."', 'U"Plain."', 'r"Plain \\d."', 'R"""Plain."""',
+        '"Implicitly " "joined."', '("Parenthesized "\n     "and joined.")', '("Parenthesized.")', '(  # why\n "a"  # b\n "c")',
+        '"Escapes\\tand \\"quotes\\"."', '"""\n    Indented\n      more.\n    """', '""""""', '"Bad \\q escape."',
+        'f"""log {audit(r)}"""', 'f"no placeholders"', 'F"x"', 'b"bytes"', 'rb"raw bytes"', 'Rb"x"', 'BR"x"',
+        'fr"x{y}"', '"plain " f"then {f}"', '"a" + "b"', '"a", "b"', '("a", "b")', "audit(r)", "...",
+    ],
+)
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")
+def test_python_docstrings_are_what_ast_get_docstring_says(first):
+    """Only string literals without an f or b prefix are docstrings, concatenated or in parentheses
+    too: "Regenerate docstring" replaces `docstring_range`, so anything else must stay code."""
+    text = f"def f(r):\n    {first}\n    return r\n"
+    info = function_at(text, "python", 2, 4)
+    expected = ast.get_docstring(ast.parse(text).body[0])
+    assert info.docstring == expected
+    if expected is None:
+        assert info.docstring_range is None
+    else:
+        start_line, start_char, end_line, end_char = info.docstring_range
+        lines = text.split("\n")
+        assert (start_line, start_char) == (1, 4) and lines[end_line][:end_char].endswith(first.split("\n")[-1])
+
+
+def test_python_docstring_being_typed_or_not_encodable_never_raises():
+    assert function_at('def f():\n    """Not closed\n    return 1\n', "python", 0, 4).docstring is None
+    assert function_at('def f():\n    "Lone \udcff surrogate."\n', "python", 0, 4).docstring == "Lone \udcff surrogate."
+
+
+def test_go_directives_are_not_doc_text_and_stay_out_of_its_range():
+    below = "package p\n\n// Add adds.\n//\n//go:noinline\nfunc Add(a, b int) int { return a + b }\n"
+    info = function_at(below, "go", 5, 6)
+    assert (info.docstring, info.docstring_range) == ("Add adds.", (2, 0, 3, 2))
+    above = "package p\n\n//go:generate stringer\n// Add adds.\nfunc Add(a, b int) int { return a + b }\n"
+    assert function_at(above, "go", 4, 6).docstring_range == (3, 0, 3, 12)
+    only = "package p\n\n//export Add\nfunc Add(a, b int) int { return a + b }\n"
+    assert function_at(only, "go", 3, 6).docstring is None
+
+
 # --- format_docstring: golden insertions ------------------------------------------------------
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,8 +18,10 @@ from .source import Source, leading_whitespace
 if TYPE_CHECKING:
     from .functions import FunctionInfo
 
-_STRING_PREFIX = re.compile(r"^[rRbBuUfF]*('''|\"\"\"|'|\")")
+_STRING_PREFIX = re.compile(r"^([a-zA-Z]*)('''|\"\"\"|'|\")")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Go directives (//go:noinline, //line f.go:1, //export F) are not doc text (go/ast's isDirective).
+_GO_DIRECTIVE = re.compile(r"//(?:line |extern |export |[a-z0-9]+:[a-z0-9])")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ def existing_doc(function: Node, start: int, src: Source, spec: LanguageSpec) ->
     root = list(ancestors(function))[-1]
     comments: list[Node] = []
     comment = _comment_before(root, src, start)
+    while spec.doc_style == "go" and comment is not None and _GO_DIRECTIVE.match(_text(comment, src)):
+        comment = _comment_before(root, src, comment.start_byte)  # directives below the doc stay out of it
     while comment is not None and _is_doc(comment, src, spec.doc_style):
         comments.insert(0, comment)
         if _text(comment, src).startswith("/*"):
@@ -52,20 +58,53 @@ def existing_doc(function: Node, start: int, src: Source, spec: LanguageSpec) ->
 
 
 def _python_docstring(function: Node, src: Source) -> Doc | None:
+    """The docstring as ``ast.get_docstring`` finds it: a first statement that is a string
+    literal without an f or b prefix, implicitly concatenated or parenthesized ones included."""
     body = function.child_by_field_name("body")
     first = next((c for c in body.named_children if not is_comment(c)), None) if body is not None else None
     if first is None or first.type != "expression_statement" or first.named_child_count != 1:
         return None
-    string = first.named_children[0]
-    if string.type != "string":
+    literal = first.named_children[0]
+    strings = _plain_strings(literal, src)
+    if not strings:
         return None
-    raw = _text(string, src)
+    raw = _text(literal, src)
+    try:
+        with warnings.catch_warnings():  # invalid escapes warn, as they do when Python compiles them
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(raw)
+    except (SyntaxError, ValueError, UnicodeError, MemoryError, RecursionError):
+        value = "".join(_unquoted(_text(string, src)) for string in strings)  # e.g. unterminated, being typed
+    if not isinstance(value, str):
+        return None
+    return Doc(inspect.cleandoc(value), (*src.position(literal.start_byte), *src.position(literal.end_byte)))
+
+
+def _plain_strings(node: Node, src: Source) -> list[Node]:
+    """The string literals that make up ``node`` when it is a docstring-shaped expression: one
+    string, or several concatenated, in any parentheses, none with an f, b or t prefix."""
+    while node.type == "parenthesized_expression":
+        inner = [c for c in node.named_children if not is_comment(c)]
+        if len(inner) != 1:
+            return []
+        node = inner[0]
+    strings = [c for c in node.named_children if not is_comment(c)] if node.type == "concatenated_string" else [node]
+    for string in strings:
+        if string.type != "string":
+            return []
+        quote = _STRING_PREFIX.match(_text(string, src))
+        if quote is None or not set(quote.group(1).lower()) <= {"r", "u"}:
+            return []
+    return strings
+
+
+def _unquoted(raw: str) -> str:
+    """A string literal's text between its quotes (the closing ones may be missing)."""
     quote = _STRING_PREFIX.match(raw)
     if quote is None:
-        return None
+        return raw
     content = raw[quote.end() :]
-    content = content[: -len(quote.group(1))] if content.endswith(quote.group(1)) else content
-    return Doc(inspect.cleandoc(content), (*src.position(string.start_byte), *src.position(string.end_byte)))
+    return content[: -len(quote.group(2))] if content.endswith(quote.group(2)) else content
 
 
 def _comment_before(root: Node, src: Source, byte: int) -> Node | None:
@@ -94,7 +133,7 @@ def _is_doc(comment: Node, src: Source, style: str) -> bool:
         return (text.startswith("///") and not text.startswith("////")) or (
             text.startswith("/**") and not text.startswith("/**/")
         )
-    return text.startswith("//")
+    return text.startswith("//") and not _GO_DIRECTIVE.match(text)
 
 
 def _comment_lines(text: str) -> list[str]:
