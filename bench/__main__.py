@@ -115,7 +115,7 @@ def run_peers(args: argparse.Namespace) -> None:
     elif args.compute_type in ("float32", "float16", "bfloat16"):  # weights converted at that precision
         model_dir = artifacts.smollm2_ct2(args.compute_type)
     else:
-        model_dir = ensure_embedded_model()
+        model_dir = ensure_embedded_model("smollm2-135m")  # the peers run on the SmolLM2 GGUF
     lengths = tuple(int(n) for n in args.lengths.split(","))
     machine = machine_info()
     with LoadSampler() as load:

