@@ -10,14 +10,13 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
-from pygls.workspace import TextDocument
 
 from inference.openai_backend import RemoteModelError
 
 from . import __version__
 from .completion import CompletionPipeline, Suggestion
 from .config import Settings, parse_settings, settings_to_json
-from .documents import open_document
+from .documents import LspTextDocument, open_document
 from .docstring import (
     DOCSTRING_ACTION_KIND,
     GENERATE_DOCSTRING_COMMAND,
@@ -36,7 +35,8 @@ log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "codet5/status"
 STATUS_COMMAND = "codet5.status"
-MAX_DOCUMENT_CHARS = 8_000_000  # larger documents get no completions
+MAX_DOCUMENT_CHARS = 2_000_000  # larger documents stay in sync but get no model or syntax work
+MAX_WORD_CHARS = 256  # the most of the word before the cursor a completion item repeats
 TOKEN_OPTION = "token"  # initializationOptions key a daemon's token comes in; no setting
 _WORD_BEFORE = re.compile(r"\w*\Z")
 
@@ -112,18 +112,18 @@ class Codet5Server(LanguageServer):
         for task in self.latest.values():
             task.cancel()
 
-    def document(self, uri: str) -> TextDocument | None:
+    def document(self, uri: str) -> LspTextDocument | None:
         """The open document `uri`: as the request being handled found it, else as it is now."""
         return document_at_receipt(uri) or open_document(self.workspace, uri)
 
-    def place(self, uri: str, position: types.Position) -> tuple[TextDocument, str | None, int, types.Position]:
-        """(the open document, its grammar when it is supported and enabled, the position's
-        character index in its line, the position clamped to its line)."""
+    def place(self, uri: str, position: types.Position) -> tuple[LspTextDocument, str | None, int, types.Position]:
+        """(the open document, its grammar when it is supported and enabled and the document is
+        not too large, the position's character index in its line, the position clamped to its line)."""
         document = self.document(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
         character, position = cursor(document, position)
-        enabled = self.settings.language_enabled(document.language_id)
+        enabled = self.settings.language_enabled(document.language_id) and len(document.source) <= MAX_DOCUMENT_CHARS
         return document, language_for(document.language_id, uri) if enabled else None, character, position
 
     # -- completion ------------------------------------------------------------------------
@@ -165,24 +165,22 @@ class Codet5Server(LanguageServer):
                 del self.latest[uri]
 
 
-def cursor(document: TextDocument, position: types.Position) -> tuple[int, types.Position]:
+def cursor(document: LspTextDocument, position: types.Position) -> tuple[int, types.Position]:
     """(character index in the line's Python string, the position clamped to the line's end).
 
     LSP: a character past the end of its line means the end of the line. A line past the end
-    of the document is an error.
+    of the document is an error. Costs no more on a long line than on a short one.
     """
-    lines = document.lines
-    if position.line < 0 or position.character < 0 or position.line > len(lines) or (
-        position.line == len(lines) and position.character > 0
+    count = document.line_count
+    if position.line < 0 or position.character < 0 or position.line > count or (
+        position.line == count and position.character > 0
     ):
-        raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is outside the document ({len(lines)} lines)")
-    if position.line == len(lines):  # the empty line after a final newline
+        raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is outside the document ({count} lines)")
+    if position.line == count:  # the empty line after a final newline
         return 0, position
-    line_text = lines[position.line].rstrip("\r\n")
-    codec = document.position_codec
-    clamped = types.Position(line=position.line, character=min(position.character, codec.client_num_units(line_text)))
-    server = codec.position_from_client_units(lines, types.Position(line=clamped.line, character=clamped.character))
-    return min(server.character, len(line_text)), clamped
+    start, end = document.line_span(position.line)
+    clamped = types.Position(line=position.line, character=min(position.character, document.index.units(start, end)))
+    return document.offset_at(clamped) - start, clamped
 
 
 def status_json(status: HostStatus) -> dict[str, str]:
@@ -243,10 +241,10 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
         return await function_hover(ls.summarizer, document.source, language, position.line, character) if language else None
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[DOCSTRING_ACTION_KIND]))
-    def code_action(ls: Codet5Server, params: types.CodeActionParams) -> list[types.CodeAction]:
+    async def code_action(ls: Codet5Server, params: types.CodeActionParams) -> list[types.CodeAction]:
         document, language, character, position = ls.place(params.text_document.uri, params.range.start)
-        return docstring_actions(params.text_document.uri, document.source, language, position.line, character, position,
-                                 params.context.only) if language else []
+        return await asyncio.to_thread(docstring_actions, params.text_document.uri, document.source, language, position.line,
+                                       character, position, params.context.only) if language else []
 
     @server.command(GENERATE_DOCSTRING_COMMAND)
     async def generate_docstring(ls: Codet5Server, uri: str, position: types.Position) -> dict[str, Any]:
@@ -266,18 +264,17 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     return server
 
 
-def completion_item(document: TextDocument, position: types.Position, text: str) -> types.CompletionItem:
+def completion_item(document: LspTextDocument, position: types.Position, text: str) -> types.CompletionItem:
     """A completion item that inserts the suggestion, matched against the word being typed.
 
     Clients filter items by the word before the cursor, so the edit starts at that word and
-    repeats it, and the label is the suggestion's first line.
+    repeats it (at most MAX_WORD_CHARS of it), and the label is the suggestion's first line.
     """
     character, position = cursor(document, position)
-    line = document.lines[position.line] if position.line < len(document.lines) else ""
-    word = _WORD_BEFORE.search(line[:character]).group(0)
-    start = document.position_codec.position_to_client_units(
-        document.lines, types.Position(line=position.line, character=character - len(word))
-    ) if line else position
+    line_start = document.line_span(position.line)[0]
+    offset = line_start + character
+    word = _WORD_BEFORE.search(document.source, max(line_start, offset - MAX_WORD_CHARS), offset).group(0)
+    start = document.position_at(offset - len(word))
     return types.CompletionItem(
         label=(word + text).split("\n", 1)[0].strip() or (word + text).strip(),
         kind=types.CompletionItemKind.Text,
