@@ -25,6 +25,7 @@ from .presets import Architecture, Preset, PromptFormat
 from .prompts import (
     SPAN_END,
     SPAN_SENTINEL,
+    DecoderPrompt,
     codet5_clm_prompt,
     codet5_span_prompt,
     fim_prompt,
@@ -247,9 +248,13 @@ class CodeModel:
         if fmt in (PromptFormat.PLAIN, PromptFormat.FIM):
             if fmt is PromptFormat.PLAIN:
                 prompt = plain_prompt(self.tokenizer, healed.kept, budget, self.preset.add_bos)
+                if not prompt.ids:  # nothing before the cursor once healed (the start of a file): start as documents do
+                    prompt = DecoderPrompt(ids=self._document_start(), static_len=0)
             else:
                 assert self.preset.fim is not None
                 prompt = fim_prompt(self.tokenizer, healed.kept, suffix, self.preset.fim, budget)
+            if not prompt.ids:  # an engine cannot start from nothing
+                return TextStream(iter(()), IncrementalDecoder(self.tokenizer, []), None, stop)
             context = prompt.ids
             ids = _speculatively_healed(
                 healed.cut,
@@ -281,6 +286,15 @@ class CodeModel:
             ids = (i for i in self._engine.stream(span.source_ids, new_tokens + 1, ends) if i != sentinel)
             context = self.tokenizer.encode(healed.kept)
         return TextStream(ids, IncrementalDecoder(self.tokenizer, context), healing, stop)
+
+    def _document_start(self) -> list[int]:
+        """The token a document starts after, for a prompt with nothing before the cursor: BOS,
+        else EOS (which separates documents in training; Qwen and SmolLM2 prompts have no BOS)."""
+        for token in (self.tokenizer.bos_token, self.tokenizer.eos_token):
+            token_id = self.tokenizer.token_id(token) if token else None
+            if token_id is not None:
+                return [token_id]
+        return []
 
     def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
         """Stream a natural-language summary of `code` from the encoder-decoder."""

@@ -162,3 +162,46 @@ def test_pick_healing_token_from_logits() -> None:
     logits[[4, 0, 1, 3]] = [5.0, 4.0, 3.0, 2.0]
     assert pick_healing_token(top_k(logits, 3), "\n", TEXTS) is None  # the agreeing token ranks 4th
     assert pick_healing_token(top_k(logits, 4), "\n", TEXTS) == 3
+
+
+# -- the start of a file: healing backs the prompt off to nothing ----------------------------------
+START_OF_FILE = "import os\n\n\ndef add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def start_models(tiny_models):
+    """Every completion path of the tiny models: left to right with and without BOS (Qwen and
+    SmolLM2 prompts have none), CodeT5+ decoder-only mode and span infilling."""
+    import dataclasses
+
+    from inference import CodeModel
+
+    llama, codegen, t5 = (CodeModel(str(path), cpu_threads=1) for path in
+                          (tiny_models.llama_int8, tiny_models.codegen_int8, tiny_models.t5_int8))
+    no_bos = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
+    no_bos.preset = dataclasses.replace(no_bos.preset, add_bos=False)
+    codegen_no_bos = CodeModel(str(tiny_models.codegen_int8), cpu_threads=1)
+    codegen_no_bos.preset = dataclasses.replace(codegen_no_bos.preset, add_bos=False)
+    return {"llama": llama, "llama without BOS": no_bos, "codegen": codegen, "codegen without BOS": codegen_no_bos, "t5": t5}
+
+
+@pytest.mark.parametrize("name", ["llama", "llama without BOS", "codegen", "codegen without BOS", "t5"])
+@pytest.mark.parametrize("cursor", [0, 1, 3, 6, 7, 10])
+@pytest.mark.parametrize("with_suffix", [False, True])  # T5 infills when there is text after the cursor
+def test_completing_at_the_start_of_a_file_works_for_every_prompt_format(start_models, name, cursor, with_suffix):
+    """`import` at (0, 6) backs off to an empty prompt: the engine got no tokens and raised
+    "cannot create std::vector larger than max_size()". Now the prompt starts as documents do."""
+    model = start_models[name]
+    suffix = START_OF_FILE[cursor:] if with_suffix else ""
+    stream = model.complete(START_OF_FILE[:cursor], suffix, max_new_tokens=6)
+    with stream:
+        pieces = list(stream)
+    assert "".join(pieces) == stream.text
+
+
+def test_an_empty_prompt_without_bos_starts_from_the_end_of_document_token(start_models):
+    """With nothing before the cursor and no BOS, the model still writes the start of a file."""
+    stream = start_models["llama without BOS"].complete("", max_new_tokens=6)
+    with stream:
+        list(stream)
+    assert stream.text.startswith("def add")
