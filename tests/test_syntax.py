@@ -667,6 +667,13 @@ def test_python_docstring_being_typed_or_not_encodable_never_raises():
     assert function_at('def f():\n    "Lone \udcff surrogate."\n', "python", 0, 4).docstring == "Lone \udcff surrogate."
 
 
+def test_block_doc_comments_without_stars_keep_their_relative_indentation():
+    text = "/**\n   Adds.\n\n     add(1, 2)\n */\nfunction add(a, b) { return a + b; }\n"
+    assert function_at(text, "javascript", 5, 10).docstring == "Adds.\n\n  add(1, 2)"
+    starred = "/**\n * Adds.\n *\n *     add(1, 2)\n */\nfunction add(a, b) { return a + b; }\n"
+    assert function_at(starred, "javascript", 5, 10).docstring == "Adds.\n\n    add(1, 2)"
+
+
 def test_go_directives_are_not_doc_text_and_stay_out_of_its_range():
     below = "package p\n\n// Add adds.\n//\n//go:noinline\nfunc Add(a, b int) int { return a + b }\n"
     info = function_at(below, "go", 5, 6)

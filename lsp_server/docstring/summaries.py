@@ -6,6 +6,7 @@ import re
 import textwrap
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from inference import CodeModel
 
@@ -14,8 +15,10 @@ from ..summary_cache import SummaryCache, summary_key
 from ..syntax import FunctionInfo
 
 SUMMARY_MAX_TOKENS = 64
+MAX_CODE_CHARS = 8_000  # the model reads the start of a longer function (its encoder keeps ~512 tokens)
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_WORD = re.compile(r"\w")
 
 TextListener = Callable[[str], None]
 
@@ -28,14 +31,33 @@ def first_sentence(text: str) -> tuple[str, bool]:
 
 
 def code_to_summarize(info: FunctionInfo) -> str:
-    """The function's text as the summarizer is trained on it: dedented, without a Python docstring."""
+    """The function's text as the summarizer is trained on it: dedented, without a Python
+    docstring; a huge one (or a minified one-liner) cut to its first MAX_CODE_CHARS characters,
+    at a line break when one is near, so that the signature and the start of the body stay."""
     lines = _LINE_BREAK.split(info.text)
     if info.style == "python" and info.docstring_range is not None:
         start_line, start_char, end_line, end_char = info.docstring_range
         first, last = start_line - info.start_line, end_line - info.start_line
         if 0 < first <= last < len(lines) and not lines[first][:start_char].strip() and not lines[last][end_char:].strip():
             del lines[first : last + 1]
-    return textwrap.dedent("\n".join(lines))
+    code = textwrap.dedent("\n".join(lines))
+    if len(code) <= MAX_CODE_CHARS:
+        return code
+    cut = code.rfind("\n", 0, MAX_CODE_CHARS + 1)
+    return code[: cut if cut > MAX_CODE_CHARS // 2 else MAX_CODE_CHARS].rstrip()
+
+
+def has_words(summary: str) -> bool:
+    """Whether a summary says anything (a lone "." or "()" does not)."""
+    return _WORD.search(summary) is not None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A generated summary ("" if the model wrote none) and the name of the model that wrote it."""
+
+    text: str
+    model: str
 
 
 class _SummaryRun:
@@ -64,7 +86,7 @@ class _SummaryRun:
         return first_sentence(stream.text)[0]
 
     def _tell(self, sentence: str) -> None:
-        if self.on_text is not None and sentence and not self.shown.startswith(sentence):
+        if self.on_text is not None and has_words(sentence) and not self.shown.startswith(sentence):
             self.shown = sentence
             self.on_text(sentence)
 
@@ -77,19 +99,26 @@ class Summarizer:
         self.cache = cache or SummaryCache()
 
     async def summary(self, info: FunctionInfo, on_text: TextListener | None = None) -> str:
-        """The one-sentence summary of `info`'s function ("" if the model wrote none).
+        """The one-sentence summary of `info`'s function ("" if the model wrote none, or nothing
+        but punctuation).
 
-        `on_text` hears the summary so far as it grows, from the worker thread; a cached summary
-        is returned without it. Raises ModelUnavailable when no model can summarize.
+        `on_text` hears the summary so far as it grows (only once it has a word), from the
+        worker thread; a cached summary is returned without it. Raises ModelUnavailable when no
+        model can summarize.
         """
+        return (await self.summarize(info, on_text)).text
+
+    async def summarize(self, info: FunctionInfo, on_text: TextListener | None = None) -> Summary:
+        """`summary`, with the name of the model that wrote it."""
         model = await self.host.summarizer()
         code = code_to_summarize(info)
         key = summary_key(str(model.path), code)
         cached = self.cache.get(key)
         if cached is not None:
-            return cached
+            return Summary(cached, model.preset.name)
         run = _SummaryRun(code, self.host, on_text)
         while (summary := await run_job(self.host, PRIORITY_SUMMARY, run, ROLE_SUMMARY)) is None:
             pass  # yielded to a completion: queue the rest behind it
+        summary = summary if has_words(summary) else ""
         self.cache.put(key, summary)
-        return summary
+        return Summary(summary, model.preset.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import textwrap
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -141,11 +142,14 @@ def _comment_lines(text: str) -> list[str]:
     text = text.rstrip("\r\n")
     if text.startswith("/*"):
         lines = _LINE_BREAK.split(text[3:-2] if text.startswith("/**") else text[2:-2])
-        cleaned = []
-        for line in lines:
-            line = line.strip()
-            line = line[1:] if line.startswith("*") else line
-            cleaned.append(line[1:] if line.startswith(" ") else line)
+        if all(line.lstrip().startswith("*") for line in lines[1:] if line.strip()):
+            cleaned = []
+            for line in lines:
+                line = line.strip()
+                line = line[1:] if line.startswith("*") else line
+                cleaned.append(line[1:] if line.startswith(" ") else line)
+        else:  # lines without a leading '*': keep their indentation relative to each other
+            cleaned = [lines[0].strip(), *textwrap.dedent("\n".join(lines[1:])).split("\n")]
         while cleaned and not cleaned[0]:
             cleaned.pop(0)
         while cleaned and not cleaned[-1]:

@@ -1,0 +1,302 @@
+"""Hover shows a function's own docstring / doc comment, rendered as Markdown, in all six
+languages; a generated summary only when there is none, marked with the model's name; bad input
+(huge, minified, broken, undecodable code) gets a summary or a clear "cannot summarize", and
+"Generate docstring" writes nothing without a summary."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from lsp_server.docstring.hover import generated_markdown, own_doc_markdown, unsummarized_markdown
+from lsp_server.docstring.markdown import MAX_DOC_CHARS, doc_markdown
+from lsp_server.docstring.summaries import MAX_CODE_CHARS, code_to_summarize, has_words
+from lsp_server.syntax import function_at
+from tests.test_docstrings_e2e import editor, position_of
+
+NBSP = "\u00a0"
+
+# --- Markdown from doc text ------------------------------------------------------------------
+
+
+def test_python_docstrings_keep_their_lines_and_code():
+    doc = (
+        "Return the *dedented* text of ``s``, like :func:`textwrap.dedent`.\n\n"
+        "Args:\n    s: the text; __init__ style\n\n"
+        "Parameters\n----------\nx : int\n    The x.\n\n"
+        "Example::\n\n    f(1)\n\n      g(2)\n\n"
+        ">>> dedent('  a')\n'a'\n\nDone."
+    )
+    assert doc_markdown(doc, "python", "python") == (
+        "Return the \\*dedented\\* text of `s`, like `textwrap.dedent`.\n\n"
+        f"Args:  \n{NBSP * 4}s: the text; \\_\\_init\\_\\_ style\n\n"
+        f"**Parameters**  \nx : int  \n{NBSP * 4}The x.\n\n"
+        "Example:\n\n```\nf(1)\n\n  g(2)\n```\n\n"
+        "```python\n>>> dedent('  a')\n'a'\n```\n\nDone."
+    )
+
+
+def test_go_doc_comments_fence_indented_code():
+    doc = "Add adds a and b.\n\nFor example:\n\n\tAdd(1, 2)\n\n\tAdd(3, 4)\n\n# Notes\n\nSee [Sub] and *p."
+    assert doc_markdown(doc, "go", "go") == (
+        "Add adds a and b.\n\nFor example:\n\n```go\nAdd(1, 2)\n\nAdd(3, 4)\n```\n\n**Notes**\n\nSee \\[Sub\\] and \\*p."
+    )
+
+
+def test_rustdoc_is_markdown_without_its_hidden_lines():
+    doc = "Pushes *one* value.\n\n# Examples\n\n```\n# use stack::Stack;\nlet s = Stack::new();\n```\n\n```toml\n# kept\n```"
+    assert doc_markdown(doc, "rustdoc", "rust") == (
+        "Pushes *one* value.\n\n# Examples\n\n```rust\nlet s = Stack::new();\n```\n\n```toml\n# kept\n```"
+    )
+
+
+def test_jsdoc_tags_and_examples():
+    doc = (
+        "Adds *two* numbers; see {@link sub} or {@link mul|multiplying}.\n"
+        "@param {number} a - the first\n  and more\n@param b\n@returns {number} the sum\n@example\nadd(1, 2) // 3"
+    )
+    assert doc_markdown(doc, "jsdoc", "typescript") == (
+        "Adds *two* numbers; see `sub` or multiplying.\n\n"
+        "*@param* `a` `{number}` — the first\n  and more\n\n*@param* `b`\n\n*@returns* `{number}` the sum\n\n"
+        "*@example*\n\n```typescript\nadd(1, 2) // 3\n```"
+    )
+
+
+def test_javadoc_html_and_inline_tags():
+    doc = (
+        "Creates a counter; use {@code new Counter(Map.of(\"a\", 1))} or <code>a &lt; b</code>.\n"
+        "<p>Second <b>paragraph</b>, see {@link java.util.List the list} and {@link Set}. Values: 1 * 2_3.\n"
+        "<pre>{@code\n  if (a < b) {\n    c.inc();\n  }\n}</pre>\n"
+        "@param start first value\n@return {@code true} if it worked\n@throws IllegalStateException when <i>closed</i>"
+    )
+    assert doc_markdown(doc, "javadoc", "java") == (
+        "Creates a counter; use `new Counter(Map.of(\"a\", 1))` or `a < b`.\n\n"
+        "Second **paragraph**, see the list and `Set`. Values: 1 \\* 2\\_3.\n\n"
+        "```java\nif (a < b) {\n  c.inc();\n}\n```\n\n"
+        "*@param* `start` — first value\n\n*@return* `true` if it worked\n\n*@throws* `IllegalStateException` — when *closed*"
+    )
+
+
+def test_code_with_fences_inside_gets_a_longer_fence():
+    assert doc_markdown("Shows:\n\n    ```\n    x\n    ```", "go", "go") == "Shows:\n\n````go\n```\nx\n```\n````"
+
+
+def test_a_huge_doc_is_shown_up_to_a_limit():
+    lines = [f"Line {n} of the story." for n in range(2_000)]
+    shown = doc_markdown("\n".join(lines), "rustdoc", "rust")
+    assert MAX_DOC_CHARS // 2 < len(shown) < MAX_DOC_CHARS + 100
+    assert shown.startswith("Line 0 of the story.\nLine 1") and shown.endswith(" more lines*")
+    one_line = doc_markdown("x" * 100_000, "python", "python")
+    assert len(one_line) < MAX_DOC_CHARS + 100 and one_line.endswith(" …")
+
+
+def test_bodies_say_where_the_text_comes_from():
+    documented = function_at('def f():\n    """Sum it up."""\n', "python", 0, 4)
+    assert own_doc_markdown(documented, "python") == "*From the function's docstring:*\n\nSum it up."
+    js = function_at("/** Sums. */\nfunction f() {}\n", "javascript", 1, 10)
+    assert own_doc_markdown(js, "javascript") == "*From the function's doc comment:*\n\nSums."
+    bare = function_at("def f():\n    pass\n", "python", 0, 4)
+    assert generated_markdown(bare, "Add *all*.", "codet5p-220m") == (
+        "*No docstring in the source; summary generated by the model `codet5p-220m`:*\n\nAdd \\*all\\*."
+    )
+    empty = function_at('def f():\n    """"""\n', "python", 0, 4)
+    assert unsummarized_markdown(empty, "the model wrote no summary") == (
+        "*The function's docstring is empty; cannot summarize it: the model wrote no summary*"
+    )
+
+
+# --- what the model reads -------------------------------------------------------------------
+
+
+def test_a_huge_function_is_cut_after_its_signature_and_start():
+    body = "".join(f"    total = total + {n}\n" for n in range(5_000))
+    info = function_at(f"def total_of(values):\n    total = 0\n{body}    return total\n", "python", 0, 4)
+    code = code_to_summarize(info)
+    assert code.startswith("def total_of(values):\n    total = 0\n") and MAX_CODE_CHARS // 2 < len(code) <= MAX_CODE_CHARS
+    assert code.endswith(code.split("\n")[-1]) and code.split("\n")[-1].startswith("    total = total + ")  # whole lines
+    minified = "function m(a){" + "a=a+1;" * 50_000 + "return a}"
+    code = code_to_summarize(function_at(minified, "javascript", 0, 10))
+    assert code.startswith("function m(a){a=a+1;") and len(code) == MAX_CODE_CHARS
+
+
+def test_a_summary_without_words_is_no_summary():
+    assert has_words("Add two numbers.") and has_words("Ja.") and has_words("Größe")
+    assert not has_words("") and not has_words(" . ") and not has_words("()")
+
+
+# --- end to end: the real server with the tiny T5 as summary model ------------------------------
+
+PYTHON = '''\
+import textwrap
+
+
+def dedent(text):
+    """Remove the common leading whitespace of every line in ``text``.
+
+    Example::
+
+        dedent("  a")
+    """
+    return textwrap.dedent(text)
+
+
+def add(a, b):
+    return a + b
+
+
+def log(r):
+    f"""log {audit(r)}"""
+    return r
+'''
+JAVASCRIPT = '''\
+/**
+ * Adds two numbers, see {@link sub}.
+ * @param {number} a - the first
+ * @returns {number} the sum
+ */
+function add(a, b) {
+  return a + b;
+}
+'''
+TYPESCRIPT = '''\
+/** Greets someone, e.g. `greet("Ada")`. */
+export const greet = (name: string): string => `Hello, ${name}`;
+'''
+JAVA = '''\
+class Counter {
+    private int count;
+
+    /**
+     * Adds one to the count.
+     * <p>Returns {@code count + 1}, the <b>new</b> count.
+     */
+    int increment() {
+        return ++count;
+    }
+}
+'''
+GO = '''\
+package main
+
+// Add returns the sum of a and b.
+//
+//	Add(1, 2) // 3
+//
+//go:noinline
+func Add(a, b int) int {
+	return a + b
+}
+'''
+RUST = '''\
+struct Stack {
+    items: Vec<i32>,
+}
+
+impl Stack {
+    /// Pushes a value onto the *top*.
+    ///
+    /// ```
+    /// # let mut s = Stack { items: vec![] };
+    /// s.push(1);
+    /// ```
+    fn push(&mut self, value: i32) {
+        self.items.push(value);
+    }
+}
+'''
+OWN_DOCS = [
+    ("file:///work/text.py", PYTHON, "python", "return textwrap",
+     "```python\ndef dedent(text):\n```\n\n*From the function's docstring:*\n\n"
+     "Remove the common leading whitespace of every line in `text`.\n\nExample:\n\n```\ndedent(\"  a\")\n```"),
+    ("file:///work/add.js", JAVASCRIPT, "javascript", "a + b",
+     "```javascript\nfunction add(a, b)\n```\n\n*From the function's doc comment:*\n\n"
+     "Adds two numbers, see `sub`.\n\n*@param* `a` `{number}` — the first\n\n*@returns* `{number}` the sum"),
+    ("file:///work/greet.ts", TYPESCRIPT, "typescript", "Hello",
+     "```typescript\nexport const greet = (name: string): string =>\n```\n\n*From the function's doc comment:*\n\n"
+     "Greets someone, e.g. `greet(\"Ada\")`."),
+    ("file:///work/Counter.java", JAVA, "java", "++count",
+     "```java\nint increment()\n```\n\n*From the function's doc comment:*\n\n"
+     "Adds one to the count.\n\nReturns `count + 1`, the **new** count."),
+    ("file:///work/add.go", GO, "go", "a + b",
+     "```go\nfunc Add(a, b int) int\n```\n\n*From the function's doc comment:*\n\n"
+     "Add returns the sum of a and b.\n\n```go\nAdd(1, 2) // 3\n```"),
+    ("file:///work/stack.rs", RUST, "rust", "self.items",
+     "```rust\nfn push(&mut self, value: i32)\n```\n\n*From the function's doc comment:*\n\n"
+     "Pushes a value onto the *top*.\n\n```rust\ns.push(1);\n```"),
+]
+
+
+@pytest.fixture
+def options(tiny_models) -> dict:
+    return {"model": str(tiny_models.llama_int8), "summaryModel": str(tiny_models.t5_int8), "threads": 1}
+
+
+async def test_hover_shows_the_functions_own_doc_in_all_six_languages(tmp_path, options):
+    async with editor(tmp_path, options) as client:
+        for uri, text, language, needle, expected in OWN_DOCS:
+            client.open(uri, text, language)
+            hover = await client.hover(uri, position_of(text, needle))
+            assert hover.contents.kind == types.MarkupKind.Markdown
+            assert hover.contents.value == expected, language
+        cache = await client.summary_cache()
+        assert (cache["hits"], cache["misses"]) == (0, 0)  # the model was never asked
+
+
+async def test_without_a_docstring_the_summary_is_marked_as_generated(tmp_path, options, tiny_models):
+    model = Path(tiny_models.t5_int8).name
+    async with editor(tmp_path, options) as client:
+        uri = "file:///work/text.py"
+        client.open(uri, PYTHON, "python")
+        hover = await client.hover(uri, position_of(PYTHON, "a + b"))
+        assert hover.contents.value == (
+            f"```python\ndef add(a, b):\n```\n\n*No docstring in the source; summary generated by the model `{model}`:*"
+            "\n\nAdd two numbers."
+        )
+
+
+async def test_an_f_string_first_statement_is_code_not_a_docstring(tmp_path, options):
+    """Issue 17 item 8: "Regenerate docstring" deleted `f\"\"\"log {audit(r)}\"\"\"`."""
+    async with editor(tmp_path, options) as client:
+        uri = "file:///work/text.py"
+        client.open(uri, PYTHON, "python")
+        hover = await client.hover(uri, position_of(PYTHON, "log(r)"))
+        assert "*No docstring in the source; summary generated by the model" in hover.contents.value
+        (action,) = await client.actions(uri, position_of(PYTHON, "log(r)"))
+        assert action.title == "Generate docstring"
+        result = await client.command(action.command.command, *action.command.arguments)
+        assert result["applied"] and result["summary"]
+        text = client.texts[uri]
+        assert f'def log(r):\n    """{result["summary"]}"""\n    f"""log {{audit(r)}}"""\n    return r\n' in text
+        assert text.replace(f'    """{result["summary"]}"""\n', "", 1) == PYTHON
+
+
+BAD_INPUTS = {
+    "huge": ("file:///work/huge.py", "python",
+             "def total_of(values):\n    total = 0\n" + "    total = total + 1\n" * 20_000 + "    return total\n", "total_of"),
+    "minified": ("file:///work/min.js", "javascript", "function m(a){" + "a=a+1;" * 50_000 + "return a}\n", "m(a)"),
+    "syntax errors": ("file:///work/broken.py", "python", "def broken(a, b):\n    if a\n        return b +\n    ]\nx = (\n", "b +"),
+    "undecodable": ("file:///work/latin.py", "python", "def caf\udce9(a):\n    return '\udcff\xe9' + a\n", "return"),
+    "generated": ("file:///work/gen.go", "go",
+                  "package gen\n\nfunc Table() []byte {\n\treturn []byte{" + ", ".join(["0x1f"] * 20_000) + "}\n}\n", "Table"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+async def test_bad_input_gets_a_summary_or_says_it_cannot(tmp_path, options, case):
+    uri, language, text, needle = BAD_INPUTS[case]
+    async with editor(tmp_path, options) as client:
+        client.open(uri, text, language)
+        hover = await client.hover(uri, position_of(text, needle))
+        assert hover is not None
+        value = hover.contents.value
+        assert "summary generated by the model" in value or "cannot summarize it" in value
+        before = client.texts[uri]
+        result = await client.generate(uri, position_of(text, needle))
+        assert result["applied"] == bool(result["summary"])  # no summary, no edit
+        if not result["applied"]:
+            assert client.texts[uri] == before and not client.edited
+        elif case == "huge":
+            assert ast.get_docstring(ast.parse(client.texts[uri]).body[0]) == result["summary"]
