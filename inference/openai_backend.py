@@ -4,7 +4,10 @@ A model spec `openai:<base URL>[#<model id>]`, e.g. `openai:http://127.0.0.1:808
 names the server; without `#<model id>` the first model the server lists is used. Requests go
 to `<base URL>/completions` with `stream: true` (server-sent events) through the standard
 library (proxy variables such as HTTPS_PROXY are not used). The API key, if the server wants
-one, comes from the environment variable `CODET5_LSP_OPENAI_API_KEY`, never from settings.
+one, comes from the environment variable `CODET5_LSP_OPENAI_API_KEY`, never from settings, and
+is sent only to a base URL the user allowed outside the editor: one listed in
+`CODET5_LSP_OPENAI_BASE_URL` (comma-separated) or given with `--model` on the command line
+(`allow_api_key_for`). A URL chosen by editor or workspace settings alone gets no key.
 How far token healing goes over this API is described in `remote_model`.
 """
 
@@ -20,6 +23,7 @@ from urllib.parse import urlsplit
 
 SPEC_PREFIX = "openai:"
 API_KEY_ENV = "CODET5_LSP_OPENAI_API_KEY"
+BASE_URL_ENV = "CODET5_LSP_OPENAI_BASE_URL"
 DEFAULT_TIMEOUT_S = 30.0
 _DEFAULT_PATH = "/v1"
 
@@ -86,6 +90,30 @@ def parse_remote_spec(spec: str) -> RemoteSpec:
     return RemoteSpec(f"{parts.scheme}://{host}{'' if port is None else f':{port}'}{path}", model)
 
 
+_allowed_base_urls: set[str] = set()  # given on the command line
+
+
+def _base_url(spec_or_url: str) -> str | None:
+    """The normalized base URL of `openai:<URL>[#model]` or of a bare URL; None if it is not one."""
+    text = spec_or_url.strip()
+    try:
+        return parse_remote_spec(text if is_remote_spec(text) else SPEC_PREFIX + text).base_url
+    except RemoteSpecError:
+        return None
+
+
+def allow_api_key_for(spec: str) -> None:
+    """Let the API key go to the server `spec` names (a model given on the command line); other specs are ignored."""
+    if is_remote_spec(spec) and (url := _base_url(spec)):
+        _allowed_base_urls.add(url)
+
+
+def api_key_allowed(spec: RemoteSpec) -> bool:
+    """Whether the user allowed the API key to go to `spec`'s base URL (see the module's note)."""
+    listed = {_base_url(item) for item in os.environ.get(BASE_URL_ENV, "").split(",") if item.strip()}
+    return spec.base_url in listed | _allowed_base_urls
+
+
 def _sse_data(response: http.client.HTTPResponse) -> Iterator[str]:
     """The data of each server-sent event, as the lines arrive."""
     data: list[str] = []
@@ -110,7 +138,8 @@ class OpenAICompletionEngine:
     def __init__(self, spec: RemoteSpec, *, timeout: float = DEFAULT_TIMEOUT_S, api_key: str | None = None) -> None:
         self.spec = spec
         self.timeout = timeout
-        self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        self._withheld = api_key is None and bool(os.environ.get(API_KEY_ENV)) and not api_key_allowed(spec)
+        self._api_key = api_key if api_key is not None else "" if self._withheld else os.environ.get(API_KEY_ENV, "")
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -129,6 +158,9 @@ class OpenAICompletionEngine:
             response = connection.getresponse()
             if response.status != 200:
                 detail = response.read(2000).decode("utf-8", "replace").strip()
+                if self._withheld and response.status in (401, 403):
+                    detail += (f" (${API_KEY_ENV} is sent only to a server the user allowed: list {self.spec.base_url} in "
+                               f"${BASE_URL_ENV} or pass it with --model on the command line)")
                 raise RemoteModelError(f"{method} {url} answered HTTP {response.status} {response.reason}: {detail}", response.status)
             return connection, response
         except RemoteModelError:

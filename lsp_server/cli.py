@@ -11,9 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from inference import PRESETS
+from inference.openai_backend import allow_api_key_for
 
 from .config import COMPUTE_TYPES, DEVICES, Settings
+from .logs import prepare_logging, redact
 from .model_host import ModelHost, ModelUnavailable, load_code_model
+from .transport import add_limit_options, limits_from
 
 DEFAULT_PORT = 2087
 
@@ -45,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-remote", action="store_true", help="allow a daemon address other than loopback")
     parser.add_argument("--token-file", type=Path, help="daemon: serve only clients that send the token in this file as "
                         "initializationOptions.token (default: $CODET5_LSP_TOKEN when set)")
-    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
+    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr (created readable by you alone)")
+    add_limit_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command")
 
@@ -134,16 +138,35 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+MIN_TOKEN_CHARS = 16
+
+
 def read_token(path: Path | None, env: str) -> str | None:
-    """The daemon's token: the first line of `path`, else `$env` when set; None for no token."""
+    """The daemon's token: the first line of `path`, else `$env` when set; None for no token.
+
+    A file others may read gets a warning; a token shorter than MIN_TOKEN_CHARS is refused.
+    The token is kept out of the log from here on.
+    """
     if path is None:
-        return os.environ.get(env) or None
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"codet5-lsp: cannot read the token file {path}: {exc}") from None
-    if not token:
-        raise SystemExit(f"codet5-lsp: the token file {path} is empty")
+        token, source = os.environ.get(env, "").strip(), f"${env}"
+        if not token:
+            return None
+    else:
+        try:
+            token = next(iter(path.read_text(encoding="utf-8").splitlines()), "").strip()
+            mode = path.stat().st_mode
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"codet5-lsp: cannot read the token file {path}: {exc}") from None
+        if not token:
+            raise SystemExit(f"codet5-lsp: the token file {path} is empty (the token is its first line)")
+        if mode & 0o077:
+            print(f"codet5-lsp: warning: other users can read the token file {path} (mode {mode & 0o777:o}): "
+                  f"chmod 600 {path}", file=sys.stderr, flush=True)
+        source = f"the first line of {path}"
+    if len(token) < MIN_TOKEN_CHARS:
+        raise SystemExit(f"codet5-lsp: the token in {source} has {len(token)} characters; use at least {MIN_TOKEN_CHARS}, "
+                         "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    redact(token)
     return token
 
 
@@ -163,22 +186,25 @@ def run_server(args: argparse.Namespace) -> int:
             print(f"codet5-lsp: warning: listening on {args.host} without a token: anyone who can reach the port can use "
                   f"this server (see --token-file)", file=sys.stderr, flush=True)
         try:
-            asyncio.run(serve(args.host, args.port, host, _settings(args), token=token))
+            asyncio.run(serve(args.host, args.port, host, _settings(args), token=token, limits=limits_from(args)))
         except KeyboardInterrupt:
             pass
         finally:
             host.close()
         return 0
+    from .transport import serve_stdio
+
     try:
-        create_server(host, base=_settings(args)).start_io()
+        return serve_stdio(create_server(host, base=_settings(args)), args.max_message_bytes)  # 1 after exit without shutdown
     finally:
         host.close()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.command in ("demo", "complete", "models")  # their output is for a person, not a log
+    prepare_logging(args.log_file, args.verbose)
+    allow_api_key_for(args.model)  # a server named on the command line may get the API key, one from settings not
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         filename=args.log_file, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -25,6 +25,7 @@ from bench.remote import measure
 from inference import CapabilityError, CodeModel
 from inference.openai_backend import (
     API_KEY_ENV,
+    BASE_URL_ENV,
     OpenAICompletionEngine,
     RemoteModelError,
     RemoteSpec,
@@ -222,9 +223,35 @@ def test_http_errors_name_the_url_and_status_and_the_key_comes_from_the_environm
     monkeypatch.setenv(API_KEY_ENV, "sk-test")
     script = Script(status=401)
     with fake_server(script) as url:
+        monkeypatch.setenv(BASE_URL_ENV, f"{url}/")
         with pytest.raises(RemoteModelError, match=rf"GET {url}/models answered HTTP 401 .*invalid api key"):
             CodeModel(f"openai:{url}")
     assert script.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
+
+
+def test_the_api_key_goes_only_to_a_base_url_the_user_allowed(monkeypatch):
+    """Issue 17 item 2: a server URL alone (as editor settings give it) gets no key; one listed in
+    $CODET5_LSP_OPENAI_BASE_URL (any spelling of the same base URL) gets it."""
+    monkeypatch.setenv(API_KEY_ENV, "sk-test")
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    script = Script()
+    with fake_server(script) as url:
+        for allowed in ("", "http://127.0.0.1:1/v1", f"{url}/other", "not a url"):
+            monkeypatch.setenv(BASE_URL_ENV, allowed)
+            CodeModel(f"openai:{url}")
+            assert "Authorization" not in script.requests[-1]["headers"], allowed
+        for allowed in (url, f"openai:{url}/#fake-coder", f"http://elsewhere.example/v1, {url.replace('/v1', '')}"):
+            monkeypatch.setenv(BASE_URL_ENV, allowed)
+            CodeModel(f"openai:{url}#fake-coder")
+            assert script.requests[-1]["headers"]["Authorization"] == "Bearer sk-test", allowed
+
+
+def test_a_withheld_key_refused_by_the_server_says_how_to_allow_it(monkeypatch):
+    monkeypatch.setenv(API_KEY_ENV, "sk-test")
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    with fake_server(Script(status=401)) as url:
+        with pytest.raises(RemoteModelError, match=rf"HTTP 401 .*sent only to a server the user allowed.*{BASE_URL_ENV}"):
+            CodeModel(f"openai:{url}")
 
 
 def test_the_request_is_greedy_streamed_and_the_prompt_healed():
@@ -344,6 +371,20 @@ async def test_a_server_failing_mid_session_is_an_error_response_naming_the_url(
             with pytest.raises(JsonRpcException, match=f"{url}/completions answered HTTP 503") as raised:
                 await inline(client, URI, end_of(PREFIX))
             assert raised.value.code == types.LSPErrorCodes.RequestFailed
+
+
+async def test_a_server_chosen_by_settings_gets_no_key_and_one_from_the_command_line_does(tmp_path, monkeypatch):
+    """Issue 17 item 2, through the language server: a workspace setting naming a server is used
+    without the user's key; `--model` on the command line sends it."""
+    monkeypatch.setenv(API_KEY_ENV, "sk-secret")
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    script = Script()
+    with fake_server(script) as url:
+        for options, args, sent in (({"model": f"openai:{url}"}, (), False), (None, ("--model", f"openai:{url}"), True)):
+            script.requests.clear()
+            async with stdio_client(tmp_path, options, *args) as (client, _):
+                await client.wait_for(lambda c: c.state() == "ready")
+            assert script.requests and all(("Authorization" in r["headers"]) is sent for r in script.requests), (args, script.requests)
 
 
 async def test_a_malformed_server_url_is_a_settings_warning_and_the_model_is_kept(tmp_path, tiny_models):

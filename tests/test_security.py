@@ -93,7 +93,7 @@ async def _initialize_raw(port: int, options: dict | None, capabilities: object 
 @pytest.fixture
 def token_file(tmp_path) -> Path:
     path = tmp_path / "token"
-    path.write_text("s3cret-token\n")
+    path.write_text("s3cret-token-for-tests\n")
     path.chmod(0o600)
     return path
 
@@ -101,20 +101,20 @@ def token_file(tmp_path) -> Path:
 async def test_token_from_a_file_admits_clients_that_send_it_and_closes_the_others(tmp_path, tiny_models, token_file):
     process, port = await start_daemon(tmp_path, "--model", str(tiny_models.llama_int8), "--threads", "1", "--token-file", str(token_file))
     try:
-        for options in (None, {}, {"token": "wrong"}, {"token": 12}, {"codet5": {"token": "s3cret-token"}}):
+        for options in (None, {}, {"token": "wrong"}, {"token": 12}, {"codet5": {"token": "s3cret-token-for-tests"}}):
             response, closed = await _initialize_raw(port, options)
             assert response["error"]["code"] == -32600 and "token" in response["error"]["message"], response
             assert response["error"]["data"] == {"retry": False}
             assert closed
-        response, closed = await _initialize_raw(port, {"token": "s3cret-token"}, capabilities=5)
-        assert response["error"]["code"] == -32600 and closed  # params that do not parse carry no token
-        response, closed = await _initialize_raw(port, {"token": "s3cret-token"})
+        response, closed = await _initialize_raw(port, {"token": "s3cret-token-for-tests"}, capabilities=5)
+        assert response["error"]["code"] == -32602 and not closed  # the right token, params that do not parse: InvalidParams
+        response, closed = await _initialize_raw(port, {"token": "s3cret-token-for-tests"})
         assert "capabilities" in response["result"] and not closed
 
         client = RecordingClient()  # a real editor session with the token: completions, no warning about it
         await client.start_tcp("127.0.0.1", port)
         await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(),
-                                                             initialization_options={"token": "s3cret-token"}))
+                                                             initialization_options={"token": "s3cret-token-for-tests"}))
         client.initialized(types.InitializedParams())
         open_document(client, URI, PREFIX)
         result = await inline(client, URI, end_of(PREFIX))
@@ -147,11 +147,11 @@ async def test_messages_before_an_accepted_initialize_are_refused(tmp_path, tiny
 
 
 async def test_token_from_the_environment(tmp_path, tiny_models, monkeypatch):
-    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    monkeypatch.setenv(TOKEN_ENV, "from-the-environment")
     process, port = await start_daemon(tmp_path, "--model", str(tiny_models.llama_int8))
     try:
         assert (await _initialize_raw(port, {"token": "nope"}))[0]["error"]["code"] == -32600
-        assert "result" in (await _initialize_raw(port, {"token": "from-env"}))[0]
+        assert "result" in (await _initialize_raw(port, {"token": "from-the-environment"}))[0]
     finally:
         process.terminate()
         await process.wait()
