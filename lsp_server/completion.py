@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference import CodeModel
@@ -11,7 +12,8 @@ from .config import Settings
 from .context import CompletionContext, build_context
 from .documents import split_lines
 from .model_host import PRIORITY_COMPLETION, JobStopped, ModelHost, run_job
-from .postprocess import StopDetector, postprocess
+from .no_suggestion import NoSuggestion
+from .postprocess import StopDetector, postprocess_explained
 from .typeahead import TypeaheadCache
 
 
@@ -22,7 +24,8 @@ class Suggestion:
 
 
 def _generate(context: CompletionContext, model: CodeModel, stop: threading.Event) -> str:
-    """Run the model until the stop rule fires; raise JobStopped if asked to stop first."""
+    """Run the model until the stop rule fires and return what it wrote (post-processing applies
+    the cut); raise JobStopped if asked to stop first."""
     detector = StopDetector(context.request)
     stream = model.complete(
         context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
@@ -32,8 +35,11 @@ def _generate(context: CompletionContext, model: CodeModel, stop: threading.Even
         for _ in stream:
             if stop.is_set():
                 raise JobStopped()
-    cut = detector.feed(stream.text)
-    return stream.text if cut is None else stream.text[:cut]
+    return stream.text
+
+
+def _ignore(reason: NoSuggestion) -> None:
+    """The default `on_empty`: nobody asked why."""
 
 
 class CompletionPipeline:
@@ -44,11 +50,13 @@ class CompletionPipeline:
         self.cache = cache
 
     async def suggest(
-        self, uri: str, text: str, line: int, character: int, language: str | None, settings: Settings
+        self, uri: str, text: str, line: int, character: int, language: str | None, settings: Settings,
+        on_empty: Callable[[NoSuggestion], None] = _ignore,
     ) -> Suggestion | None:
         """Suggestion for the cursor at (line, character) of `text` (Python string units).
 
-        Raises ModelUnavailable when no model can serve, JobStopped when superseded.
+        None when there is none, after calling `on_empty` with the reason. Raises
+        ModelUnavailable when no model can serve, JobStopped when superseded.
         """
         lines = split_lines(text)
         offset = sum(len(ln) for ln in lines[:line]) + character
@@ -58,11 +66,13 @@ class CompletionPipeline:
             return Suggestion(cached, from_cache=True)
         model = await self.host.ready()
         if not model.can_complete:
+            on_empty(NoSuggestion.MODEL_CANNOT_COMPLETE)
             return None
         context = build_context(text, line, character, language, settings, model.count_tokens)
         raw = await run_job(self.host, PRIORITY_COMPLETION, lambda m, stop: _generate(context, m, stop))
-        result = postprocess(raw, context.request)
-        if result:
-            self.cache.store(uri, prefix, suffix, result)
-            return Suggestion(result, from_cache=False)
-        return None
+        result = postprocess_explained(raw, context.request)
+        if isinstance(result, NoSuggestion):
+            on_empty(result)
+            return None
+        self.cache.store(uri, prefix, suffix, result)
+        return Suggestion(result, from_cache=False)

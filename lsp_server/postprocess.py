@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .no_suggestion import NoSuggestion
+
 
 @dataclass(frozen=True)
 class CompletionRequestText:
@@ -559,20 +561,43 @@ _STAGES: tuple[Callable[[str, CompletionRequestText], str], ...] = (
 _MAX_PASSES = 8
 
 
-def postprocess(raw: str, request: CompletionRequestText) -> str | None:
-    """Full pipeline on the text kept by the stop rule; None when nothing useful is left.
+# The reason a stage gives when it leaves nothing; any other stage: EMPTY_AFTER_POSTPROCESSING.
+_EMPTIED_BY = {
+    trim_suffix_overlap: NoSuggestion.DUPLICATES_SUFFIX,
+    balance_brackets: NoSuggestion.UNBALANCED,
+    drop_repetition: NoSuggestion.REPEATS_ABOVE,
+}
+
+
+def postprocess_explained(raw: str, request: CompletionRequestText) -> str | NoSuggestion:
+    """Full pipeline on the model's text: the suggestion, or why nothing is left.
 
     Runs the stop rule (a no-op on text it already cut), the four stages in order and
     `drop_blank`, and repeats until the text no longer changes: a cut can bring a new overlap
     to the end of the text, and re-indentation changes how lines compare with their neighbours.
+    The reason is the step that first left nothing but whitespace (no stage adds a character).
     """
+    if not raw:
+        return NoSuggestion.MODEL_WROTE_NOTHING
     text = raw
     for _ in range(_MAX_PASSES):
         result = _apply_stop(text, request)
+        if not result.strip():
+            return NoSuggestion.STOP_RULE_KEPT_NOTHING if len(result) < len(text) else NoSuggestion.EMPTY_AFTER_POSTPROCESSING
         for stage in _STAGES:
             result = stage(result, request)
+            if not result.strip():
+                return _EMPTIED_BY.get(stage, NoSuggestion.EMPTY_AFTER_POSTPROCESSING)
         cleaned = drop_blank(result, request)
-        if cleaned is None or cleaned == text:
+        if cleaned is None:
+            return NoSuggestion.EMPTY_AFTER_POSTPROCESSING
+        if cleaned == text:
             return cleaned
         text = cleaned
     return text
+
+
+def postprocess(raw: str, request: CompletionRequestText) -> str | None:
+    """`postprocess_explained` without the reason: the suggestion, or None."""
+    result = postprocess_explained(raw, request)
+    return result if isinstance(result, str) else None

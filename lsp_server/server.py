@@ -28,6 +28,7 @@ from .docstring import (
 from .load_progress import LoadProgress
 from .protocol import Codet5Protocol, document_at_receipt
 from .model_host import HostStatus, JobStopped, ModelHost, ModelState, ModelUnavailable
+from .no_suggestion import NoSuggestion, NoSuggestionLog
 from .syntax import language_for
 from .typeahead import TypeaheadCache
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "codet5/status"
 STATUS_COMMAND = "codet5.status"
+NO_SUGGESTION_NOTIFICATION = "codet5/noSuggestion"  # why a completion request got nothing
 MAX_DOCUMENT_CHARS = 2_000_000  # larger documents stay in sync but get no model or syntax work
 MAX_WORD_CHARS = 256  # the most of the word before the cursor a completion item repeats
 TOKEN_OPTION = "token"  # initializationOptions key a daemon's token comes in; no setting
@@ -60,6 +62,7 @@ class Codet5Server(LanguageServer):
         self.pipeline = CompletionPipeline(host, TypeaheadCache())
         self.summarizer = Summarizer(host)
         self.latest: dict[str, asyncio.Task] = {}
+        self.no_suggestions = NoSuggestionLog()
         self._load_progress: LoadProgress | None = None
         self._unsubscribe = lambda: None
 
@@ -127,42 +130,67 @@ class Codet5Server(LanguageServer):
         return document, language_for(document.language_id, uri) if enabled else None, character, position
 
     # -- completion ------------------------------------------------------------------------
+    def no_suggestion(self, reason: NoSuggestion, uri: str, position: types.Position) -> None:
+        """Record why a request got nothing; tell the client (`codet5/noSuggestion`, and `$/logTrace`
+        when it asked for traces) and the debug log."""
+        event = self.no_suggestions.record(reason, uri, position.line, position.character)
+        log.debug("no suggestion at %s:%d:%d: %s", uri, position.line, position.character, reason.value)
+        self.protocol.notify(NO_SUGGESTION_NOTIFICATION, event.to_json())
+        if self.protocol.trace in (types.TraceValue.Messages, types.TraceValue.Verbose):
+            self.log_trace(types.LogTraceParams(
+                message=f"no suggestion at {uri}:{position.line}:{position.character}: {reason.value}",
+                verbose=reason.description if self.protocol.trace == types.TraceValue.Verbose else None))
+
     async def suggest(self, uri: str, position: types.Position) -> tuple[Suggestion | None, types.Position]:
         """The suggestion at a client position, and that position clamped to its line.
 
-        Latest request per document wins: an older one still running gets None.
+        Latest request per document wins: an older one still running gets None. Every None is
+        recorded with its reason (`no_suggestion`).
         """
         document = self.document(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
         character, position = cursor(document, position)
-        if not self.settings.language_enabled(document.language_id):
-            return None, position
-        text = document.source
-        if len(text) > MAX_DOCUMENT_CHARS or "\x00" in text:
+        reason = _refusal(self.settings, document.language_id, document.source)
+        if reason is not None:
+            self.no_suggestion(reason, uri, position)
             return None, position
 
         previous = self.latest.get(uri)
         if previous is not None and not previous.done():
             previous.cancel()
-        task = asyncio.ensure_future(
-            self.pipeline.suggest(uri, text, position.line, character, language_for(document.language_id, uri), self.settings)
-        )
+        task = asyncio.ensure_future(self.pipeline.suggest(
+            uri, document.source, position.line, character, language_for(document.language_id, uri), self.settings,
+            on_empty=lambda why: self.no_suggestion(why, uri, position)))
         self.latest[uri] = task
         try:
             return await asyncio.shield(task), position
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, JobStopped) as exc:
             task.cancel()
-            if asyncio.current_task().cancelling():  # the client cancelled this request
-                raise
+            loading = self.host.status.state is ModelState.LOADING
+            self.no_suggestion(NoSuggestion.MODEL_LOADING if loading else NoSuggestion.SUPERSEDED, uri, position)
+            if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+                raise  # the client cancelled this request
             return None, position  # superseded by a newer request for the same document
-        except JobStopped:
-            return None, position
         except (ModelUnavailable, RemoteModelError) as exc:
+            self.no_suggestion(NoSuggestion.MODEL_UNAVAILABLE, uri, position)
             raise RequestFailed(str(exc)) from None
         finally:
             if self.latest.get(uri) is task:
                 del self.latest[uri]
+
+
+def _refusal(settings: Settings, language_id: str | None, text: str) -> NoSuggestion | None:
+    """Why a document gets no completions before the model is asked, or None."""
+    if not settings.enabled:
+        return NoSuggestion.COMPLETIONS_OFF
+    if not settings.language_enabled(language_id):
+        return NoSuggestion.LANGUAGE_DISABLED
+    if len(text) > MAX_DOCUMENT_CHARS:
+        return NoSuggestion.DOCUMENT_TOO_LARGE
+    if "\x00" in text:
+        return NoSuggestion.BINARY_DOCUMENT
+    return None
 
 
 def cursor(document: LspTextDocument, position: types.Position) -> tuple[int, types.Position]:
@@ -201,6 +229,8 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: Codet5Server, params: types.InitializeParams) -> None:
+        if params.trace is not None:  # pygls takes only $/setTrace
+            ls.protocol.trace = params.trace
         options = params.initialization_options
         ls.apply_settings({k: v for k, v in options.items() if k != TOKEN_OPTION} if isinstance(options, dict) else options, load=False)
 
@@ -255,7 +285,7 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     def status(ls: Codet5Server, *args: Any) -> dict[str, Any]:
         return {**status_json(ls.host.status), "settings": settings_to_json(ls.settings),
                 "cache": {"hits": ls.pipeline.cache.hits, "misses": ls.pipeline.cache.misses},
-                "summaryCache": ls.summarizer.cache.stats()}
+                "summaryCache": ls.summarizer.cache.stats(), "noSuggestion": ls.no_suggestions.to_json()}
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: Codet5Server, *args: Any) -> None:
