@@ -187,13 +187,9 @@ def _tagged_pieces(lines: list[str], style: str, language: str) -> Iterator[_Pie
             continue
         tag, kind, rest = match.groups()
         yield "blank", ""
-        if tag == "example":
-            code = _dedent(_LINE_BREAK.split(rest.strip("\r\n")))
+        if tag == "example":  # code (a fenced example was split off before, and follows)
             yield "markdown", "*@example*"
-            if any(_FENCE.match(line) for line in code):
-                yield from (("markdown", line) for line in code)
-            else:
-                yield _Code(code, language)
+            yield _Code(_dedent(_LINE_BREAK.split(rest.strip("\r\n"))), language)
             continue
         head = f"*@{tag}*"
         if tag in _NAMED_TAGS and rest.strip():
