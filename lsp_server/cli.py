@@ -4,31 +4,66 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from inference import PRESETS
+from inference import PRESETS, find_preset
 from inference.openai_backend import allow_api_key_for
 
 from .config import COMPUTE_TYPES, DEVICES, Settings
 from .logs import prepare_logging, redact
+from .documents import split_lines
 from .model_host import ModelHost, ModelUnavailable, load_code_model
 from .transport import add_limit_options, limits_from
+from .no_suggestion import NoSuggestion
 
 DEFAULT_PORT = 2087
 
+# Options that go before or after the subcommand: dest -> default. Every parser declares them with
+# default=SUPPRESS, so a subcommand's parser does not overwrite a value given before it; the
+# defaults are filled in after parsing.
+MODEL_DEFAULTS = {"model": "default", "device": "auto", "compute_type": "auto", "threads": 0, "summary_model": "",
+                  "trust_remote_code": False}
+COMMON_DEFAULTS = {"offline": False, "verbose": False}
+# Options of the server alone (no subcommand): dest -> flag.
+SERVER_ONLY = {"stdio": "--stdio", "tcp": "--tcp", "host": "--host", "port": "--port", "allow_remote": "--allow-remote",
+               "token_file": "--token-file"}
+
+
+class CliError(Exception):
+    """A failure the user can act on: one line on stderr, exit status `status`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS,
+                        help="never use the network (local files and caches only)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging, and the traceback of an error")
+
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", help="preset name, hub id or local directory (default: the embedded SmolLM2-135M)")
-    parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads per generation (0: all cores, at most 8)")
-    parser.add_argument("--summary-model", default="", help="model for docstring summaries (default: the completion model, if it can)")
-    parser.add_argument("--offline", action="store_true", help="never use the network (local files and caches only)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="let transformers run code shipped with a checkpoint")
+    default = find_preset("default")
+    parser.add_argument("--model", default=argparse.SUPPRESS,
+                        help=f"preset name, hub id or local directory (default: {default.name if default else 'default'})")
+    parser.add_argument("--device", choices=DEVICES, default=argparse.SUPPRESS, help="auto (the default), cpu or cuda")
+    parser.add_argument("--compute-type", choices=COMPUTE_TYPES, default=argparse.SUPPRESS, help="default: auto")
+    parser.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                        help="CPU threads per generation (0, the default: all cores, at most 8)")
+    parser.add_argument("--summary-model", default=argparse.SUPPRESS,
+                        help="model for docstring summaries (default: the completion model, if it can)")
+    parser.add_argument("--trust-remote-code", action="store_true", default=argparse.SUPPRESS,
+                        help="let transformers run code shipped with a checkpoint")
+    _common_options(parser)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -39,7 +74,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codet5-lsp", description="Local AI code completion language server (CTranslate2).")
+    parser = argparse.ArgumentParser(
+        prog="codet5-lsp", description="Local AI code completion language server (CTranslate2).",
+        epilog="The model options, --offline and -v go before or after a subcommand.")
     _model_options(parser)
     parser.add_argument("--stdio", action="store_true", help="serve one editor over stdin/stdout (the default)")
     parser.add_argument("--tcp", action="store_true", help="run a daemon that several editors connect to")
@@ -50,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "initializationOptions.token (default: $CODET5_LSP_TOKEN when set)")
     parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr (created readable by you alone)")
     add_limit_options(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command")
 
     complete = sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based) and exit")
@@ -64,8 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list known models, pull one into the cache, or print the cache path")
     models.add_argument("action", nargs="?", choices=("list", "pull", "where"), default="list")
     models.add_argument("name", nargs="?", default="default", help="model to pull (preset, hub id or path)")
-    models.add_argument("--offline", action="store_true")
+    _common_options(models)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; options that do not apply to the command are an error (status 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is not None:
+        given = [flag for dest, flag in SERVER_ONLY.items() if getattr(args, dest) != parser.get_default(dest)]
+        if args.command == "models":
+            given += [f"--{dest.replace('_', '-')}" for dest in MODEL_DEFAULTS if hasattr(args, dest)]
+        if given:
+            parser.error(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to `{args.command}`")
+    for dest, default in {**MODEL_DEFAULTS, **COMMON_DEFAULTS}.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, default)
+    return args
 
 
 def _progress(message: str) -> None:
@@ -78,10 +130,23 @@ def parse_location(location: str) -> tuple[Path, int, int]:
         file, line, col = location.rsplit(":", 2)
         line_no, col_no = int(line), int(col)
     except ValueError:
-        raise SystemExit(f"codet5-lsp: expected FILE:LINE:COL, got {location!r}") from None
+        raise CliError(f"expected FILE:LINE:COL, got {location!r}", 2) from None
     if line_no < 1 or col_no < 1:
-        raise SystemExit("codet5-lsp: LINE and COL start at 1")
+        raise CliError("LINE and COL start at 1", 2)
     return Path(file), line_no - 1, col_no - 1
+
+
+def check_location(location: str, text: str, line: int, col: int) -> None:
+    """A CliError (status 2) when 0-based (line, col) is not a cursor position in `text`: a line
+    past the last one, or a column past the end of its line, reported alike."""
+    lines = [ln.rstrip("\r\n") for ln in split_lines(text)]
+    if not lines or split_lines(text)[-1] != lines[-1]:  # a final line break: an empty last line after it
+        lines.append("")
+    if line >= len(lines):
+        raise CliError(f"{location} is outside the file: line {line + 1} is past its end (it has {len(lines)} lines)", 2)
+    if col > len(lines[line]):
+        raise CliError(f"{location} is outside the file: column {col + 1} is past the end of line {line + 1} "
+                       f"(it has {len(lines[line])} characters: COL goes from 1 to {len(lines[line]) + 1})", 2)
 
 
 def run_complete(args: argparse.Namespace) -> int:
@@ -94,23 +159,22 @@ def run_complete(args: argparse.Namespace) -> int:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"codet5-lsp: cannot read {path}: {exc}") from None
-    lines = text.splitlines()
-    if line > len(lines):
-        raise SystemExit(f"codet5-lsp: {path} has {len(lines)} lines")
+        raise CliError(f"cannot read {path}: {exc}") from None
+    check_location(args.location, text, line, col)
     settings = replace(_settings(args), completion_mode=args.mode)
     host = ModelHost(lambda s, _: load_code_model(s, _progress))
     host.ensure(settings)
     pipeline = CompletionPipeline(host, TypeaheadCache())
+    reasons: list[NoSuggestion] = []
     try:
-        suggestion = asyncio.run(pipeline.suggest(path.as_uri(), text, line, col, language_for(None, str(path)), settings))
+        suggestion = asyncio.run(pipeline.suggest(
+            path.as_uri(), text, line, col, language_for(None, str(path)), settings, on_empty=reasons.append))
     except ModelUnavailable as exc:
-        print(f"codet5-lsp: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(str(exc)) from exc
     finally:
         host.close()
     if suggestion is None:
-        print("codet5-lsp: no suggestion", file=sys.stderr)
+        print(f"codet5-lsp: no suggestion: {reasons[-1].description} ({reasons[-1].value})", file=sys.stderr)
         return 1
     print(suggestion.text)
     return 0
@@ -122,18 +186,19 @@ def run_models(args: argparse.Namespace) -> int:
     if args.action == "where":
         print(models_dir())
     elif args.action == "list":
-        cached = {p.name for p in models_dir().iterdir()} if models_dir().is_dir() else set()
+        from inference.catalog import cache_state
+
+        print(f"{'MODEL':26} {'ALIASES':20} {'CACHE':11} {'LICENCE':13} DESCRIPTION")
         for preset in PRESETS.values():
-            here = any(name.startswith(preset.name) for name in cached)
-            print(f"{preset.name:24} {'cached ' if here else '       '} {preset.licence:13} {preset.description}")
+            print(f"{preset.name:26} {', '.join(preset.aliases) or '-':20} {cache_state(preset).value:11} "
+                  f"{preset.licence:13} {preset.description}")
     else:
         from inference.resolve import ModelNotFoundError, resolve_model
 
         try:
             resolved = resolve_model(args.name, local_files_only=args.offline, progress=_progress)
         except (ModelNotFoundError, OSError, RuntimeError) as exc:
-            print(f"codet5-lsp: {exc}", file=sys.stderr)
-            return 2
+            raise CliError(str(exc), 2) from exc
         print(resolved.path)
     return 0
 
@@ -189,6 +254,10 @@ def run_server(args: argparse.Namespace) -> int:
             asyncio.run(serve(args.host, args.port, host, _settings(args), token=token, limits=limits_from(args)))
         except KeyboardInterrupt:
             pass
+        except OSError as exc:  # the address is taken or cannot be bound
+            reason = ("the port is in use (another daemon? choose another port with --port)"
+                      if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {reason}") from exc
         finally:
             host.close()
         return 0
@@ -201,24 +270,47 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     quiet = args.command in ("demo", "complete", "models")  # their output is for a person, not a log
     prepare_logging(args.log_file, args.verbose)
     allow_api_key_for(args.model)  # a server named on the command line may get the API key, one from settings not
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.CRITICAL if quiet else logging.INFO,
         filename=args.log_file, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "complete":
-        return run_complete(args)
-    if args.command == "models":
-        return run_models(args)
-    if args.command == "demo":
-        from .demo import main as demo
+    try:
+        return _run(args)
+    except CliError as exc:
+        return _fail(str(exc), exc.status, args.verbose)
+    except ModelUnavailable as exc:
+        return _fail(str(exc), 1, args.verbose)
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        return _fail(f"unexpected {type(exc).__name__}: {exc}" + ("" if args.verbose else " (run with -v for the traceback)"),
+                     1, args.verbose)
 
-        return demo(["--model", args.model, "--device", args.device, "--compute-type", args.compute_type,
-                     "--threads", str(args.threads), *(["--offline"] if args.offline else [])])
-    return run_server(args)
+
+def _fail(message: str, status: int, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exc()
+    print(f"codet5-lsp: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    commands: dict[str | None, Callable[[argparse.Namespace], int]] = {
+        "complete": run_complete, "models": run_models, "demo": run_demo, None: run_server,
+    }
+    return commands[args.command](args)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo
+
+    return demo(["--model", args.model, "--device", args.device, "--compute-type", args.compute_type,
+                 "--threads", str(args.threads), *(["--offline"] if args.offline else []),
+                 *(["--summary-model", args.summary_model] if args.summary_model else []),
+                 *(["--trust-remote-code"] if args.trust_remote_code else []),
+                 *(["-v"] if args.verbose else [])])
 
 
 if __name__ == "__main__":

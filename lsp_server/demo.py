@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
 DEMO_SOURCE = '''import os
@@ -69,20 +70,33 @@ async def _hover_summary(client: LanguageClient, uri: str, version: int) -> None
     print(f"\nhover on read_lines: {summary}\n  ({elapsed:.0f} ms, includes loading the summarizer)")
 
 
+async def _last_reason(client: LanguageClient) -> str:
+    """Why the server's last answer was empty, from `codet5.status`."""
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))
+    recent = status["noSuggestion"]["recent"] if isinstance(status, dict) else []
+    return recent[-1]["message"] if recent else "no reason recorded"
+
+
 async def run_demo(server_args: list[str]) -> int:
     client = LanguageClient("codet5-lsp-demo", "0")
     statuses: list[str] = []
 
     @client.feature("codet5/status")
     def on_status(params: object) -> None:
-        message = params.get("message") if isinstance(params, dict) else getattr(params, "message", "")
-        if message and (not statuses or statuses[-1] != message):
+        field = params.get if isinstance(params, dict) else lambda name: getattr(params, name, "")
+        message = field("message")
+        if message and field("state") != "error" and (not statuses or statuses[-1] != message):
             statuses.append(message)
             print(f"  [server] {message}", file=sys.stderr, flush=True)
 
     @client.feature(types.WINDOW_SHOW_MESSAGE)
     def on_message(params: types.ShowMessageParams) -> None:
-        print(f"  [server] {params.message}", file=sys.stderr, flush=True)
+        if params.type != types.MessageType.Error:  # errors end the demo with one line of their own
+            print(f"  [server] {params.message}", file=sys.stderr, flush=True)
+
+    @client.feature("codet5/noSuggestion")
+    def on_no_suggestion(params: object) -> None:
+        pass  # an empty answer's reason is read from codet5.status, in order with the answer
 
     await client.start_io(sys.executable, "-m", "lsp_server", *server_args)
     await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
@@ -101,11 +115,15 @@ async def run_demo(server_args: list[str]) -> int:
                     text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
                     content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
             started = time.perf_counter()
-            result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri), position=position,
-                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+            try:
+                result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri), position=position,
+                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+            except JsonRpcException as exc:  # the model failed to load: the server says why
+                print(f"codet5-lsp: {exc}", file=sys.stderr, flush=True)
+                return 1
             elapsed = (time.perf_counter() - started) * 1000
-            suggestion = result.items[0].insert_text if result and result.items else "(no suggestion)"
+            suggestion = result.items[0].insert_text if result and result.items else f"(no suggestion: {await _last_reason(client)})"
             shown = text.split("\n")[-1]
             print(f"\n{shown}\u2502{suggestion}\n  ({elapsed:.0f} ms{', includes model load' if version == 1 else ''})")
         await _hover_summary(client, uri, version + 1)

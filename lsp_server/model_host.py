@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from inference import CodeModel, implied_summary_model
 from inference.memory import release_free_memory
+from inference.openai_backend import is_remote_spec
 
 from .config import Settings
 
@@ -68,7 +69,11 @@ ModelFactory = Callable[[Settings, Callable[[str], None]], CodeModel]
 
 
 def load_code_model(settings: Settings, progress: Callable[[str], None]) -> CodeModel:
-    """Build the CodeModel the settings describe."""
+    """Build the CodeModel the settings describe; a device that is not here is said first."""
+    if not is_remote_spec(settings.model):
+        from inference.devices import check_device  # loads the runtime: only when a model loads
+
+        check_device(settings.device)
     return CodeModel(
         settings.model,
         device=settings.device,
@@ -139,8 +144,8 @@ class ModelHost:
         try:
             model = self._factory(settings, lambda msg: self._set_status(HostStatus(ModelState.LOADING, name, msg)))
         except Exception as exc:
-            log.exception("model %s failed to load", name)
             message = f"Cannot load model {name!r}: {exc}"
+            log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))  # the traceback only with -v
             if future is self._loaded:
                 self._set_status(HostStatus(ModelState.ERROR, name, message))
             future.set_exception(ModelUnavailable(message))
@@ -182,8 +187,9 @@ class ModelHost:
         try:
             model = self._factory(settings, lambda message: log.info("summary model: %s", message))
         except Exception as exc:
-            log.exception("summary model %s failed to load", settings.model)
-            future.set_exception(ModelUnavailable(f"Cannot load summary model {settings.model!r}: {exc}"))
+            message = f"Cannot load summary model {settings.model!r}: {exc}"
+            log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))
+            future.set_exception(ModelUnavailable(message))
             return
         if future is self._summary_loaded:
             self._summary_model = model
