@@ -126,3 +126,18 @@ async def test_a_completion_model_that_cannot_summarize_gets_the_embedded_summar
     model = await host.summarizer()
     assert loaded == ["default", str(tiny_models.t5_int8)] and model.can_summarize
     host.close()
+
+
+def test_a_summary_without_words_is_never_streamed_or_returned():
+    """"Generate docstring" streams what listeners hear and writes nothing for an empty summary:
+    text without a word ("." or "()") must reach neither."""
+    from lsp_server.docstring.summaries import _SummaryRun, has_words
+
+    heard: list[str] = []
+    host = ModelHost()
+    run = _SummaryRun("def f(): pass", host, heard.append)
+    for text in ("", ".", "()", "Add", "Add two"):
+        run._tell(text)
+    host.close()
+    assert heard == ["Add", "Add two"]
+    assert not has_words(" . ") and has_words("Größe.")
