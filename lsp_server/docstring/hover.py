@@ -27,13 +27,15 @@ def hover_markdown(info: FunctionInfo, language: str, body: str) -> str:
 def own_doc_markdown(info: FunctionInfo, language: str) -> str:
     """The function's own documentation, under a line that says where it comes from."""
     assert info.docstring is not None
-    kind = "docstring" if info.style == "python" else "doc comment"
-    return f"*From the function's {kind}:*\n\n" + doc_markdown(info.docstring, info.style, language)
+    return f"*From the function's {_doc_kind(info)}:*\n\n" + doc_markdown(info.docstring, info.style, language)
+
+
+def _doc_kind(info: FunctionInfo) -> str:
+    return "docstring" if info.style == "python" else "doc comment"
 
 
 def _without_doc(info: FunctionInfo) -> str:
-    kind = "docstring" if info.style == "python" else "doc comment"
-    return f"The function's {kind} is empty" if info.docstring is not None else f"No {kind} in the source"
+    return f"The function's {_doc_kind(info)} is empty" if info.docstring is not None else f"No {_doc_kind(info)} in the source"
 
 
 def generated_markdown(info: FunctionInfo, summary: str, model: str) -> str:
