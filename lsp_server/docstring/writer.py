@@ -6,28 +6,38 @@ far, so that the buffer always holds a well-formed docstring; later edits replac
 that changed. Before each edit the function's text, with what this run wrote into it, must be
 found unchanged in the document (edits elsewhere are fine: the place moves with them); if it is
 not, the run stops and writes nothing more.
+
+Only clients that take versioned edits (`workspace.workspaceEdit.documentChanges`) get the
+stream: such an edit is applied only to the version it was computed for. Other clients apply
+an edit wherever its positions point in their newest text, so while the user types a streamed
+edit lands in the wrong place; they get the whole docstring in one edit once the summary is
+done, computed against the newest document. Every edit the client says it applied is looked
+for in the changes it reports next: one that never shows up is a failure, and one that landed
+elsewhere than meant is taken out again. An edit request the client does not answer in
+APPLY_TIMEOUT_S ends the run. Each failure ends the progress and is shown to the user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
-from pygls.workspace import PositionCodec
 
-from ..documents import open_document, split_lines
+from ..documents import AppliedChange, LspTextDocument, open_document
 from ..model_host import ModelUnavailable
 from ..syntax import FunctionInfo, format_docstring, function_at
 from .summaries import Summarizer
 
 MAX_BACKLOG = 8  # more summary states than this waiting for the editor: skip to the newest
 SETTLE_TIMEOUT_S = 5.0  # how long an applied edit may take to come back as didChange
+APPLY_TIMEOUT_S = 10.0  # how long the client may take to answer an edit request
 MAX_ATTEMPTS = 3  # tries of one edit that the editor rejects because the document moved on meanwhile
 EDIT_LABEL = "Generate docstring"
 CANCELLED = "cancelled"
@@ -86,35 +96,39 @@ class _Feed:
         return self._texts.popleft()
 
 
-def _offset(lines: Sequence[str], line: int, character: int) -> int:
-    return sum(len(text) for text in lines[:line]) + character
-
-
-def _position(lines: Sequence[str], offset: int) -> types.Position:
-    """The (line, character) of a string offset, in Python string units."""
-    for number, text in enumerate(lines):
-        if offset < len(text) or (offset == len(text) and not text.endswith(("\n", "\r"))):
-            return types.Position(line=number, character=offset)
-        offset -= len(text)
-    return types.Position(line=len(lines), character=offset)
-
-
 def _splits_crlf(text: str, index: int) -> bool:
     return text[index - 1 : index + 1] == "\r\n"
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """A server edit: the LSP edit, and where it goes in the text it was computed for (offsets)."""
+
+    text_edit: types.TextEdit
+    start: int
+    removed: int
+
+    @property
+    def inserted(self) -> str:
+        return self.text_edit.new_text
 
 
 class _Slot:
     """Where the docstring goes: the function's text around it, which must not change, and what
     the slot holds now (nothing, the existing docstring, or what this run wrote)."""
 
-    def __init__(self, source: str, info: FunctionInfo) -> None:
-        lines = split_lines(source)
+    def __init__(self, document: LspTextDocument, info: FunctionInfo) -> None:
+        source = document.source
+
+        def offset(line: int, character: int) -> int:
+            return document.line_span(line)[0] + character
+
         if info.docstring_range is not None:
             start_line, start_char, end_line, end_char = info.docstring_range
-            start, end = _offset(lines, start_line, start_char), _offset(lines, end_line, end_char)
+            start, end = offset(start_line, start_char), offset(end_line, end_char)
         else:
-            start = end = _offset(lines, info.insert_line, info.insert_character)
-        text_start = source.find(info.text, _offset(lines, info.start_line, 0))
+            start = end = offset(info.insert_line, info.insert_character)
+        text_start = source.find(info.text, offset(info.start_line, 0))
         region_start = min(start, text_start) if text_start >= 0 else start
         region_end = max(end, text_start + len(info.text)) if text_start >= 0 else end
         self.info = info
@@ -130,10 +144,10 @@ class _Slot:
         text = format_docstring(summary, self.info)
         return text.strip() if self.replaces else text
 
-    def locate(self, source: str) -> int | None:
-        """Offset of the slot in `source` (the occurrence nearest its last place), None if the
-        function's text around it changed."""
-        expected = self.before + self.content + self.after
+    def locate(self, source: str, content: str | None = None) -> int | None:
+        """Offset of the slot in `source` (the occurrence nearest its last place), holding
+        `content` (default: what it holds now); None if the function's text around it changed."""
+        expected = self.before + (self.content if content is None else content) + self.after
         best: int | None = None
         found = source.find(expected)
         while found >= 0:
@@ -143,8 +157,8 @@ class _Slot:
             found = source.find(expected, found + 1)
         return best
 
-    def edit(self, source: str, start: int, new: str, codec: PositionCodec) -> types.TextEdit:
-        """The edit that turns the slot's content at `start` in `source` into `new`: only the changed middle."""
+    def edit(self, document: LspTextDocument, start: int, new: str) -> _Edit:
+        """The edit that turns the slot's content at `start` in `document` into `new`: only the changed middle."""
         old = self.content
         head = 0
         while head < min(len(old), len(new)) and old[head] == new[head]:
@@ -156,10 +170,9 @@ class _Slot:
             tail += 1
         while tail and (_splits_crlf(old, len(old) - tail) or _splits_crlf(new, len(new) - tail)):
             tail -= 1
-        lines = split_lines(source)
-        first = codec.position_to_client_units(lines, _position(lines, start + head))
-        last = codec.position_to_client_units(lines, _position(lines, start + len(old) - tail))
-        return types.TextEdit(range=types.Range(start=first, end=last), new_text=new[head : len(new) - tail])
+        first, last = document.position_at(start + head), document.position_at(start + len(old) - tail)
+        text_edit = types.TextEdit(range=types.Range(start=first, end=last), new_text=new[head : len(new) - tail])
+        return _Edit(text_edit, start + head, len(old) - tail - head)
 
 
 class _Progress:
@@ -199,8 +212,29 @@ class _Progress:
             self._token = None
 
 
+def _find_change(document: LspTextDocument, since: int, edit: _Edit) -> AppliedChange | None:
+    """The first change after change number `since` that made `edit`'s change (same text
+    replacing as many characters)."""
+    return next((c for c in document.changes if c.serial > since and c.inserted_text == edit.inserted
+                 and c.removed == edit.removed), None)
+
+
+def _follow(document: LspTextDocument, offset: int | None, after: int, until: int | None = None) -> int | None:
+    """Where `offset` (in the text after change number `after`) is after the later changes (up to
+    change number `until`); None when one of them replaced it or is forgotten."""
+    if document.changes and document.changes[0].serial > after + 1:
+        return None
+    for change in document.changes:
+        if offset is None or (until is not None and change.serial > until):
+            break
+        if change.serial > after:
+            offset = change.moved(offset)
+    return offset
+
+
 class _Writer:
-    """Applies the docstring for each summary state to one document through the client."""
+    """Applies the docstring for each summary state to one document through the client, and
+    checks in the document that each edit landed where it was meant to."""
 
     def __init__(self, ls: LanguageServer, uri: str, slot: _Slot) -> None:
         self.ls = ls
@@ -208,6 +242,8 @@ class _Writer:
         self.slot = slot
         self.summary = ""  # the summary in the buffer
         self.edits = 0
+        workspace = ls.client_capabilities.workspace
+        self.versioned = bool(workspace and workspace.workspace_edit and workspace.workspace_edit.document_changes)
 
     async def show(self, summary: str) -> str | None:
         """Put the docstring for `summary` into the buffer; the reason it could not, or None."""
@@ -218,43 +254,103 @@ class _Writer:
             document = open_document(self.ls.workspace, self.uri)
             if document is None:
                 return "the document was closed"
-            source, version = document.source, document.version
+            source, version, serial = document.source, document.version, document.serial
             start = self.slot.locate(source)
             if start is None:
                 return "the function changed while its docstring was being written"
-            edit = self.slot.edit(source, start, new, document.position_codec)
-            result = await self.ls.workspace_apply_edit_async(
-                types.ApplyWorkspaceEditParams(edit=self._workspace_edit(edit, version), label=EDIT_LABEL)
-            )
-            settled = await self._settled(version)
+            edit = self.slot.edit(document, start, new)
+            try:
+                result = await self._apply(edit.text_edit, version)
+            except TimeoutError:
+                return f"the editor did not answer the edit request within {APPLY_TIMEOUT_S:g} s"
             if result.applied:
-                if not settled:
-                    return "the editor did not report the edit back"
-                self.slot.content, self.slot.start, self.summary = new, start, summary
-                self.edits += 1
-                return None
-            if not settled:  # rejected, and not because the document moved on meanwhile
+                reason = await self._landed(serial, edit, new)
+                if reason is None:
+                    self.summary = summary
+                    self.edits += 1
+                return reason
+            if not await self._moved_on(serial):  # rejected, and not because the document moved on meanwhile
                 break
         return "the editor rejected the edit"
 
+    async def _apply(self, edit: types.TextEdit, version: int | None) -> types.ApplyWorkspaceEditResult:
+        """Send one edit; TimeoutError when the client does not answer in time."""
+        params = types.ApplyWorkspaceEditParams(edit=self._workspace_edit(edit, version), label=EDIT_LABEL)
+        return await asyncio.wait_for(self.ls.workspace_apply_edit_async(params), APPLY_TIMEOUT_S)
+
     def _workspace_edit(self, edit: types.TextEdit, version: int | None) -> types.WorkspaceEdit:
         """A versioned document edit when the client supports them, else a plain change."""
-        workspace = self.ls.client_capabilities.workspace
-        versioned = workspace and workspace.workspace_edit and workspace.workspace_edit.document_changes
-        if versioned and version is not None:
+        if self.versioned and version is not None:
             document = types.OptionalVersionedTextDocumentIdentifier(uri=self.uri, version=version)
             return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(text_document=document, edits=[edit])])
         return types.WorkspaceEdit(changes={self.uri: [edit]})
 
-    async def _settled(self, version: int | None) -> bool:
-        """Wait until the client's didChange for an applied edit has arrived."""
+    async def _landed(self, serial: int, edit: _Edit, new: str) -> str | None:
+        """After the client said it applied `edit` (computed after change number `serial`): wait for
+        its didChange and check where it landed; a misplaced edit is taken out again. The reason it
+        failed, or None."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_TIMEOUT_S
+        while True:
+            document = open_document(self.ls.workspace, self.uri)
+            if document is None:
+                return "the document was closed"
+            change = _find_change(document, serial, edit)
+            if change is not None:
+                intended = _follow(document, edit.start, serial, change.serial - 1)
+                if intended != change.start:
+                    return await self._take_out(change)
+                self.slot.content = new
+                self.slot.start = _follow(document, self.slot.start, serial) or self.slot.start
+                return None
+            if document.serial > serial and (start := self.slot.locate(document.source, new)) is not None:
+                self.slot.content, self.slot.start = new, start  # reported some other way (e.g. the whole text)
+                return None
+            if loop.time() > deadline:
+                return "the editor said it applied the edit, but the document does not show it"
+            await asyncio.sleep(0.005)
+
+    async def _take_out(self, change: AppliedChange) -> str:
+        """Undo a server edit that the editor applied in the wrong place (the user typed meanwhile)."""
+        document = open_document(self.ls.workspace, self.uri)
+        where = _follow(document, change.start, change.serial) if document is not None else None
+        inserted = change.inserted_text or ""
+        if where is None or change.removed_text is None or document.source[where : where + len(inserted)] != inserted:
+            return "the editor put the docstring in the wrong place (the document changed meanwhile); undo that edit"
+        line = document.position_at(where).line + 1
+        undo = _Edit(types.TextEdit(range=types.Range(start=document.position_at(where), end=document.position_at(where + len(inserted))),
+                                    new_text=change.removed_text), where, len(inserted))
+        serial = document.serial
+        try:
+            result = await self._apply(undo.text_edit, document.version)
+        except TimeoutError:
+            result = types.ApplyWorkspaceEditResult(applied=False)
+        if result.applied and await self._landed_undo(serial, undo):
+            return "the editor put the docstring in the wrong place (the document changed meanwhile); it was taken out again"
+        return f"the editor put the docstring in the wrong place, at line {line}; undo that edit"
+
+    async def _landed_undo(self, serial: int, undo: _Edit) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_TIMEOUT_S
+        while loop.time() <= deadline:
+            document = open_document(self.ls.workspace, self.uri)
+            if document is None:
+                return False
+            change = _find_change(document, serial, undo)
+            if change is not None:
+                return _follow(document, undo.start, serial, change.serial - 1) == change.start
+            await asyncio.sleep(0.005)
+        return False
+
+    async def _moved_on(self, serial: int) -> bool:
+        """Wait until the document has changed since change number `serial` (False: not in time)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_TIMEOUT_S
         while True:
             document = open_document(self.ls.workspace, self.uri)
             if document is None:
                 return False
-            if document.version != version:
+            if document.serial != serial:
                 return True
             if loop.time() > deadline:
                 return False
@@ -272,13 +368,14 @@ async def write_docstring(
     ls: LanguageServer, summarizer: Summarizer, uri: str, language: str | None, line: int, character: int
 ) -> DocstringResult:
     """Write (or rewrite) the docstring of the function at (line, character) (Python string
-    units) of the open document `uri`, streaming the summary into the buffer."""
+    units) of the open document `uri`, streamed into the buffer when the client takes versioned edits."""
     document = open_document(ls.workspace, uri)
-    info = function_at(document.source, language, line, character) if document is not None and language else None
+    snapshot = copy.copy(document)  # as parsed, while the parse runs off the event loop
+    info = await asyncio.to_thread(function_at, snapshot.source, language, line, character) if document is not None and language else None
     if info is None:
         missing = "no function at the position" if language else "docstrings are off or unsupported for this document"
         return DocstringResult(False, "", missing)
-    writer = _Writer(ls, uri, _Slot(document.source, info))
+    writer = _Writer(ls, uri, _Slot(snapshot, info))
     feed = _Feed(asyncio.get_running_loop())
     progress = await _Progress.begin(ls, f"Writing the docstring of {info.name or 'the function'}")
     progress.on_cancel(feed.cancel)
@@ -287,15 +384,15 @@ async def write_docstring(
     reason: str | None = None
     try:
         while reason is None and (text := await feed.next()) is not None:
-            reason = await writer.show(text)
-            progress.report(writer.summary)
+            if writer.versioned:
+                reason = await writer.show(text)
+            progress.report(writer.summary if writer.versioned else text)
         if reason is None and feed.cancelled:
             reason = CANCELLED
         if reason is None:
             try:
                 summary = await summarizing
             except ModelUnavailable as exc:
-                ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"codet5-lsp: {exc}"))
                 reason = str(exc)
             else:
                 reason = await writer.show(summary) if summary else "the model wrote no summary"
@@ -303,4 +400,6 @@ async def write_docstring(
         if not summarizing.done():
             summarizing.cancel()
         progress.end(reason or "Done")
+    if reason is not None and reason != CANCELLED:
+        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"codet5-lsp: {reason}"))
     return DocstringResult(writer.edits > 0, writer.summary, reason)
