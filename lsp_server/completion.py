@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,26 @@ from .model_host import PRIORITY_COMPLETION, JobStopped, ModelHost, run_job
 from .no_suggestion import NoSuggestion
 from .postprocess import StopDetector, postprocess_explained
 from .typeahead import TypeaheadCache
+
+
+MAX_LINE_CHARS = 8192  # longer lines (minified code) are cut to this many characters for the model
+
+
+def clip_long_lines(lines: list[str], line: int, character: int) -> tuple[str, int]:
+    """The text of `lines` with every line longer than MAX_LINE_CHARS cut to that length (the
+    cursor's line around the cursor, others after their start), and the cursor's character in it.
+    Keeps the line numbers, and the model's work bounded on megabyte-long lines."""
+    clipped = []
+    for number, text in enumerate(lines):
+        body = text.rstrip("\r\n")
+        if len(body) <= MAX_LINE_CHARS:
+            clipped.append(text)
+            continue
+        start = max(0, min(character - MAX_LINE_CHARS * 3 // 4, len(body) - MAX_LINE_CHARS)) if number == line else 0
+        clipped.append(body[start : start + MAX_LINE_CHARS] + text[len(body):])
+        if number == line:
+            character -= start
+    return "".join(clipped), character
 
 
 @dataclass(frozen=True)
@@ -68,7 +89,9 @@ class CompletionPipeline:
         if not model.can_complete:
             on_empty(NoSuggestion.MODEL_CANNOT_COMPLETE)
             return None
-        context = build_context(text, line, character, language, settings, model.count_tokens)
+        if max(map(len, lines), default=0) > MAX_LINE_CHARS:
+            text, character = clip_long_lines(lines, line, character)
+        context = await asyncio.to_thread(build_context, text, line, character, language, settings, model.count_tokens)
         raw = await run_job(self.host, PRIORITY_COMPLETION, lambda m, stop: _generate(context, m, stop))
         result = postprocess_explained(raw, context.request)
         if isinstance(result, NoSuggestion):

@@ -159,3 +159,28 @@ def test_a_document_past_the_size_limit_still_syncs_and_gets_no_model_work(pipe_
     actions = pipe_server.request("textDocument/codeAction", {"textDocument": {"uri": uri}, "range": {"start": where, "end": where},
                                                               "context": {"diagnostics": []}})
     assert actions["result"] == []
+
+
+def test_long_lines_are_cut_for_the_model_around_the_cursor():
+    from lsp_server.completion import MAX_LINE_CHARS, clip_long_lines
+
+    long = "y" * (3 * MAX_LINE_CHARS)
+    lines = ["a = 1\n", long + "\n", "b = 2\r\n", long]
+    text, character = clip_long_lines(lines, 3, 2 * MAX_LINE_CHARS)
+    clipped = lsp_lines(text)
+    assert len(clipped) == 4 and clipped[0] == "a = 1\n" and clipped[2] == "b = 2\r\n"
+    assert clipped[1] == "y" * MAX_LINE_CHARS + "\n" and len(clipped[3]) == MAX_LINE_CHARS
+    assert clipped[3][:character] == "y" * character and character == MAX_LINE_CHARS * 3 // 4  # the cursor keeps its place
+    assert clip_long_lines(["x = 1\n"], 0, 3) == ("x = 1\n", 3)
+
+
+async def test_completion_after_a_megabyte_line_still_works(tmp_path, tiny_models):
+    from tests.lsp_harness import end_of, inline, open_document, stdio_client
+
+    text = "var a=" + "1+" * 600_000 + "1;\ndef add(a, b):\n    return"
+    async with stdio_client(tmp_path, {"model": str(tiny_models.llama_int8), "threads": 1}) as (client, _):
+        open_document(client, "file:///hostile/minified.py", text)
+        result = await inline(client, "file:///hostile/minified.py", end_of(text))
+        assert [item.insert_text for item in result.items] == [" a + b"]
+        inside = await inline(client, "file:///hostile/minified.py", types.Position(line=0, character=700_000))
+        assert len(inside.items) <= 1  # an answer, not an error
