@@ -45,7 +45,13 @@ _OFFSET_CONTEXT_CHARS = 64  # text before the cut tokenized with it, so its toke
 
 def limit_cut(healed: HealedPrefix, offsets: Callable[[str], list[tuple[int, int]]],
               max_word_tokens: int = MAX_WORD_TOKENS) -> HealedPrefix:
-    """Cut only the last token when the cut word spans more than `max_word_tokens` tokens.
+    """Cut only what the tokenizer joins to the cut word: its tokens, not whole-whitespace tokens
+    before it, and only the last of them when the word spans more than `max_word_tokens` tokens.
+
+    Whitespace the tokenizer keeps as tokens of their own (Qwen2's `"\n"`, `"   "` before
+    `" return"`) stays in the prompt: cut with the word, the first token can re-create only the
+    newline, free generation must then write the word again, and it often writes another
+    (`"\n    return"` came back as `"\n    else:"`, and the completion was lost).
 
     Only the first generated token is constrained to agree with the cut; the rest must come from
     free generation. A long name cut whole (`k_EMsgGCServerWelcome`, 7 tokens) is often not
@@ -64,9 +70,11 @@ def limit_cut(healed: HealedPrefix, offsets: Callable[[str], list[tuple[int, int
     window = healed.kept[start:] + healed.cut
     cut_at = len(window) - len(healed.cut)
     spans = [span for span in offsets(window) if span[1] > cut_at]
-    if sum(1 for a, b in spans if window[a:b].strip()) <= max_word_tokens:
+    words = [(a, b) for a, b in spans if window[a:b].strip()]
+    if not words:
         return healed
-    new_cut_at = start + spans[-1][0]
+    first = words[0] if len(words) <= max_word_tokens else spans[-1]
+    new_cut_at = start + max(cut_at, first[0])
     prefix = healed.kept + healed.cut
     return HealedPrefix(kept=prefix[:new_cut_at], cut=prefix[new_cut_at:])
 

@@ -70,14 +70,28 @@ def test_limit_cut_keeps_only_the_last_token_of_a_long_cut(tiny_models) -> None:
     limited = limit_cut(healed, offsets)
     last_start = spans[-1][0]
     assert limited == HealedPrefix(kept=prefix[:last_start], cut=prefix[last_start:])
-    assert limit_cut(healed, offsets, max_word_tokens=99) == healed
+    word_start = next(a for a, b in spans if b > len(healed.kept) and prefix[a:b].strip())
+    assert limit_cut(healed, offsets, max_word_tokens=99) == HealedPrefix(prefix[:word_start], prefix[word_start:])
 
 
-@pytest.mark.parametrize("prefix", ["def add(a, b):", "x = 1\n", "", "def add(a, b):\n    retu", "    return a"])
+@pytest.mark.parametrize("prefix", ["def add(a, b):", "x = 1\n", "", "    return a", "x = 1\n    "])
 def test_limit_cut_leaves_short_cuts_alone(tiny_models, prefix: str) -> None:
     tok = CodeTokenizer(tiny_models.tokenizer_dir)
     healed = heal_prefix(prefix)
     assert limit_cut(healed, lambda text: tok.encode_with_offsets(text)[1]) == healed
+
+
+@pytest.mark.parametrize("prefix", ["def add(a, b):\n    retu", "def add(a, b):\n    return", "x = [\n    item"])
+def test_limit_cut_keeps_whitespace_tokens_before_the_word(tiny_models, prefix: str) -> None:
+    """Whitespace the tokenizer splits off as tokens of its own stays in the prompt; the cut starts
+    at the first token holding the word, so the first generated token can write it."""
+    tok = CodeTokenizer(tiny_models.tokenizer_dir)
+    offsets = lambda text: tok.encode_with_offsets(text)[1]  # noqa: E731
+    healed = heal_prefix(prefix)
+    limited = limit_cut(healed, offsets)
+    word_start = next(a for a, b in offsets(prefix) if b > len(healed.kept) and prefix[a:b].strip())
+    assert limited == HealedPrefix(kept=prefix[:word_start], cut=prefix[word_start:])
+    assert limited.cut.strip() == healed.cut.strip() and len(limited.cut) < len(healed.cut)
 
 
 def feed_all(cut: str, pieces: list[str]) -> tuple[list[str], bool]:
