@@ -186,7 +186,7 @@ async def serve(
     """Accept LSP clients on host:port until cancelled; each gets its own session, only after
     sending `token` when one is given, within `limits`."""
     open_connections = 0
-    before_initialize = LogBudget(burst=20, interval=5.0)  # one budget for every connection not yet initialized
+    before_initialize = LogBudget(log, burst=20, interval=5.0)  # one budget for every connection not yet initialized
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal open_connections

@@ -151,7 +151,8 @@ class Framer:
                     return self._end_of_headers()
                 continue  # blank lines between messages
             match = _HEADER_LINE.fullmatch(line)
-            if match is None:
+            header = _HEADER_START.search(self._buffer, 0, end)
+            if match is None or (header and bytes(self._buffer[:header.start()]).strip()):  # bytes before a header
                 return self._junk()
             del self._buffer[:end + 1]
             self._fields = self._fields or {}

@@ -70,7 +70,8 @@ class LogBudget:
     """Lets `burst` lines through, then one per `interval` seconds; the next line let through
     says how many were left out. Keeps hostile clients from growing the log without end."""
 
-    def __init__(self, burst: int = 10, interval: float = 10.0) -> None:
+    def __init__(self, logger: logging.Logger, burst: int = 10, interval: float = 10.0) -> None:
+        self._logger = logger
         self._burst = burst
         self._interval = interval
         self._tokens = float(burst)
@@ -88,7 +89,7 @@ class LogBudget:
         if self._dropped:
             message = f"{message} (and {self._dropped} similar lines left out)"
             self._dropped = 0
-        log.log(level, message, *args)
+        self._logger.log(level, message, *args)
 
 
 class MessageLoop:
@@ -165,7 +166,7 @@ class _StdinLoop(MessageLoop):
     """Reads stdin in a daemon thread (never joined, so a pending read cannot delay the exit)."""
 
     def __init__(self, server: Any, max_message_bytes: int, fd: int) -> None:
-        super().__init__(server, max_message_bytes, LogBudget())
+        super().__init__(server, max_message_bytes, LogBudget(log))
         self._chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
         self._fd = fd
 
