@@ -202,6 +202,48 @@ function cases.status_and_docstring_commands()
   child:close()
 end
 
+local RETURN = "def add(a, b):\n    return\n" -- the tiny model completes the end of line 2 with " a + b"
+
+function cases.insert_enter_requests()
+  local child = ready_child({}, RETURN)
+  child:input("2GA")
+  H.eq(H.wait_for("a suggestion on entering insert mode, before any keystroke", function()
+    return child:lua("return require('codet5.ghost').text()")
+  end, 30000), COMPLETION, "suggestion")
+  child:close()
+  child = ready_child({ request_on_insert_enter = false }, RETURN)
+  child:input("2GA")
+  H.wait_for("insert mode", function()
+    return child:mode() == "i"
+  end, 5000)
+  H.stays("no request on entering insert mode when turned off", function()
+    return #child:ghost_marks() == 0
+  end, 600)
+  child:close()
+end
+
+function cases.status_says_why_there_is_no_suggestion()
+  local child = ready_child({ settings = { disabledLanguages = { "python" } } }, RETURN)
+  child:input("2GA") -- entering insert mode asks; the server declines
+  H.wait_for("insert mode", function()
+    return child:mode() == "i"
+  end, 5000)
+  local ok = pcall(H.wait_for, "the reason in :Codet5Status", function()
+    child:cmd("Codet5Status")
+    return H.find_note(child:notes(), "; last without a suggestion: completions are off for this language (codet5.disabledLanguages) (language-disabled, add.py:2)")
+  end, 10000)
+  assert(ok, vim.inspect(child:notes()))
+  child:close()
+end
+
+function cases.unknown_server_settings_are_reported()
+  local child = ready_child({ settings = { maxNewTokens = 8, colour = "red" } })
+  assert(H.find_note(child:notes(), 'codet5: unknown server setting "colour" (ignored)', vim.log.levels.WARN),
+    vim.inspect(child:notes()))
+  H.eq(server_settings(child).maxNewTokens, 8, "the known setting still reaches the server")
+  child:close()
+end
+
 function cases.checkhealth()
   local child = ready_child()
   child:cmd("checkhealth codet5")

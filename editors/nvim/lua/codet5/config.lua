@@ -21,6 +21,7 @@ local M = {}
 ---@field engine "auto"|"native"|"plugin" ghost text: native vim.lsp.inline_completion (0.12+) or this plugin's
 ---@field debounce_ms integer             wait this long after a keystroke before asking
 ---@field auto_trigger boolean            ask while typing (else only with the `next` key)
+---@field request_on_insert_enter boolean  with auto_trigger: ask on entering insert mode too (plugin engine)
 ---@field notify boolean                  notify model loading, ready and errors
 ---@field keys codet5.Keys
 M.defaults = {
@@ -34,6 +35,7 @@ M.defaults = {
   engine = "auto",
   debounce_ms = 150,
   auto_trigger = true,
+  request_on_insert_enter = true,
   notify = true,
   keys = {
     accept = "<Tab>",
@@ -43,6 +45,12 @@ M.defaults = {
     next = "<M-]>",
     prev = "<M-[>",
   },
+}
+
+--- Every setting the server takes (lsp_server/config.py; tests/test_config.py keeps them equal).
+M.server_setting_names = {
+  "model", "device", "computeType", "threads", "contextTokens", "maxNewTokens", "completionMode",
+  "enabled", "disabledLanguages", "localFilesOnly", "trustRemoteCode", "maxCachedPrompts", "summaryModel",
 }
 
 --- Settings that choose and load the model: a daemon takes them from its own command line.
@@ -123,6 +131,7 @@ local checks = {
   end,
   debounce_ms = is("number"),
   auto_trigger = is("boolean"),
+  request_on_insert_enter = is("boolean"),
   notify = is("boolean"),
   keys = is("table"),
 }
@@ -148,6 +157,13 @@ function M.resolve(opts)
   end
   if invalid then
     return nil, errors
+  end
+  for key in pairs(options.settings) do
+    if not vim.tbl_contains(M.server_setting_names, key) then
+      table.insert(errors, ("codet5: unknown server setting %q (ignored); the server takes %s"):format(
+        key, table.concat(M.server_setting_names, ", ")))
+      options.settings[key] = nil
+    end
   end
   if #options.cmd == 0 then
     table.insert(errors, "codet5: cmd must name the server executable")

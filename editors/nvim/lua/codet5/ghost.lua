@@ -12,6 +12,7 @@ local TRIGGER_INVOKED, TRIGGER_AUTOMATIC = 1, 2
 
 M.debounce_ms = 150
 M.auto_trigger = true
+M.request_on_insert_enter = true
 M.enabled = true
 
 ---@class codet5.Item
@@ -232,6 +233,16 @@ function M.attach(bufnr)
     buffer = bufnr,
     callback = function()
       on_change(bufnr)
+    end,
+  })
+  vim.api.nvim_create_autocmd("InsertEnter", {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      local s = buffers[bufnr]
+      if s and M.enabled and M.auto_trigger and M.request_on_insert_enter and changedtick(bufnr) ~= s.quiet_tick then
+        schedule(bufnr)
+      end
     end,
   })
   vim.api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, {

@@ -59,6 +59,7 @@ function M.setup(opts)
     engine = require("codet5.ghost")
     engine.debounce_ms = options.debounce_ms
     engine.auto_trigger = options.auto_trigger
+    engine.request_on_insert_enter = options.request_on_insert_enter
   end
   engine.set_enabled(options.settings.enabled ~= false)
   status.set_enabled(options.settings.enabled ~= false)
@@ -172,7 +173,21 @@ function M.docstring()
   end, bufnr)
 end
 
---- Show the model, its state and the typed-ahead cache counts (`codet5.status`).
+--- "; last without a suggestion: <why> (<reason>, <file>:<line>)" from a `codet5.status` reply, or "".
+---@param reply table
+---@return string
+function M.last_no_suggestion(reply)
+  local recent = reply.noSuggestion and reply.noSuggestion.recent or {}
+  local last = recent[#recent]
+  if not last then
+    return ""
+  end
+  local file = vim.fn.fnamemodify(vim.uri_to_fname(last.uri), ":t")
+  return ("; last without a suggestion: %s (%s, %s:%d)"):format(last.message, last.reason, file, last.position.line + 1)
+end
+
+--- Show the model, its state, the typed-ahead cache counts and why the last request got no
+--- suggestion (`codet5.status`).
 function M.status()
   local client = current_client()
   if not client then
@@ -185,8 +200,8 @@ function M.status()
     local model = reply.model ~= "" and ("%s on %s (%s)"):format(reply.model, reply.device, reply.computeType) or "no model"
     local message = (reply.message ~= "" and reply.message:lower() ~= reply.state) and (" (" .. reply.message .. ")") or ""
     local cache = reply.cache and ("; typed-ahead cache %d hits, %d misses"):format(reply.cache.hits, reply.cache.misses) or ""
-    vim.notify(("codet5: %s%s, %s%s; completions %s"):format(reply.state, message, model, cache, status.enabled and "on" or "off"),
-      vim.log.levels.INFO)
+    vim.notify(("codet5: %s%s, %s%s; completions %s%s"):format(reply.state, message, model, cache,
+      status.enabled and "on" or "off", M.last_no_suggestion(reply)), vim.log.levels.INFO)
   end, vim.api.nvim_get_current_buf())
 end
 
