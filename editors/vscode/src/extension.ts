@@ -7,7 +7,16 @@ import {
   State,
 } from "vscode-languageclient/node";
 import { ClientFactory, createClient } from "./client";
-import { ModelStatus, SERVER_COMMANDS, STATUS_NOTIFICATION, StatusReply, describeCommandError, describeStatus } from "./protocol";
+import {
+  ModelStatus,
+  NO_SUGGESTION_NOTIFICATION,
+  NoSuggestion,
+  SERVER_COMMANDS,
+  STATUS_NOTIFICATION,
+  StatusReply,
+  describeCommandError,
+  describeStatus,
+} from "./protocol";
 import {
   LAUNCH_SETTINGS,
   Launch,
@@ -195,6 +204,11 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
     client.onNotification(STATUS_NOTIFICATION, (status: ModelStatus) => {
       if (this.current?.client === client) {
         this.statusBar.setClient({ kind: "running", status });
+      }
+    });
+    client.onNotification(NO_SUGGESTION_NOTIFICATION, (event: NoSuggestion) => {
+      if (this.current?.client === client) {
+        this.statusBar.setNoSuggestion(event);
       }
     });
     client.onDidChangeState((event) => {

@@ -3,6 +3,8 @@
 import { ErrorCodes, ResponseError } from "vscode-languageserver-protocol";
 
 export const STATUS_NOTIFICATION = "codet5/status";
+/** Sent by the server each time a completion request gets no suggestion, with the reason. */
+export const NO_SUGGESTION_NOTIFICATION = "codet5/noSuggestion";
 
 /** The payload of `codet5/status` (and of the `codet5.status` command). */
 export interface ModelStatus {
@@ -11,6 +13,22 @@ export interface ModelStatus {
   message?: string;
   device?: string;
   computeType?: string;
+}
+
+/** Why a completion request got nothing (`codet5/noSuggestion`, and `codet5.status`'s recent ones). */
+export interface NoSuggestion {
+  /** A stable name from a closed set, e.g. "superseded", "language-disabled", "duplicates-suffix". */
+  reason: string;
+  /** One sentence for a person. */
+  message: string;
+  uri: string;
+  position: { line: number; character: number };
+}
+
+/** One line for a person: the message, the reason's name and where (1-based line). */
+export function describeNoSuggestion(event: NoSuggestion): string {
+  const file = event.uri.slice(event.uri.lastIndexOf("/") + 1);
+  return `${event.message} (${event.reason}, ${file}:${event.position.line + 1})`;
 }
 
 /** Server-side commands, sent as `workspace/executeCommand`. */
@@ -37,6 +55,8 @@ export function describeCommandError(command: string, error: unknown): string {
 export interface StatusReply extends ModelStatus {
   settings?: Record<string, unknown>;
   cache?: { hits: number; misses: number };
+  /** Empty answers of this session: counts per reason and the last few, newest last. */
+  noSuggestion?: { counts: Record<string, number>; recent: NoSuggestion[] };
 }
 
 /** One line for an information message. */
@@ -44,5 +64,7 @@ export function describeStatus(reply: StatusReply): string {
   const model = reply.model ? `${reply.model}${reply.device ? ` on ${reply.device}` : ""}${reply.computeType ? ` (${reply.computeType})` : ""}` : "no model";
   const cache = reply.cache ? `; typed-ahead cache ${reply.cache.hits} hits, ${reply.cache.misses} misses` : "";
   const message = reply.message && reply.message.toLowerCase() !== reply.state ? ` (${reply.message})` : "";
-  return `codet5-lsp: ${reply.state}${message}, ${model}${cache}`;
+  const last = reply.noSuggestion?.recent.at(-1);
+  const why = last ? `; last without a suggestion: ${describeNoSuggestion(last)}` : "";
+  return `codet5-lsp: ${reply.state}${message}, ${model}${cache}${why}`;
 }

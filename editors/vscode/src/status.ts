@@ -1,6 +1,6 @@
 // The model state shown in the status bar, from the server's `codet5/status` notifications.
 import * as vscode from "vscode";
-import { ModelStatus } from "./protocol";
+import { ModelStatus, NoSuggestion, describeNoSuggestion } from "./protocol";
 
 /** What the status bar item shows. */
 export interface StatusView {
@@ -12,8 +12,9 @@ export interface StatusView {
 /** Before the server has said anything, or after it failed to start. */
 export type ClientState = { kind: "starting" } | { kind: "failed"; message: string } | { kind: "running"; status: ModelStatus };
 
-export function renderStatus(client: ClientState, enabled: boolean): StatusView {
-  const click = enabled ? "Click to turn completions off." : "Click to turn completions on.";
+export function renderStatus(client: ClientState, enabled: boolean, lastNoSuggestion?: NoSuggestion): StatusView {
+  const why = lastNoSuggestion ? `Last request without a suggestion: ${describeNoSuggestion(lastNoSuggestion)}\n` : "";
+  const click = `${why}${enabled ? "Click to turn completions off." : "Click to turn completions on."}`;
   if (client.kind === "starting") {
     return { text: "$(loading~spin) codet5", tooltip: `codet5-lsp: starting the server\n${click}`, error: false };
   }
@@ -45,6 +46,7 @@ export function renderStatus(client: ClientState, enabled: boolean): StatusView 
 export class StatusBar implements vscode.Disposable {
   private client: ClientState = { kind: "starting" };
   private enabled = true;
+  private lastNoSuggestion: NoSuggestion | undefined;
 
   constructor(private readonly item: vscode.StatusBarItem, toggleCommand: string) {
     item.name = "codet5-lsp";
@@ -67,12 +69,18 @@ export class StatusBar implements vscode.Disposable {
     this.render();
   }
 
+  /** The server's reason for its latest empty answer, shown in the tooltip. */
+  setNoSuggestion(event: NoSuggestion): void {
+    this.lastNoSuggestion = event;
+    this.render();
+  }
+
   dispose(): void {
     this.item.dispose();
   }
 
   private render(): void {
-    const view = renderStatus(this.client, this.enabled);
+    const view = renderStatus(this.client, this.enabled, this.lastNoSuggestion);
     this.item.text = view.text;
     this.item.tooltip = view.tooltip;
     this.item.backgroundColor = view.error ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;

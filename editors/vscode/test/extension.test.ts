@@ -124,6 +124,20 @@ describe("with the real server over stdio", { skip: skipWithoutServer }, () => {
     assert.deepEqual([items![0].range.start.line, items![0].range.start.character], [1, end.character]);
   });
 
+  test("an empty answer's reason reaches the status bar tooltip and the status command", async () => {
+    const repeated = createDocument("/tmp/codet5-vscode-test/repeated.py", "python", "def add(a, b):\n    return a + b\n");
+    mock.open(repeated);
+    assert.deepEqual(await complete(repeated, new Position(1, 4)), []); // the model only retypes the rest of the line
+    await waitFor("the reason in the tooltip", () => /duplicates-suffix, repeated\.py:2\)/.test(statusBar().tooltip));
+    assert.match(statusBar().tooltip, /Last request without a suggestion: the suggestion only repeated the text after the cursor/);
+    const last = (await serverStatus(api)).noSuggestion?.recent.at(-1);
+    assert.deepEqual([last?.reason, last?.position], ["duplicates-suffix", { line: 1, character: 4 }]);
+    mock.messages.length = 0;
+    await mock.commands.get(COMMANDS.showStatus)!();
+    assert.match(mock.messages[0]?.message ?? "", /last without a suggestion: .*\(duplicates-suffix, repeated\.py:2\)$/);
+    mock.messages.length = 0;
+  });
+
   test("the completion-list fallback is not requested (it would cancel the inline request)", async () => {
     const provider = mock.providers.find((p) => p.kind === "completion")?.provider;
     assert.ok(provider, "the server advertises textDocument/completion");

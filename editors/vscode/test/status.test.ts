@@ -32,6 +32,14 @@ describe("renderStatus", () => {
     assert.match(failed.tooltip, /ENOENT/);
   });
 
+  test("the last reason for no suggestion is in the tooltip", () => {
+    const event = { reason: "language-disabled", message: "completions are off for this language", uri: "file:///w/notes.md", position: { line: 4, character: 0 } };
+    const view = renderStatus({ kind: "running", status: { state: "ready", ...model } }, true, event);
+    assert.equal(view.text, "$(check) codet5");
+    assert.match(view.tooltip, /Last request without a suggestion: completions are off for this language \(language-disabled, notes\.md:5\)\nClick/);
+    assert.doesNotMatch(renderStatus({ kind: "running", status: { state: "ready", ...model } }, true).tooltip, /Last request/);
+  });
+
   test("idle before any model is loaded", () => {
     assert.equal(renderStatus({ kind: "running", status: { state: "idle" } }, true).text, "$(circle-outline) codet5");
     assert.equal(renderStatus({ kind: "starting" }, true).text, "$(loading~spin) codet5");
@@ -73,5 +81,10 @@ describe("command messages", () => {
     const line = describeStatus({ state: "ready", message: "Ready", ...model, cache: { hits: 3, misses: 4 } });
     assert.equal(line, "codet5-lsp: ready, tiny on cpu (int8); typed-ahead cache 3 hits, 4 misses");
     assert.equal(describeStatus({ state: "loading", message: "converting" }), "codet5-lsp: loading (converting), no model");
+    const recent = [{ reason: "superseded", message: "a newer request cancelled this one", uri: "file:///w/a.py", position: { line: 0, character: 3 } }];
+    assert.equal(
+      describeStatus({ state: "ready", noSuggestion: { counts: { superseded: 1 }, recent } }),
+      "codet5-lsp: ready, no model; last without a suggestion: a newer request cancelled this one (superseded, a.py:1)",
+    );
   });
 });
