@@ -31,9 +31,7 @@ DEFAULT_PORT = 2087
 MODEL_DEFAULTS = {"model": "default", "device": "auto", "compute_type": "auto", "threads": 0, "summary_model": "",
                   "trust_remote_code": False}
 COMMON_DEFAULTS = {"offline": False, "verbose": False}
-# Options of the server alone (no subcommand): dest -> flag.
-SERVER_ONLY = {"stdio": "--stdio", "tcp": "--tcp", "host": "--host", "port": "--port", "allow_remote": "--allow-remote",
-               "token_file": "--token-file"}
+EVERY_COMMAND = ("command", "log_file")  # the other options before a subcommand are the server's alone
 
 
 class CliError(Exception):
@@ -109,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is not None:
-        given = [flag for dest, flag in SERVER_ONLY.items() if getattr(args, dest) != parser.get_default(dest)]
+        server_only = {dest: default for dest, default in vars(parser.parse_args([])).items() if dest not in EVERY_COMMAND}
+        given = [f"--{dest.replace('_', '-')}" for dest, default in server_only.items() if getattr(args, dest) != default]
         if args.command == "models":
             given += [f"--{dest.replace('_', '-')}" for dest in MODEL_DEFAULTS if hasattr(args, dest)]
         if given:
