@@ -139,6 +139,7 @@ class Connection(MessageLoop):
         super().dispatch(body)
         if self.initialized and not was_initialized:
             self.framer.max_body = self.limits.max_message_bytes
+            self.notes = LogBudget(log)  # its own budget from now on
             log.info("client %s connected", self.peer)
 
     def _carries_token(self, raw: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -98,7 +99,8 @@ async def run_demo(server_args: list[str]) -> int:
     def on_no_suggestion(params: object) -> None:
         pass  # an empty answer's reason is read from codet5.status, in order with the answer
 
-    await client.start_io(sys.executable, "-m", "lsp_server", *server_args)
+    # Isolated (-I) and from the temporary directory: nothing in the user's directory is imported.
+    await client.start_io(sys.executable, "-I", "-m", "lsp_server", *_absolute_paths(server_args), cwd=tempfile.gettempdir())
     await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
     client.initialized(types.InitializedParams())
     uri = Path("demo.py").absolute().as_uri()
@@ -132,6 +134,12 @@ async def run_demo(server_args: list[str]) -> int:
         client.exit(None)
         await client.stop()
     return 0
+
+
+def _absolute_paths(args: list[str]) -> list[str]:
+    """`args` with the model options that name an existing relative path made absolute (the server runs elsewhere)."""
+    return [str(Path(arg).absolute()) if previous in ("--model", "--summary-model") and arg and Path(arg).exists() else arg
+            for previous, arg in zip(["", *args], args)]
 
 
 def main(server_args: list[str]) -> int:

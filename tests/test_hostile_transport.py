@@ -11,14 +11,14 @@ exits with 1; a batch gets one error.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
-import os
 import re
 import socket
 import stat
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import psutil
@@ -478,3 +478,34 @@ async def test_a_token_file_others_can_read_is_warned_about_and_its_first_line_i
     finally:
         process.terminate()
         await process.wait()
+
+
+# -- subprocesses never import from the user's directory (issue 17, item 1) ---------------------
+def test_the_demo_runs_its_server_isolated_from_the_working_directory(tmp_path, tiny_models):
+    """`codet5-lsp demo` in a directory holding its own `lsp_server` and `inference` packages (what
+    a hostile repository could hold): the server it starts never imports them."""
+    marker = tmp_path / "imported-from-cwd"
+    work = tmp_path / "work"
+    for package in ("lsp_server", "inference", "pygls"):
+        (work / package).mkdir(parents=True)
+        (work / package / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write({package!r})\n")
+        (work / package / "__main__.py").write_text(f"open({str(marker)!r}, 'a').write({package!r})\n")
+    script = Path(sys.executable).with_name("codet5-lsp")
+    done = subprocess.run([str(script), "demo", "--model", str(tiny_models.llama_int8), "--threads", "1"], cwd=work,
+                          env=server_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert not marker.exists(), marker.read_text()
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_python_subprocesses_in_the_server_and_tools_run_isolated():
+    """Every `sys.executable` launch in lsp_server/ and quantize/ passes -I (no import from the
+    working directory, no PYTHON* variables)."""
+    repo = Path(__file__).resolve().parent.parent
+    launches = []
+    for path in [*repo.joinpath("lsp_server").rglob("*.py"), *repo.joinpath("quantize").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and any(isinstance(a, ast.Attribute) and ast.unparse(a) == "sys.executable" for a in node.args):
+                rest = [ast.unparse(a) for a in node.args]
+                launches.append((f"{path.relative_to(repo)}:{node.lineno}", rest[rest.index("sys.executable") + 1:][:1]))
+    assert launches, "the check found no launch at all"
+    assert [where for where, following in launches if following != ["'-I'"]] == []
