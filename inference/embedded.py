@@ -136,11 +136,12 @@ EMBEDDED_BUILDERS: dict[str, Callable[[Progress], Path]] = {
 
 def implied_summary_model(model_spec: str) -> str:
     """The summary model when none is set: the embedded summarizer where this package ships one and
-    `model_spec` is known not to summarize (a preset without summaries, or a remote model); else ""
-    (summaries come from the completion model itself)."""
+    `model_spec` is known not to summarize (a preset that neither is a summarizing encoder-decoder
+    nor has an instruct summary prompt, or a remote model); else "" (summaries come from the
+    completion model itself: no second model in memory)."""
     from inference.openai_backend import is_remote_spec
     from inference.presets import find_preset
 
     preset = find_preset(model_spec or "default")
-    cannot = is_remote_spec(model_spec) or (preset is not None and not preset.summarizes)
+    cannot = is_remote_spec(model_spec) or (preset is not None and not preset.summarizes and preset.summary_format is None)
     return SUMMARIZER_PRESET if cannot and SUMMARIZER_DELTA.is_file() else ""

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import ctranslate2
+from .runtime import ctranslate2
 
 from .convert import read_metadata
 from .healing import (
@@ -26,6 +26,7 @@ from .prompts import (
     SPAN_END,
     SPAN_SENTINEL,
     DecoderPrompt,
+    chat_summary_prompt,
     codet5_clm_prompt,
     codet5_span_prompt,
     fim_prompt,
@@ -217,16 +218,21 @@ class CodeModel:
 
     @property
     def can_summarize(self) -> bool:
-        return self.preset.summarizes and self.preset.architecture is Architecture.ENCODER_DECODER
+        if self.preset.architecture is Architecture.DECODER:
+            return self.preset.summary_format is not None
+        return self.preset.summarizes
 
     def count_tokens(self, text: str) -> int:
         """Number of model tokens in `text`."""
         return len(self.tokenizer.encode(text))
 
     def complete(
-        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None
+        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None,
+        max_context_tokens: int | None = None,
     ) -> TextStream:
         """Stream the code that continues `prefix` (and fits before `suffix`, if the model infills).
+
+        Prompt and output fit in `max_context_tokens` (default and upper bound: the model's window).
 
         The prompt is healed: it ends on a clean token boundary and only continuations that
         re-create the text cut from it are kept, so the stream's text always continues `prefix`
@@ -238,7 +244,7 @@ class CodeModel:
         healed = limit_cut(heal_prefix(prefix), lambda text: self.tokenizer.encode_with_offsets(text)[1])
         cut_tokens = len(self.tokenizer.encode(healed.cut)) + 1 if healed.cut else 0
         new_tokens = max_new_tokens + cut_tokens
-        budget = self.preset.max_context_tokens - new_tokens
+        budget = min(max_context_tokens or self.preset.max_context_tokens, self.preset.max_context_tokens) - new_tokens
         if suffix.strip() and self.preset.infill_format is not None:
             fmt = self.preset.infill_format
         if fmt is PromptFormat.CODET5_SPAN:  # the sentinel follows the prefix as in training: nothing to heal
@@ -297,9 +303,19 @@ class CodeModel:
         return []
 
     def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
-        """Stream a natural-language summary of `code` from the encoder-decoder."""
+        """Stream a natural-language summary of `code`: from the encoder-decoder (code in the
+        encoder), or from a decoder asked by its preset's instruction prompt, ending at the end of
+        its first line. CapabilityError if the model cannot summarize (or its tokenizer lacks the
+        prompt's special tokens)."""
         if not self.can_summarize:
             raise CapabilityError(f"{self.preset.name} does not summarize code")
+        if self.preset.architecture is Architecture.DECODER:
+            try:
+                prompt = chat_summary_prompt(self.tokenizer, code, self.preset.max_context_tokens - max_new_tokens)
+            except ValueError as exc:
+                raise CapabilityError(f"{self.preset.name} cannot summarize: {exc}") from exc
+            ids = self._engine.stream(prompt.ids, prompt.static_len, max_new_tokens, self._end_tokens)
+            return TextStream(ids, IncrementalDecoder(self.tokenizer, prompt.ids), stop=_line_ended)
         prompt = summary_prompt(self.tokenizer, code, self.preset.max_context_tokens)
         if self.summary_prefix:  # forced decoder text the model was trained to continue
             prefix = self.tokenizer.encode(self.summary_prefix)
@@ -307,3 +323,8 @@ class CodeModel:
         else:
             ids = self._engine.stream(prompt.source_ids, max_new_tokens, self._end_tokens)
         return TextStream(ids, IncrementalDecoder(self.tokenizer, []))
+
+
+def _line_ended(text: str) -> bool:
+    """Stop rule of a decoder's summary: a line break after some text (a one-line reply is done)."""
+    return "\n" in text.lstrip()

@@ -22,6 +22,12 @@ class PromptFormat(str, Enum):
     CODET5_SPAN = "codet5-span"  # CodeT5+ span infilling: prefix <extra_id_0> suffix in the encoder
 
 
+class SummaryFormat(str, Enum):
+    """How a decoder-only model is asked for a summary (encoder-decoders need none: code in, summary out)."""
+
+    CHAT = "chat"  # instruct model, ChatML turns (<|im_start|> ... <|im_end|>) with few-shot examples
+
+
 @dataclass(frozen=True)
 class FimTokens:
     """Special tokens of a fill-in-the-middle trained decoder."""
@@ -41,6 +47,7 @@ class Preset:
     completion_format: PromptFormat | None  # None: the model does not complete code
     infill_format: PromptFormat | None = None  # used when text follows the cursor
     summarizes: bool = False  # encoder-decoder summary (docstring) generation
+    summary_format: SummaryFormat | None = None  # decoder-only summaries by an instruction prompt
     licence: str = "unknown"
     description: str = ""
     add_bos: bool | None = None  # prepend BOS to decoder prompts; None: when the tokenizer's template does
@@ -70,6 +77,7 @@ PRESETS: dict[str, Preset] = {
                 "converted to CTranslate2 int8" + (" (the embedded default)" if size == "0.5b" else " (opt-in)"),
                 extra_end_tokens=_QWEN_END_TOKENS,
                 fim=_QWEN_FIM,
+                summary_format=SummaryFormat.CHAT,
                 max_context_tokens=2048,
                 embedded=True,
                 aliases=("default",) if size == "0.5b" else (),

@@ -99,3 +99,66 @@ def summary_prompt(tok: CodeTokenizer, code: str, budget: int) -> EncoderDecoder
     if len(ids) > budget:
         ids = ids[: budget - 1] + ids[-1:]
     return EncoderDecoderPrompt(source_ids=ids)
+
+
+CHAT_START, CHAT_END = "<|im_start|>", "<|im_end|>"
+SUMMARY_SYSTEM = (
+    "You write the first line of a docstring: one short sentence in the imperative mood that says "
+    "what the function does, without repeating its name."
+)
+# Few-shot turns (code, summary) that fix the style; written for this project, not from any test set.
+SUMMARY_SHOTS: tuple[tuple[str, str], ...] = (
+    ("def count_words(text):\n    return len(text.split())", "Return the number of words in text."),
+    (
+        "def save(self, path):\n    with open(path, \"w\") as f:\n        json.dump(self.data, f, indent=2)",
+        "Write the data to a file as indented JSON.",
+    ),
+    (
+        "function clampAll(values, lo, hi) {\n  return values.map(v => Math.min(hi, Math.max(lo, v)));\n}",
+        "Clamp every value to the range from lo to hi.",
+    ),
+)
+SUMMARY_CODE_TOKENS = 512  # at most this much of a function goes into an instruct summary prompt
+SUMMARY_CUT_MARK = "..."  # the line that replaces the end of a function cut to the budget
+
+
+def truncate_code(tok: CodeTokenizer, code: str, budget: int) -> str:
+    """`code` cut to at most about `budget` tokens: its start (the signature first), ending at a
+    line break when one is past the first line, and a SUMMARY_CUT_MARK line for what is left out."""
+    ids, offsets = tok.encode_with_offsets(code)
+    if len(ids) <= budget:
+        return code
+    end = offsets[max(0, budget - len(tok.encode("\n" + SUMMARY_CUT_MARK)) - 1)][1]  # room for the mark's line
+    line_end = code.rfind("\n", 0, end + 1)
+    first_line_end = code.find("\n")
+    cut = line_end if line_end > first_line_end >= 0 else end
+    return code[:cut].rstrip() + "\n" + SUMMARY_CUT_MARK
+
+
+def _chat_turn(role: str, text: str) -> str:
+    return f"{CHAT_START}{role}\n{text}{CHAT_END}\n"
+
+
+def chat_summary_prompt(tok: CodeTokenizer, code: str, budget: int) -> DecoderPrompt:
+    """Decoder-only summarization by a chat (ChatML) instruct model: a system message, the
+    SUMMARY_SHOTS as earlier turns, then the code (cut by `truncate_code` to SUMMARY_CODE_TOKENS, and
+    so that the whole prompt fits `budget`); the assistant's reply is the summary. The fixed part before the code is the static
+    (cacheable) part. ValueError when the tokenizer lacks the chat tokens."""
+    missing = [t for t in (CHAT_START, CHAT_END) if tok.token_id(t) is None]
+    if missing:
+        raise ValueError(f"the tokenizer lacks the chat tokens {missing}: instruct summaries are not possible")
+    head = _chat_turn("system", SUMMARY_SYSTEM) + "".join(
+        _chat_turn("user", _fenced(shot)) + _chat_turn("assistant", summary) for shot, summary in SUMMARY_SHOTS
+    )
+    head_ids = tok.encode(head)
+    code_budget = min(SUMMARY_CODE_TOKENS, budget - len(head_ids) - len(tok.encode(_last_turn(""))))
+    return DecoderPrompt(ids=head_ids + tok.encode(_last_turn(truncate_code(tok, code, code_budget))), static_len=len(head_ids))
+
+
+def _fenced(code: str) -> str:
+    return f"```\n{code}\n```"
+
+
+def _last_turn(code: str) -> str:
+    """The user's turn with `code` and the start of the assistant's reply."""
+    return _chat_turn("user", _fenced(code)) + f"{CHAT_START}assistant\n"
