@@ -271,7 +271,7 @@ def run_server(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet = args.command in ("demo", "complete", "models")  # their output is for a person, not a log
-    prepare_logging(args.log_file, args.verbose)
+    prepare_logging(args.log_file, args.verbose, quiet)
     allow_api_key_for(args.model)  # a server named on the command line may get the API key, one from settings not
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.CRITICAL if quiet else logging.INFO,

@@ -55,11 +55,11 @@ def _redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return record
 
 
-def prepare_logging(log_file: Path | None, verbose: bool) -> None:
+def prepare_logging(log_file: Path | None, verbose: bool, quiet: bool = False) -> None:
     """Before the log is configured: redaction on, the log file created (or narrowed) to mode 0600,
-    pygls's message dumps off unless `verbose`."""
+    pygls's message dumps off unless `verbose` (and everything of pygls's off when `quiet`)."""
     logging.setLogRecordFactory(_redacted_record)
-    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose else logging.CRITICAL if quiet else logging.WARNING)
     if log_file is None:
         return
     try:
