@@ -14,6 +14,7 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 
+from .convert import verify_model_bin
 from .healing import FirstTokenRejected, top_k
 from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
@@ -92,6 +93,7 @@ class DecoderEngine:
         max_cached_prompts: int,
     ) -> None:
         self.tokenizer = tokenizer
+        verify_model_bin(model_dir)
         self.generator = ctranslate2.Generator(
             str(model_dir), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
         )
@@ -200,6 +202,7 @@ class EncoderDecoderEngine:
 
     def __init__(self, model_dir: Path, tokenizer: CodeTokenizer, *, device: str, compute_type: str, threads: int) -> None:
         self.tokenizer = tokenizer
+        verify_model_bin(model_dir)
         self.translator = ctranslate2.Translator(
             str(model_dir), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
         )

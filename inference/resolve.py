@@ -14,8 +14,10 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from .cache import models_dir
-from .convert import FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, read_metadata
+from .cache import models_dir, remove_build_leftovers
+from .convert import (
+    FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, model_bin_intact, read_metadata,
+)
 from .embedded import EMBEDDED_BUILDERS
 from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
 
@@ -106,7 +108,7 @@ def _converted(src: Path, out: Path, preset: Preset, trust_remote_code: bool, pr
 
     A cached conversion in an older format is converted again (the source is at hand).
     """
-    if is_ct2_dir(out) and (read_metadata(out) or {}).get("format_version") == FORMAT_VERSION:
+    if is_ct2_dir(out) and model_bin_intact(out) and (read_metadata(out) or {}).get("format_version") == FORMAT_VERSION:
         return ResolvedModel(out, preset, Backend.CTRANSLATE2)
     try:
         convert_to_ct2(src, out, CACHE_QUANTIZATION, trust_remote_code=trust_remote_code, progress=progress)
@@ -161,7 +163,11 @@ def resolve_model(
     trust_remote_code: bool = False,
     progress: Progress | None = None,
 ) -> ResolvedModel:
-    """Find or build a runnable directory for `spec` (preset name, hub id or local path)."""
+    """Find or build a runnable directory for `spec` (preset name, hub id or local path).
+
+    Leftovers of builds that were killed are removed first; a cached conversion whose model.bin
+    fails its checksum is built again."""
+    remove_build_leftovers()
     spec = spec.strip() or "default"
     preset = find_preset(spec)
     if preset is None:
@@ -177,7 +183,7 @@ def resolve_model(
         return ResolvedModel(EMBEDDED_BUILDERS[preset.name](progress), preset, Backend.CTRANSLATE2)
     name = preset.name if preset else spec.replace("/", "--")
     cached = models_dir() / f"{name}-{CACHE_QUANTIZATION}"
-    if is_ct2_dir(cached):
+    if is_ct2_dir(cached) and model_bin_intact(cached):
         return ResolvedModel(cached, preset or describe_local(cached), Backend.CTRANSLATE2)
     snapshot = _hub_snapshot(preset.hub_id if preset and preset.hub_id else spec, local_files_only)
     if preset is None:

@@ -3,22 +3,25 @@ written as one CTranslate2 encoder-decoder (`TransformerSpec`).
 
 The delta (`inference/data/summarizer/delta.safetensors`, made by `python -m quantize.summarizer
 train` and `ship`) holds a shallow encoder and cross-attention blocks for some decoder layers; the
-embeddings, the 30 decoder layers and the output projection come from the SmolLM2 checkpoint that
-transformers dequantizes from the embedded GGUF. Decoder layers without a trained cross-attention
-block get one whose output projection is zero, so it adds nothing.
+embeddings, the 30 decoder layers and the output projection come from the SmolLM2 checkpoint: the
+embedded GGUF itself (dequantized with numpy, inference/gguf_ct2.py) or a Hugging Face directory.
+Decoder layers without a trained cross-attention block get one whose output projection is zero,
+so it adds nothing.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import atomic_directory
-from .convert import FORMAT_VERSION, METADATA_FILE, TOKENIZER_FILES
+from .cache import atomic_directory, building
+from .convert import FORMAT_VERSION, TOKENIZER_FILES, disk_full_hint, write_metadata
 
 SUMMARIZER_PRESET = "smollm2-135m-summarizer"
 # SmolLM2's: the decoder starts after a document boundary and ends with the tokenizer's EOS.
@@ -49,13 +52,54 @@ def _dequantized(delta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _read_checkpoint(hf_dir: Path) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class Checkpoint:
+    """The completion model's float32 weights (the training model's names), config and tokenizer."""
+
+    weights: dict[str, np.ndarray]
+    config: dict[str, Any]
+    vocabulary: list[str]
+    save_tokenizer: Callable[[Path], None]
+
+
+def _training_names(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """transformers' names -> the training model's (`model.layers.3.` -> `decoder.3.`)."""
+    renamed = {k.removeprefix("model."): v.astype(np.float32, copy=False) for k, v in tensors.items()}
+    return {("decoder." + k[len("layers."):] if k.startswith("layers.") else k): v for k, v in renamed.items()}
+
+
+def _hf_checkpoint(hf_dir: Path) -> Checkpoint:
+    from tokenizers import Tokenizer
+
     tensors: dict[str, np.ndarray] = {}
     for file in sorted(hf_dir.glob("*.safetensors")):
         tensors.update(_read_safetensors(file)[0])
-    # transformers' names -> the training model's (`model.layers.3.` -> `decoder.3.`)
-    renamed = {k.removeprefix("model."): v.astype(np.float32) for k, v in tensors.items()}
-    return {("decoder." + k[len("layers."):] if k.startswith("layers.") else k): v for k, v in renamed.items()}
+    tokenizer = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
+
+    def save_tokenizer(dest: Path) -> None:
+        for name in TOKENIZER_FILES:
+            if (hf_dir / name).is_file():
+                shutil.copy2(hf_dir / name, dest / name)
+
+    return Checkpoint(
+        _training_names(tensors), json.loads((hf_dir / "config.json").read_text(encoding="utf-8")),
+        [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size(with_added_tokens=True))], save_tokenizer,
+    )
+
+
+def _gguf_checkpoint(gguf_path: Path) -> Checkpoint:
+    from .gguf_ct2 import GGUFModel, hf_weights, read_tokenizer
+
+    model = GGUFModel(gguf_path)
+    tokenizer = read_tokenizer(model)
+    weights, config = hf_weights(model)
+    return Checkpoint(_training_names(weights), config, tokenizer.vocabulary, tokenizer.save)
+
+
+def read_checkpoint(source: Path) -> Checkpoint:
+    """The completion model from a GGUF file (llama, qwen2; numpy only) or a Hugging Face directory."""
+    source = Path(source)
+    return _gguf_checkpoint(source) if source.is_file() else _hf_checkpoint(source)
 
 
 def _attention(spec: Any, weights: dict[str, np.ndarray], prefix: str, norm: np.ndarray, cross: bool) -> None:
@@ -83,23 +127,16 @@ def _zero_cross(spec: Any, hidden: int, kv: int) -> None:
     spec.linear[2].weight = np.zeros((hidden, hidden), np.float32)
 
 
-def _vocabulary(hf_dir: Path) -> list[str]:
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
-    return [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size(with_added_tokens=True))]
-
-
-def build_spec(hf_dir: Path, delta: dict[str, np.ndarray], metadata: dict[str, str]) -> Any:
-    """The CTranslate2 `TransformerSpec` of the completion checkpoint in `hf_dir` plus the delta
-    (its tensors and its safetensors metadata)."""
+def build_spec(checkpoint: Checkpoint, delta: dict[str, np.ndarray], metadata: dict[str, str]) -> Any:
+    """The CTranslate2 `TransformerSpec` of the completion checkpoint plus the delta (its tensors and
+    its safetensors metadata)."""
     from ctranslate2.specs import common_spec, transformer_spec
 
-    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    config = checkpoint.config
     shape = json.loads(metadata["shape"])
-    weights = {**_read_checkpoint(hf_dir), **_dequantized(delta)}
+    weights = {**checkpoint.weights, **_dequantized(delta)}
     if config["hidden_size"] != shape["hidden"] or config["num_hidden_layers"] != shape["decoder_layers"]:
-        raise ValueError(f"the delta was trained for another model than {hf_dir}")
+        raise ValueError("the delta was trained for another model than the completion checkpoint given")
     common = dict(
         num_heads=shape["heads"], pre_norm=True, activation=common_spec.Activation.SWISH, ffn_glu=True, rms_norm=True,
         num_heads_kv=shape["kv_heads"], rotary_dim=0, rotary_interleave=False, rotary_base=shape["rope_base"],
@@ -129,27 +166,28 @@ def build_spec(hf_dir: Path, delta: dict[str, np.ndarray], metadata: dict[str, s
     spec.config.decoder_start_token = spec.config.bos_token = spec.config.unk_token = start
     spec.config.eos_token = end
     spec.config.layer_norm_epsilon = shape["norm_eps"]
-    vocabulary = _vocabulary(hf_dir)
-    spec.register_source_vocabulary(vocabulary)
-    spec.register_target_vocabulary(vocabulary)
+    spec.register_source_vocabulary(checkpoint.vocabulary)
+    spec.register_target_vocabulary(checkpoint.vocabulary)
     return spec
 
 
-def assemble_summarizer(hf_dir: Path, delta_path: Path, out: Path, quantization: str = "int8", *,
+def assemble_summarizer(source: Path, delta_path: Path, out: Path, quantization: str = "int8", *,
                         source_label: str = "", metadata: dict[str, Any] | None = None) -> Path:
-    """Write the summarizer as a CTranslate2 directory at `out` (atomically), with the tokenizer."""
+    """Write the summarizer as a CTranslate2 directory at `out` (atomically), with the tokenizer.
+
+    `source` is the completion model: a GGUF file (llama; read with numpy, no torch) or a Hugging
+    Face directory. A full disk raises CacheWriteError.
+    """
     delta, delta_metadata = _read_safetensors(delta_path)
-    spec = build_spec(hf_dir, delta, delta_metadata)
-    with atomic_directory(out) as tmp:
-        spec.validate()
-        spec.optimize(quantization=quantization)
-        spec.save(str(tmp))
-        for name in TOKENIZER_FILES:
-            if (hf_dir / name).is_file():
-                shutil.copy2(hf_dir / name, tmp / name)
-        recorded = {"format_version": FORMAT_VERSION, "preset": SUMMARIZER_PRESET, "quantization": quantization,
-                    "source": source_label or f"{hf_dir} + {delta_path}",
-                    "summary_prefix": delta_metadata.get("summary_prefix", ""),
-                    **(metadata or {})}
-        (tmp / METADATA_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
+    with building(out), disk_full_hint(out):
+        checkpoint = read_checkpoint(source)
+        spec = build_spec(checkpoint, delta, delta_metadata)
+        with atomic_directory(out) as tmp:
+            spec.validate()
+            spec.optimize(quantization=quantization)
+            spec.save(str(tmp))
+            checkpoint.save_tokenizer(tmp)
+            write_metadata(tmp, {"format_version": FORMAT_VERSION, "preset": SUMMARIZER_PRESET,
+                                 "quantization": quantization, "source": source_label or f"{source} + {delta_path}",
+                                 "summary_prefix": delta_metadata.get("summary_prefix", ""), **(metadata or {})})
     return out

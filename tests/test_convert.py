@@ -102,6 +102,8 @@ def test_convert_llama_is_self_contained(tiny_models, tmp_path, quantization):
         "format_version": 1,
         "architecture": "LlamaForCausalLM",
         "context_length": json.loads((tiny_models.llama_hf / "config.json").read_text())["max_position_embeddings"],
+        "model_bin": {"size": (out / "model.bin").stat().st_size, "sampled_sha256": metadata["model_bin"]["sampled_sha256"],
+                      "blocks": 33, "block_bytes": 65536},
     }
     # The tiny model memorized CORPUS: the converted model, loaded alone, continues it.
     assert _continues_corpus(out)
