@@ -20,7 +20,7 @@ from inference import CodeModel
 from inference.convert import convert_to_ct2
 from inference.embedded import WHEEL_ENV
 from inference.resolve import resolve_model
-from lsp_server.cli import build_parser
+from lsp_server.cli import build_parser, parse_args
 from lsp_server.config import Settings, parse_settings
 from lsp_server.daemon import TOKEN_ENV, check_bind_address
 from tests.lsp_harness import SERVER, RecordingClient, close, end_of, inline, open_document, server_env, start_daemon, stdio_client
@@ -179,7 +179,7 @@ async def test_stdio_server_ignores_a_token_in_the_options(tmp_path, tiny_models
 def test_trust_remote_code_is_off_by_default():
     assert Settings().trust_remote_code is False
     assert parse_settings({})[0].trust_remote_code is False
-    assert build_parser().parse_args([]).trust_remote_code is False
+    assert parse_args([]).trust_remote_code is False
     for function in (CodeModel.__init__, resolve_model, convert_to_ct2):
         assert inspect.signature(function).parameters["trust_remote_code"].default is False
 
