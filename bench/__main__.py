@@ -171,7 +171,7 @@ def run_summarization(args: argparse.Namespace) -> None:
     from . import summarization
 
     with LoadSampler() as load:
-        result = summarization.run(args.results, args.summarizer, limit=args.limit)
+        result = summarization.run(args.results, args.summarizer or summarization.SUMMARIZERS, limit=args.limit)
     result.update(command=_command(), load=load.summary())
     _save(args.results, "summarization", result)
 
@@ -241,10 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.add_argument("--limit", type=int, help="only the first N HumanEval tasks")
     fidelity.add_argument("--py150-limit", type=int, help="only the first N py150 samples")
 
-    from .summarization import SUMMARIZER
+    from .summarization import SUMMARIZERS
 
-    summarization = sub.add_parser("summarization", help="smoothed BLEU-4 of the embedded summarizer and a baseline")
-    summarization.add_argument("--summarizer", default=SUMMARIZER, help="summary model (default: the embedded summarizer)")
+    summarization = sub.add_parser("summarization", help="smoothed BLEU-4 of the summarizers and a baseline")
+    summarization.add_argument("--summarizer", action="append", help=f"a summary model, repeatable (default: {', '.join(SUMMARIZERS)})")
     summarization.add_argument("--limit", type=int, help="only the first N examples of each set")
 
     sub.add_parser("report", help="write bench/RESULTS.md and the plots from bench/results/")

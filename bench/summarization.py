@@ -1,24 +1,30 @@
-"""Code summarization quality: smoothed BLEU-4 (CodeXGLUE definition) of a summarizer and a baseline.
+"""Code summarization quality: smoothed BLEU-4 (CodeXGLUE definition) of summarizers and a baseline.
 
 Two test sets: the held-out split of the embedded summarizer's recipe (modules never seen in
 training; `build/summarizer/data/test.jsonl`, rebuilt by the recipe's data step if absent) and the
 head of the CodeXGLUE code-to-text Python test set (`../shared/eval/..._head130.jsonl`, read in
 place). The model sees each function's code without its docstring; CodeXGLUE's reference is its
 `docstring_tokens` joined by spaces. The baseline turns the function name into a sentence
-(`get_user_name` -> "Get user name."). Scores are means over examples with a seeded bootstrap 95%
-interval.
+(`get_user_name` -> "Get user name."). Several summary models run side by side (by default the
+embedded encoder-decoder summarizer and the default code model asked by its instruction prompt);
+each one's text is cut to its first sentence, as a hover shows it. Scores are means over examples
+with a seeded bootstrap 95% interval; each row also has the time of one summary with the model
+warm (p50/p95), which is a hover's latency.
 
 The metric is checked first against the CodeXGLUE evaluator's own sample (it must give
 9.554726113590661). `run(results_dir)` writes `summarization.json` there; `markdown(result)` is its
 RESULTS.md section. `python -m bench.summarization [--summarizer DIR] [--card MODEL_CARD.md]` prints
-the table (and replaces the scores section of the model card).
+the table (and replaces the scores section of the model card); `--summarizer` may be repeated, and
+`--sample N` scores a seeded random sample of N examples of each larger set.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
+import math
 import random
 import re
 import sys
@@ -32,7 +38,7 @@ from .bleu import bleu_of_pairs, corpus_bleu, read_id_file
 from .machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARIZER = "default-summarizer"
+SUMMARIZERS = ("default-summarizer", "default")
 HELD_OUT = ROOT / "build" / "summarizer" / "data"
 EVAL = ROOT.parent / "shared" / "eval"
 CODEXGLUE = EVAL / "codexglue_code2text_python_test_head130.jsonl"
@@ -47,6 +53,7 @@ PAPER_NOTE = (
     "CodeSearchNet Python test set (14,918 functions), after fine-tuning on its 251k training pairs."
 )
 BOOTSTRAP_ROUNDS = 1000
+SAMPLE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -116,18 +123,28 @@ def bootstrap_interval(scores: Sequence[float], seed: int = 0) -> tuple[float, f
     return means[int(0.025 * BOOTSTRAP_ROUNDS)], means[int(0.975 * BOOTSTRAP_ROUNDS) - 1]
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q` quantile (0..1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
+
+
 def score(examples: Sequence[Example], summarize: Callable[[Example], str]) -> dict[str, Any]:
-    """Mean smoothed BLEU-4 of `summarize` over `examples`, its 95% interval, and time per example."""
-    started = time.perf_counter()
-    predictions = [summarize(e) for e in examples]
-    seconds = time.perf_counter() - started
+    """Mean smoothed BLEU-4 of `summarize` over `examples`, its 95% interval, and the time of one
+    summary (mean, p50, p95)."""
+    predictions, times = [], []
+    for example in examples:
+        started = time.perf_counter()
+        predictions.append(summarize(example))
+        times.append(1000 * (time.perf_counter() - started))
     scores = bleu_of_pairs([e.reference for e in examples], predictions)
     low, high = bootstrap_interval(scores)
     return {
         "examples": len(examples),
         "bleu": sum(scores) / len(scores),
         "ci95": [low, high],
-        "ms_per_example": 1000 * seconds / len(examples),
+        "ms_per_example": sum(times) / len(times),
+        "latency_ms": {"p50": percentile(times, 0.5), "p95": percentile(times, 0.95)},
         "samples": [{"name": e.name, "reference": e.reference, "prediction": p} for e, p in list(zip(examples, predictions))[:5]],
     }
 
@@ -160,45 +177,83 @@ def no_repeat_summarizer(model: Any, ngram: int, cpu_threads: int) -> Callable[[
     return summarize
 
 
-def evaluate(summarizer: str, held_out_dir: Path, codexglue: Path, cpu_threads: int = 2, limit: int | None = None) -> dict[str, Any]:
-    """Scores of the summary model `summarizer` (a model spec) and the name baseline on both test
-    sets, with the metric's sample check. Where this installation ships no summarizer only the
-    baseline is scored."""
+def model_kind(model: Any) -> str:
+    """How a summarizing `CodeModel` writes summaries, for the table."""
+    if model.preset.architecture.value == "decoder":
+        return "decoder-only, instruct prompt"
+    return "encoder-decoder"
+
+
+def hover_text(model: Any, code: str) -> str:
+    """The summary a hover shows: the model's text cut to its first sentence, on one line."""
+    from lsp_server.docstring import first_sentence
+
+    return first_sentence(model.summarize(code).read())[0]
+
+
+def sample(examples: list[Example], size: int | None) -> list[Example]:
+    """A seeded random sample of `size` examples in their original order (all when `size` is None or larger)."""
+    if size is None or size >= len(examples):
+        return examples
+    keep = sorted(random.Random(SAMPLE_SEED).sample(range(len(examples)), size))
+    return [examples[i] for i in keep]
+
+
+def model_systems(summarizers: Sequence[str], cpu_threads: int) -> tuple[dict[str, Callable[[Example], str]], list[dict[str, str]]]:
+    """The systems of the summary models `summarizers` (model specs) that load here, and a
+    description of each model; models that are not installed are skipped with a message."""
     from inference import CodeModel
 
-    sample = official_sample_score()
-    print(f"bench: smoothed BLEU-4 on the CodeXGLUE evaluator sample: {sample!r}", file=sys.stderr, flush=True)
-    if abs(sample - OFFICIAL_SAMPLE_SCORE) > 1e-9:
-        raise RuntimeError(f"the BLEU implementation gives {sample} on the official sample, not {OFFICIAL_SAMPLE_SCORE}")
-
     systems: dict[str, Callable[[Example], str]] = {}
-    try:
-        model = CodeModel(summarizer, cpu_threads=cpu_threads)
-    except FileNotFoundError as exc:
-        model = None
-        print(f"bench: {exc}: scoring the baseline only", file=sys.stderr, flush=True)
-    if model is not None:
-        systems["embedded summarizer"] = lambda e: model.summarize(e.code).read().strip()
-        systems[f"embedded summarizer, no_repeat_ngram_size {NO_REPEAT_NGRAM}"] = no_repeat_summarizer(model, NO_REPEAT_NGRAM, cpu_threads)
+    models = []
+    for spec in summarizers:
+        try:
+            model = CodeModel(spec, cpu_threads=cpu_threads)
+        except FileNotFoundError as exc:
+            print(f"bench: {exc}: {spec} not scored", file=sys.stderr, flush=True)
+            continue
+        if not model.can_summarize:
+            raise ValueError(f"{spec} ({model.preset.name}) cannot summarize code")
+        label = f"{model.preset.name} ({model_kind(model)})"
+        systems[label] = functools.partial(lambda m, e: hover_text(m, e.code), model)
+        if model_kind(model) == "encoder-decoder":
+            systems[f"{label}, no_repeat_ngram_size {NO_REPEAT_NGRAM}"] = no_repeat_summarizer(model, NO_REPEAT_NGRAM, cpu_threads)
+        models.append({"spec": spec, "preset": model.preset.name, "kind": model_kind(model), "path": str(model.path),
+                       "compute_type": model.compute_type})
+    return systems, models
+
+
+def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cpu_threads: int = 2,
+             limit: int | None = None, size: int | None = None) -> dict[str, Any]:
+    """Scores of the summary models `summarizers` (model specs) and the name baseline on both test
+    sets (the first `limit` examples, or a seeded sample of `size`), with the metric's sample
+    check. Models this installation lacks are left out (the baseline is always scored)."""
+    sample_score = official_sample_score()
+    print(f"bench: smoothed BLEU-4 on the CodeXGLUE evaluator sample: {sample_score!r}", file=sys.stderr, flush=True)
+    if abs(sample_score - OFFICIAL_SAMPLE_SCORE) > 1e-9:
+        raise RuntimeError(f"the BLEU implementation gives {sample_score} on the official sample, not {OFFICIAL_SAMPLE_SCORE}")
+
+    systems, models = model_systems(summarizers, cpu_threads)
     systems["baseline: function name"] = lambda e: name_sentence(e.name)
     sets = {
-        "held-out modules (recipe test split)": held_out_examples(held_out_dir)[:limit],
-        "CodeXGLUE code-to-text Python, first 130": codexglue_examples(codexglue)[:limit],
+        "held-out modules (recipe test split)": sample(held_out_examples(held_out_dir)[:limit], size),
+        "CodeXGLUE code-to-text Python, first 130": sample(codexglue_examples(codexglue)[:limit], size),
     }
     rows = []
     for set_name, examples in sets.items():
         for system, summarize in systems.items():
             print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
+            summarize(examples[0])  # warm: the rows time hovers on a loaded model
             rows.append({"test_set": set_name, "system": system, **score(examples, summarize)})
-    return {"model": str(model.path) if model else None, "official_sample": sample,
-            "decoding": f"greedy, CTranslate2 int8 weights, {model.compute_type if model else 'no'} compute, {cpu_threads} threads",
+    return {"models": models, "official_sample": sample_score,
+            "decoding": f"greedy, CTranslate2 int8 weights and compute, {cpu_threads} threads",
             "rows": rows, "note": PAPER_NOTE}
 
 
-def run(results_dir: Path, summarizer: str = SUMMARIZER, limit: int | None = None) -> dict[str, Any]:
-    """Evaluate the summarizer and the baseline; write `results_dir/summarization.json`."""
+def run(results_dir: Path, summarizers: Sequence[str] = SUMMARIZERS, limit: int | None = None, size: int | None = None) -> dict[str, Any]:
+    """Evaluate the summarizers and the baseline; write `results_dir/summarization.json`."""
     machine = machine_info()
-    result = {**evaluate(summarizer, HELD_OUT, CODEXGLUE, limit=limit), "machine": machine}
+    result = {**evaluate(summarizers, HELD_OUT, CODEXGLUE, limit=limit, size=size), "machine": machine}
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{RESULT_NAME}.json"
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -209,12 +264,14 @@ def run(results_dir: Path, summarizer: str = SUMMARIZER, limit: int | None = Non
 def table(result: dict[str, Any]) -> str:
     """The markdown table of a result, the metric's check on the official sample and the paper's reference point."""
     lines = [
-        "| test set | system | examples | smoothed BLEU-4 | 95% CI |",
-        "|---|---|---:|---:|---|",
+        "| test set | system | examples | smoothed BLEU-4 | 95% CI | hover p50 / p95 ms |",
+        "|---|---|---:|---:|---|---:|",
     ]
     for row in result["rows"]:
         low, high = row["ci95"]
-        lines.append(f"| {row['test_set']} | {row['system']} | {row['examples']} | {row['bleu']:.2f} | {low:.2f}-{high:.2f} |")
+        latency = row.get("latency_ms")
+        timing = f"{latency['p50']:,.0f} / {latency['p95']:,.0f}" if latency and not row["system"].startswith("baseline") else ""
+        lines.append(f"| {row['test_set']} | {row['system']} | {row['examples']} | {row['bleu']:.2f} | {low:.2f}-{high:.2f} | {timing} |")
     check = (f"Metric check on the CodeXGLUE evaluator's sample: {result['official_sample']!r} "
              f"(the official script: {OFFICIAL_SAMPLE_SCORE!r}).")
     return "\n".join(lines) + "\n\n" + check + " " + result["note"] + "\n"
@@ -222,16 +279,17 @@ def table(result: dict[str, Any]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """The RESULTS.md section of a `run` result: the table, the metric check and a few predictions."""
+    first_set = result["rows"][0]["test_set"]
     examples = "\n".join(
         f"- {r['system']}, `{s['name']}`: {s['prediction']!r} (reference: {s['reference']!r})"
-        for r in [r for r in result["rows"] if r["test_set"] == result["rows"][0]["test_set"]][:2] for s in r["samples"][:3]
+        for r in result["rows"] if r["test_set"] == first_set and "no_repeat" not in r["system"] for s in r["samples"][:3]
     )
     machine = result.get("machine", {})
-    model = f"`{Path(result['model']).name}` ({result['decoding']})" if result["model"] else "no embedded summarizer (none is shipped)"
+    models = ", ".join(f"`{Path(m['path']).name}` ({m['kind']})" for m in result["models"]) or "no summary model (none is installed)"
     return (
         "## Docstring summaries\n\n"
-        f"Smoothed BLEU-4 (CodeXGLUE code-to-text definition) of {model} and of a baseline that turns the function name "
-        f"into a sentence, with 95% bootstrap intervals. Commit {machine.get('commit', 'unknown')}, "
+        f"Smoothed BLEU-4 (CodeXGLUE code-to-text definition) of {models}, {result['decoding']}, and of a baseline that "
+        f"turns the function name into a sentence, with 95% bootstrap intervals. Commit {machine.get('commit', 'unknown')}, "
         f"{machine.get('date', '')}.\n\n" + table(result) + "\nFirst held-out predictions:\n\n" + examples + "\n"
     )
 
@@ -244,16 +302,18 @@ def write_into_card(card: Path, text: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--summarizer", default=SUMMARIZER, help="summary model (default: the embedded summarizer)")
+    parser.add_argument("--summarizer", action="append", help="a summary model; repeat for several "
+                        f"(default: {', '.join(SUMMARIZERS)})")
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="the recipe's data directory (test.jsonl)")
     parser.add_argument("--codexglue", type=Path, default=CODEXGLUE, help="CodeXGLUE code-to-text jsonl")
     parser.add_argument("--limit", type=int, help="only the first N examples of each set")
+    parser.add_argument("--sample", type=int, help="a seeded random sample of N examples of each larger set")
     parser.add_argument("--card", type=Path, help="also write the table into this model card's scores section")
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run with parsed `add_arguments` options; print the table (and write it into the card)."""
-    result = evaluate(args.summarizer, args.held_out, args.codexglue, limit=args.limit)
+    result = evaluate(args.summarizer or SUMMARIZERS, args.held_out, args.codexglue, limit=args.limit, size=args.sample)
     text = table(result)
     print(text)
     if args.card:

@@ -75,7 +75,8 @@ def test_bench_checks_the_metric_on_the_official_sample() -> None:
 def test_markdown_section_has_every_row_the_check_and_predictions() -> None:
     row = {"examples": 2, "bleu": 12.345, "ci95": [10.0, 14.5], "samples": [{"name": "add", "reference": "Add two numbers.", "prediction": "Add a and b."}]}
     result = {
-        "model": "/x/summarizer", "official_sample": 9.554726113590661, "decoding": "greedy", "note": "Paper: 20.16.",
+        "models": [{"path": "/x/summarizer", "kind": "encoder-decoder"}], "official_sample": 9.554726113590661,
+        "decoding": "greedy", "note": "Paper: 20.16.",
         "rows": [{"test_set": "held-out", "system": "embedded summarizer", **row}, {"test_set": "held-out", "system": "baseline: function name", **row, "bleu": 3.0}],
     }
     text = markdown(result)

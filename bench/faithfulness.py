@@ -1,0 +1,91 @@
+"""Faithfulness audit: summaries of functions nobody here wrote, for a person to judge.
+
+Samples `--count` functions without a docstring from the Python files under `--root` (by default
+Debian's Python 3.11 standard library, tests left out), with a fixed seed, and writes each one's
+code and the summary of every `--summarizer` (as a hover shows it) to a JSON file. The verdicts
+(right / vague / wrong against the code) are a person's, recorded in bench/RESULTS.md.
+
+`python -m bench.faithfulness --out audit.json [--summarizer default] [--summarizer default-summarizer]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import random
+import textwrap
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .summarization import hover_text
+
+ROOT = Path("/usr/lib/python3.11")
+SEED = 14
+COUNT = 30
+MIN_LINES, MAX_LINES = 4, 40  # what a hover usually meets: not a one-liner, not a whole module's worth
+_SKIPPED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3"})
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function without a docstring: where it is and its dedented source."""
+
+    module: str
+    name: str
+    line: int
+    code: str
+
+
+def functions_without_docstrings(root: Path) -> list[Function]:
+    """Every function or method of MIN_LINES..MAX_LINES lines without a docstring under `root`, in path order."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if set(relative.parts[:-1]) & _SKIPPED_DIRS or relative.name.startswith("test"):
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        module = ".".join(relative.with_suffix("").parts)
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or ast.get_docstring(node) is not None:
+                continue
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            segment = ast.get_source_segment(source, node, padded=True)
+            if MIN_LINES <= lines <= MAX_LINES and segment:
+                found.append(Function(module, node.name, node.lineno, textwrap.dedent(segment)))
+    return sorted(found, key=lambda f: (f.module, f.line))
+
+
+def sample_functions(root: Path = ROOT, count: int = COUNT, seed: int = SEED) -> list[Function]:
+    """`count` functions drawn by `seed` from `functions_without_docstrings(root)`, in path order."""
+    candidates = functions_without_docstrings(root)
+    keep = sorted(random.Random(seed).sample(range(len(candidates)), count))
+    return [candidates[i] for i in keep]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.faithfulness", description=__doc__)
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--count", type=int, default=COUNT)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--summarizer", action="append", help="a summary model, repeatable (default: default)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    args = parser.parse_args(argv)
+    from inference import CodeModel
+
+    functions = sample_functions(args.root, args.count, args.seed)
+    models = {spec: CodeModel(spec, cpu_threads=2) for spec in args.summarizer or ["default"]}
+    records = [{**asdict(f), "summaries": {spec: hover_text(m, f.code) for spec, m in models.items()}} for f in functions]
+    args.out.write_text(json.dumps({"root": str(args.root), "seed": args.seed, "functions": records}, indent=1) + "\n", encoding="utf-8")
+    for record in records:
+        print(f"{record['module']}.{record['name']}:{record['line']}: {record['summaries']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
