@@ -377,3 +377,23 @@ def test_full_disk_gives_the_hint(files, tmp_path, monkeypatch, stage):
     assert f"cannot write the converted model to {out.parent}: No space left on device. Free some space" in message
     assert CACHE_ENV in message and "Errno" not in message
     assert not out.exists() and list(out.parent.iterdir()) == []  # nothing half-written
+
+
+def test_next_start_removes_leftovers(files, cache_dir):
+    from inference.resolve import resolve_model
+
+    model = convert_gguf_to_ct2(files["qwen2"], cache_dir / "qwen2-int8", "int8")
+    leftover = _leftover(cache_dir, ".qwen2.5-coder-0.5b-build-killed")
+    assert resolve_model(str(model)).path == model
+    assert not leftover.exists() and model.is_dir()
+
+
+@needs_hf
+def test_corrupted_cached_conversion_is_built_again(tiny_models, cache_dir):
+    from inference.resolve import resolve_model
+
+    first = resolve_model(str(tiny_models.llama_hf)).path
+    _corrupt(first / "model.bin", (first / "model.bin").stat().st_size // 2)
+    assert not model_bin_intact(first)
+    again = resolve_model(str(tiny_models.llama_hf)).path
+    assert again == first and model_bin_intact(again)
