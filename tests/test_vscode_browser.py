@@ -66,8 +66,10 @@ def server_args(tiny_models) -> list[str]:
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
+    """The server's caches, and code-server's data and config folders, all under tmp_path."""
     env = dict(os.environ)
-    env.update({"CODET5_LSP_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    env.update({"CODET5_LSP_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
+                "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")})
     return env
 
 
@@ -112,8 +114,8 @@ def code_server(tmp_path: Path, vsix: Path, tiny_models) -> Iterator[tuple[str, 
         "extensions.autoCheckUpdates": False,
         "extensions.autoUpdate": False,
         "codet5.server.path": str(SERVER),
-        "codet5.server.args": server_args(tiny_models),
-        "codet5.trace.server": "messages",  # the extension's log then shows each request, for a failure's report
+        # -v: the server's debug log (each request, each reason for no suggestion) goes to the extension's log.
+        "codet5.server.args": [*server_args(tiny_models), "-v"],
     }
     (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
     config = tmp_path / "code-server.yaml"

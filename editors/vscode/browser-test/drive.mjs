@@ -81,7 +81,7 @@ async function runCommand(page, title) {
 async function settledText(page, what, pattern) {
   await waitFor(page, what, (selector, source) => new RegExp(source).test(editorText(selector)), EDITOR, pattern);
   let previous = await page.evaluate(editorText, EDITOR);
-  for (;;) {
+  for (const deadline = Date.now() + STEP_TIMEOUT_MS; Date.now() < deadline; ) {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const text = await page.evaluate(editorText, EDITOR);
     if (text === previous) {
@@ -89,6 +89,7 @@ async function settledText(page, what, pattern) {
     }
     previous = text;
   }
+  throw new Error(`${what} kept changing for ${STEP_TIMEOUT_MS / 1000} s`);
 }
 
 async function main() {
