@@ -41,7 +41,7 @@ def _model(name: str):
 
 
 def run_replay(args: argparse.Namespace) -> None:
-    from lsp_server.config import Settings
+    from inference.completion.options import CompletionOptions
 
     from . import replay, stages
 
@@ -67,10 +67,10 @@ def run_replay(args: argparse.Namespace) -> None:
               f"peak RSS {result['rss_peak_mb']} MB", file=sys.stderr, flush=True)
         if args.profile_every:
             model = _model(args.model)
-            settings = Settings(context_tokens=args.context_tokens, completion_mode="line")
+            options = CompletionOptions(context_tokens=args.context_tokens, mode="line")
             completed = frozenset(r["index"] for r in result["requests"] if r["outcome"] != "superseded" and not r["cache_hit"])
             with LoadSampler() as load:
-                times = stages.profile_scenario(model, scenario, settings, every=args.profile_every, also=completed)
+                times = stages.profile_scenario(model, scenario, options, every=args.profile_every, also=completed)
             result["stages"] = {"every": args.profile_every, "load": load.summary(), "summary": stages.summarize(times),
                                 "queueing": stages.queueing(result["requests"], times), "times": [asdict(t) for t in times]}
             del model
@@ -78,7 +78,7 @@ def run_replay(args: argparse.Namespace) -> None:
 
 
 def run_humaneval(args: argparse.Namespace) -> None:
-    from lsp_server.config import Settings
+    from inference.completion.options import CompletionOptions
 
     from . import humaneval
 
@@ -91,11 +91,10 @@ def run_humaneval(args: argparse.Namespace) -> None:
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     print(f"bench: HumanEval single-line infilling, {len(tasks)} tasks, paths {paths}", file=sys.stderr, flush=True)
     model = _model(args.model)
-    settings = Settings(model=args.model, context_tokens=args.context_tokens, completion_mode=args.mode,
-                        local_files_only=True)
+    options = CompletionOptions(context_tokens=args.context_tokens, mode=args.mode)
     machine = machine_info()
     with LoadSampler() as load:
-        result = humaneval.run(tasks, model, paths, settings=settings, timeout_s=args.timeout, jobs=args.jobs)
+        result = humaneval.run(tasks, model, paths, options=options, timeout_s=args.timeout, jobs=args.jobs)
     result.update(command=_command(), machine=machine, load=load.summary(), model=args.model,
                   data=str(Path(args.data).resolve()))
     for path, summary in result["summary"].items():
@@ -141,17 +140,17 @@ def run_load(args: argparse.Namespace) -> None:
 
 
 def run_py150(args: argparse.Namespace) -> None:
-    from lsp_server.config import Settings
+    from inference.completion.options import CompletionOptions
 
     from . import codexglue_line
 
     failing = codexglue_line.check_official()
     if failing:
         raise SystemExit("bench: the CodeXGLUE evaluator does not reproduce the official samples: " + "; ".join(failing))
-    settings = Settings(model=args.model, context_tokens=args.context_tokens, local_files_only=True)
+    options = CompletionOptions(context_tokens=args.context_tokens)
     machine = machine_info()
     with LoadSampler() as load:
-        result = codexglue_line.run(_model(args.model), limit=args.limit, settings=settings, results=args.results)
+        result = codexglue_line.run(_model(args.model), limit=args.limit, options=options, results=args.results)
     result.update(command=_command(), machine=machine, load=load.summary(), model=args.model)
     _save(args.results, "codexglue-line", result)
 

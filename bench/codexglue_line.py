@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inference import CodeModel
-from lsp_server.completion import CompletionPipeline
-from lsp_server.config import Settings
-from lsp_server.model_host import ModelHost
-from lsp_server.typeahead import TypeaheadCache
+from inference.completion.options import CompletionOptions
+from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
+from inference.completion.typeahead import TypeaheadCache
 
 from .humaneval import first_line
 from .metrics import fuzz_ratio
@@ -396,17 +395,14 @@ class Prediction:
 class Runner:
     """Completes samples by the bare engine and by the server's pipeline with one model."""
 
-    def __init__(self, model: CodeModel, settings: Settings) -> None:
+    def __init__(self, model: CodeModel, options: CompletionOptions) -> None:
         self.model = model
-        self.settings = settings
-        self.host = ModelHost(lambda _settings, _progress: model)
-        self.host.ensure(settings)
-        self.pipeline = CompletionPipeline(self.host, TypeaheadCache())
+        self.options = options
+        self.pipeline = CompletionPipeline(TypeaheadCache())
         self.loop = asyncio.new_event_loop()
 
     def close(self) -> None:
         self.loop.close()
-        self.host.close()
 
     def predict(self, index: int, sample: Sample, path: str) -> Prediction:
         code, line_prefix = detokenize(sample.input)
@@ -416,8 +412,8 @@ class Runner:
             completion = engine_line(self.model, code)
         else:
             uri = f"file:///codexglue/py150/{index}.py"
-            suggestion = self.loop.run_until_complete(self.pipeline.suggest(
-                uri, code, code.count("\n"), len(cursor_line), "python", self.settings))
+            request = CompletionRequest(uri, code, code.count("\n"), len(cursor_line), "python", self.options)
+            suggestion = self.loop.run_until_complete(self.pipeline.suggest(request, DirectWorker(self.model)))
             completion = first_line(suggestion.text) if suggestion is not None else ""
         latency = (time.perf_counter() - start) * 1000
         prediction = " ".join(predicted_tokens(line_prefix, cursor_line + completion))
@@ -465,14 +461,14 @@ def compare(first: list[Prediction], second: list[Prediction]) -> dict[str, obje
 
 
 def score(model: CodeModel, samples: list[Sample], paths: Iterable[str] = PATHS,
-          settings: Settings | None = None, progress_every: int = 25) -> dict[str, object]:
+          options: CompletionOptions | None = None, progress_every: int = 25) -> dict[str, object]:
     """Run every path on every sample (interleaved) and summarize; checks the evaluator first."""
     checks = check_official()
     paths = list(paths)
     if unknown := [p for p in paths if p not in PATHS]:
         raise ValueError(f"unknown paths {unknown}; choose from {PATHS}")
-    settings = settings or Settings()
-    runner = Runner(model, settings)
+    options = options or CompletionOptions()
+    runner = Runner(model, options)
     by_path: dict[str, list[Prediction]] = {p: [] for p in paths}
     started = time.perf_counter()
     try:
@@ -490,8 +486,8 @@ def score(model: CodeModel, samples: list[Sample], paths: Iterable[str] = PATHS,
         "evaluator_checks": checks,
         "samples": len(samples),
         "paths": paths,
-        "settings": {"context_tokens": settings.context_tokens, "max_new_tokens": settings.max_new_tokens,
-                     "completion_mode": settings.completion_mode, "engine_window_tokens": CONTEXT_TOKENS},
+        "settings": {"context_tokens": options.context_tokens, "max_new_tokens": options.max_new_tokens,
+                     "completion_mode": options.mode, "engine_window_tokens": CONTEXT_TOKENS},
         "seconds": round(time.perf_counter() - started, 1),
         "summary": {p: summarize(preds, gts) for p, preds in by_path.items()},
         "predictions": {p: [asdict(x) for x in preds] for p, preds in by_path.items()},
@@ -501,10 +497,10 @@ def score(model: CodeModel, samples: list[Sample], paths: Iterable[str] = PATHS,
     return result
 
 
-def run(model: CodeModel, *, paths: Iterable[str] = PATHS, limit: int | None = None, settings: Settings | None = None,
+def run(model: CodeModel, *, paths: Iterable[str] = PATHS, limit: int | None = None, options: CompletionOptions | None = None,
         results: Path = RESULTS, name: str = "codexglue-line") -> dict[str, object]:
     """Score `model` on the py150 sample and write `results/<name>.json`."""
-    result = score(model, load_answers(PY150_ANSWERS, limit), paths, settings)
+    result = score(model, load_answers(PY150_ANSWERS, limit), paths, options)
     result["data"] = str(PY150_ANSWERS)
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -8,8 +8,9 @@ Each task removes one line from a HumanEval solution. The paths that fill it:
   (`CodeModel.complete(prompt, suffix)`), for models that infill (FIM tokens, CodeT5+ spans).
 - ``server``: what an editor would send. The document is the task with the missing line
   emptied (``prompt + "\\n" + suffix``: its newline kept), the cursor at the start of that
-  empty line, and `CompletionPipeline.suggest` does the rest (context builder, healing, stop
-  rule, post-processing) with the server's default settings. ``server-indented`` puts the
+  empty line, and the server's own `CompletionPipeline` does the rest (context builder,
+  healing, stop rule, post-processing) with the server's default options, the model run in
+  the benchmark's thread. ``server-indented`` puts the
   missing line's indentation on that line first and the cursor after it.
 
 A completion passes when ``prompt + line + "\\n" + suffix + test + check(entry_point)`` exits
@@ -31,21 +32,10 @@ from pathlib import Path
 
 from inference import CodeModel
 from inference.presets import PromptFormat
-from lsp_server.completion import CompletionPipeline
-from lsp_server.config import Settings
-from lsp_server.context import build_context
-from lsp_server.model_host import ModelHost
-from lsp_server.postprocess import (
-    CompletionRequestText,
-    StopDetector,
-    balance_brackets,
-    drop_blank,
-    drop_repetition,
-    fix_indentation,
-    postprocess,
-    trim_suffix_overlap,
-)
-from lsp_server.typeahead import TypeaheadCache
+from inference.completion.options import CompletionOptions
+from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
+from inference.completion.trace import StageEvent
+from inference.completion.typeahead import TypeaheadCache
 
 from .execution import Outcome, run_program
 from .metrics import edit_similarity, exact_match, normalize_line
@@ -55,7 +45,6 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "Huma
 PATHS = ("engine", "engine-infill", "server", "server-indented")
 MAX_NEW_TOKENS = 48
 _LINE_DONE = re.compile(r"\S[^\n]*\n")
-POSTPROCESS_STAGES = (trim_suffix_overlap, balance_brackets, drop_repetition, fix_indentation, drop_blank)
 
 
 @dataclass(frozen=True)
@@ -157,17 +146,18 @@ class StageTrace:
     first_changing_stage: str | None = None  # the first post-processing stage that changed the text
 
 
-def trace_server(model: CodeModel, task: Task, view: EditorView, settings: Settings) -> StageTrace:
-    """Re-run the server path stage by stage (same public functions the pipeline uses)."""
-    context = build_context(view.text, view.line, view.character, "python", settings, model.count_tokens)
-    detector = StopDetector(context.request)
-    stream = model.complete(context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
-                            stop=lambda text: detector.feed(text) is not None)
-    text = stream.read()
-    cut = detector.feed(text)
-    raw = text if cut is None else text[:cut]
-    own = model.complete(context.prefix, context.suffix, max_new_tokens=MAX_NEW_TOKENS,
-                         stop=lambda t: _LINE_DONE.search(t) is not None)
+def trace_server(model: CodeModel, task: Task, view: EditorView, options: CompletionOptions) -> StageTrace:
+    """Re-run the server path with the pipeline's trace hook: what each stage produced."""
+    events: list[StageEvent] = []
+    request = CompletionRequest(f"file:///humaneval/{task.task_id}/trace.py", view.text, view.line, view.character,
+                                "python", options)
+    CompletionPipeline().complete(request, model, trace=events.append)
+    output = {event.stage: event.output for event in reversed(events)}  # each stage's first output
+    context, prompt = output["context"], output["prompt"]
+    raw = output.get("postprocess.stop", "")  # the model's text as the stop rule cut it
+    final = output.get("postprocess")
+    own = model.complete(prompt.prefix, prompt.suffix, max_new_tokens=MAX_NEW_TOKENS,
+                         max_context_tokens=prompt.context_tokens, stop=lambda t: _LINE_DONE.search(t) is not None)
     expected = task.prompt + view.typed
     shared = _common_suffix_length(context.prefix, expected)
     return StageTrace(
@@ -177,17 +167,18 @@ def trace_server(model: CodeModel, task: Task, view: EditorView, settings: Setti
         multiline=context.request.multiline,
         raw=raw,
         raw_unstopped_line=first_line(own.read()),
-        final=postprocess(raw, context.request),
-        first_changing_stage=first_changing_stage(raw, context.request),
+        final=final if isinstance(final, str) else None,
+        first_changing_stage=first_changing_stage(events),
     )
 
 
-def first_changing_stage(text: str, request: CompletionRequestText) -> str | None:
-    """Name of the first post-processing stage (in the pipeline's order) that changes `text`."""
-    for stage in POSTPROCESS_STAGES:
-        changed = stage(text, request)
-        if changed != text:
-            return stage.__name__
+def first_changing_stage(events: list[StageEvent]) -> str | None:
+    """Name of the first post-processing stage after the stop rule that changed the text (the
+    pipeline's trace of one completion)."""
+    steps = [e for e in events if e.stage.startswith("postprocess.")]
+    for before, after in zip(steps, steps[1:]):
+        if after.stage != "postprocess.stop" and after.output != before.output:
+            return after.stage.removeprefix("postprocess.")
     return None
 
 
@@ -201,21 +192,17 @@ def _common_suffix_length(a: str, b: str) -> int:
 class Runner:
     """Runs the paths on tasks with one model; executes programs in a one-worker pool."""
 
-    def __init__(self, model: CodeModel, settings: Settings, timeout_s: float, jobs: int) -> None:
+    def __init__(self, model: CodeModel, options: CompletionOptions, timeout_s: float, jobs: int) -> None:
         self.model = model
-        self.settings = settings
+        self.options = options
         self.timeout_s = timeout_s
-        host = ModelHost(lambda _settings, _progress: model)
-        host.ensure(settings)
-        self.host = host
-        self.pipeline = CompletionPipeline(host, TypeaheadCache())
+        self.pipeline = CompletionPipeline(TypeaheadCache())
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bench-exec")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self.loop.close()
-        self.host.close()
 
     def attempt(self, task: Task, path: str) -> tuple[Attempt, Future[Outcome]]:
         """Fill the task's line by `path`; the test program's outcome arrives in the future."""
@@ -227,9 +214,8 @@ class Runner:
         else:
             view = editor_view(task, indented=path == "server-indented")
             uri = f"file:///humaneval/{task.task_id}/{path}.py"
-            suggestion = self.loop.run_until_complete(
-                self.pipeline.suggest(uri, view.text, view.line, view.character, "python", self.settings)
-            )
+            request = CompletionRequest(uri, view.text, view.line, view.character, "python", self.options)
+            suggestion = self.loop.run_until_complete(self.pipeline.suggest(request, DirectWorker(self.model)))
             inserted = suggestion.text if suggestion is not None else ""
             line = view.typed + inserted
         latency = (time.perf_counter() - start) * 1000
@@ -301,7 +287,7 @@ def run(
     model: CodeModel,
     paths: Iterable[str] = ("engine", "server"),
     *,
-    settings: Settings | None = None,
+    options: CompletionOptions | None = None,
     timeout_s: float = 5.0,
     jobs: int = 1,
     progress_every: int = 25,
@@ -315,8 +301,8 @@ def run(
     if "engine-infill" in paths and not can_infill(model):
         raise ValueError(f"{model.preset.name} cannot infill (no FIM tokens or span infilling): "
                          "the engine-infill path needs a model that can")
-    settings = settings or Settings()
-    runner = Runner(model, settings, timeout_s, jobs)
+    options = options or CompletionOptions()
+    runner = Runner(model, options, timeout_s, jobs)
     by_path: dict[str, list[Attempt]] = {p: [] for p in paths}
     pending: list[tuple[Attempt, Future[Outcome]]] = []
     started = time.perf_counter()
@@ -333,14 +319,14 @@ def run(
                 _progress(i, len(tasks), by_path, started)
         for attempt, outcome in pending:
             _record(attempt, outcome.result())
-        traces = _trace_losses(model, tasks, by_path, settings, trace_limit)
+        traces = _trace_losses(model, tasks, by_path, options, trace_limit)
     finally:
         runner.close()
     result: dict[str, object] = {
         "tasks": len(tasks),
         "paths": paths,
-        "settings": {"context_tokens": settings.context_tokens, "max_new_tokens": settings.max_new_tokens,
-                     "completion_mode": settings.completion_mode},
+        "settings": {"context_tokens": options.context_tokens, "max_new_tokens": options.max_new_tokens,
+                     "completion_mode": options.mode},
         "timeout_s": timeout_s,
         "seconds": round(time.perf_counter() - started, 1),
         "summary": {p: summarize(a) for p, a in by_path.items()},
@@ -357,7 +343,7 @@ def _record(attempt: Attempt, outcome: Outcome) -> None:
 
 
 def _trace_losses(
-    model: CodeModel, tasks: list[Task], by_path: dict[str, list[Attempt]], settings: Settings, limit: int
+    model: CodeModel, tasks: list[Task], by_path: dict[str, list[Attempt]], options: CompletionOptions, limit: int
 ) -> list[dict[str, object]]:
     """Stage traces of the tasks the engine passes and a server path fails (at most `limit`)."""
     if "engine" not in by_path:
@@ -368,7 +354,7 @@ def _trace_losses(
             if len(traces) >= limit:
                 return traces
             if engine.passed and not server.passed:
-                trace = trace_server(model, task, editor_view(task, path == "server-indented"), settings)
+                trace = trace_server(model, task, editor_view(task, path == "server-indented"), options)
                 traces.append({"task_id": task.task_id, "path": path, "engine": engine.completion,
                                "server": server.completion,
                                "cause": loss_cause(trace, engine.completion), **asdict(trace)})

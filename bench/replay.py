@@ -34,7 +34,7 @@ import psutil
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from lsp_server.typeahead import TypeaheadCache
+from inference.completion.typeahead import TypeaheadCache
 
 from .stats import bootstrap_interval, median, p95, wilson_interval
 

@@ -1,9 +1,10 @@
-"""Where the time of one completion goes: the server's stages timed in-process.
+"""Where the time of one completion goes: the server's pipeline timed in-process.
 
-For a sequence of cursor positions (the states of a keystroke replay), run the same stages
-as `CompletionPipeline` (syntax analysis and context building, the healing step, the prompt
-forward pass, decoding, post-processing) and time each. The engine's two calls are timed by
-wrapping the CodeModel's engine object for the run (benchmark instrumentation only).
+For a sequence of cursor positions (the states of a keystroke replay), run the server's own
+`CompletionPipeline` and read each stage's time from its trace hook (syntax analysis, context
+building, post-processing). The generate stage is split further (the healing step, the prompt
+forward pass, decoding) by wrapping the CodeModel's engine object for the run (benchmark
+instrumentation only).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference import CodeModel
+from inference.completion.options import CompletionOptions
+from inference.completion.pipeline import CompletionPipeline, CompletionRequest
+from inference.completion.trace import StageEvent
 from inference.healing import heal_prefix, pick_healing_token
-from lsp_server.config import Settings
-from lsp_server.context import build_context
-from lsp_server.postprocess import StopDetector, postprocess
-from lsp_server.syntax import analyze_completion
 
 from .replay import Scenario, typing_states
 from .stats import mean, median, p95
@@ -42,7 +42,7 @@ class StageTimes:
     character: int
     prompt_tokens: int
     syntax_ms: float
-    context_ms: float  # build_context, syntax analysis included
+    context_ms: float  # the context stage, syntax analysis included
     healing_ms: float
     first_token_ms: float
     decode_ms: float
@@ -65,11 +65,11 @@ class _Instrumented:
     def __init__(self, engine: Any, cut: str, token_texts: list[str]) -> None:
         self.engine = engine
         self.clock = _EngineClock()
-        self._cut = cut
+        self.cut = cut  # the text healing cut from the prompt
         self._token_texts = token_texts
 
     def _fits(self, token: int) -> bool:
-        return pick_healing_token([token], self._cut, self._token_texts) is not None
+        return pick_healing_token([token], self.cut, self._token_texts) is not None
 
     def next_token_candidates(self, *args: Any) -> list[int]:
         start = time.perf_counter()
@@ -114,41 +114,37 @@ class _Instrumented:
         return getattr(self.engine, name)
 
 
-def time_completion(model: CodeModel, text: str, line: int, character: int, settings: Settings, index: int = 0) -> StageTimes:
-    """Run the pipeline's stages for the cursor at (line, character) of `text` and time them."""
+def time_completion(model: CodeModel, text: str, line: int, character: int, options: CompletionOptions,
+                    index: int = 0) -> StageTimes:
+    """Run the pipeline for the cursor at (line, character) of `text` and time its stages."""
     engine = model._engine  # instrumentation: the benchmark times the engine calls of this run
     resets = getattr(getattr(engine, "static_cache", None), "resets", 0)
-    started = time.perf_counter()
-    lines = text.splitlines(keepends=True)
-    region_start = max(0, line - 1500)
-    syntax_start = time.perf_counter()
-    analyze_completion("".join(lines[region_start: line + 1500]), "python", line - region_start, character)
-    syntax_ms = (time.perf_counter() - syntax_start) * 1000
-    context_start = time.perf_counter()
-    context = build_context(text, line, character, "python", settings, model.count_tokens)
-    context_ms = (time.perf_counter() - context_start) * 1000
-    detector = StopDetector(context.request)
-    timed = _Instrumented(engine, heal_prefix(context.prefix).cut, model.tokenizer.token_texts)
+    events: list[StageEvent] = []
+
+    def trace(event: StageEvent) -> None:
+        events.append(event)
+        if event.stage == "prompt":  # the engine's calls start now: time them
+            timed.cut = heal_prefix(event.output.prefix).cut
+
+    timed = _Instrumented(engine, "", model.tokenizer.token_texts)
     model._engine = timed
+    started = time.perf_counter()
     try:
-        stream = model.complete(context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
-                                stop=lambda t: detector.feed(t) is not None)
-        raw = stream.read()
+        suggestion = CompletionPipeline().complete(
+            CompletionRequest(f"file:///stages/{index}.py", text, line, character, "python", options), model, trace=trace)
     finally:
         model._engine = engine
-    post_start = time.perf_counter()
-    cut = detector.feed(raw)
-    final = postprocess(raw if cut is None else raw[:cut], context.request)
-    post_ms = (time.perf_counter() - post_start) * 1000
-    total_ms = (time.perf_counter() - started) * 1000 - syntax_ms  # the pipeline analyses once, inside build_context
+    total_ms = (time.perf_counter() - started) * 1000
+    ms = {event.stage: event.ms for event in events if not event.stage.startswith("postprocess.")}
+    prompt = next(event.output for event in events if event.stage == "prompt")
     clock = timed.clock
     return StageTimes(
-        index=index, line=line, character=character, prompt_tokens=model.count_tokens(context.prefix),
-        syntax_ms=round(syntax_ms, 2), context_ms=round(context_ms, 2), healing_ms=round(clock.healing_ms, 1),
+        index=index, line=line, character=character, prompt_tokens=model.count_tokens(prompt.prefix),
+        syntax_ms=round(ms["syntax"], 2), context_ms=round(ms["context"], 2), healing_ms=round(clock.healing_ms, 1),
         first_token_ms=round(clock.first_token_ms or 0.0, 1), decode_ms=round(clock.decode_ms, 1), tokens=clock.tokens,
-        postprocess_ms=round(post_ms, 2), total_ms=round(total_ms, 1),
+        postprocess_ms=round(ms["postprocess"], 2), total_ms=round(total_ms, 1),
         static_resets=getattr(getattr(engine, "static_cache", None), "resets", 0) - resets,
-        argmax_heals=clock.argmax_heals, suggestion=final or "",
+        argmax_heals=clock.argmax_heals, suggestion=suggestion.text if suggestion is not None else "",
     )
 
 
@@ -178,14 +174,14 @@ def summarize(times: list[StageTimes]) -> dict[str, dict[str, float]]:
 
 
 def profile_scenario(
-    model: CodeModel, scenario: Scenario, settings: Settings, every: int = 8, also: frozenset[int] = frozenset()
+    model: CodeModel, scenario: Scenario, options: CompletionOptions, every: int = 8, also: frozenset[int] = frozenset()
 ) -> list[StageTimes]:
     """Stage times after every `every`-th keystroke of a replay scenario, every Enter and the
     keystrokes in `also` (e.g. those whose request the replay saw completed), in typing order."""
     times = []
     for i, (text, line, character, kind) in enumerate(typing_states(scenario)):
         if kind == "enter" or i % every == 0 or i in also:
-            times.append(time_completion(model, text, line, character, settings, index=i))
+            times.append(time_completion(model, text, line, character, options, index=i))
     return times
 
 

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bleu import bleu_of_pairs, corpus_bleu, read_id_file
+from inference.summary.bleu import bleu_of_pairs, corpus_bleu
+
+from .bleu import read_id_file
 from .machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent

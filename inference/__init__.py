@@ -1,16 +1,36 @@
-"""Models only: engines, prompt formats, presets, resolution and conversion. No LSP here."""
+"""From document and cursor to suggestion or summary: engines, models, the completion and summary
+pipelines, syntax. No LSP here.
 
-import os
+Names are imported on first use (PEP 562), so `import inference.<module>` loads only what that
+module needs: the CTranslate2 runtime loads with `inference.runtime`, not with this package.
+"""
 
-# OpenMP threads that spin while idle starve the Python threads that feed CTranslate2 between
-# decoding steps: on this 2-core machine a one-line completion through the server took 15.8 s
-# with the default policy and 1.35 s with PASSIVE (measured with `codet5-lsp complete`). It must
-# be set before the runtime loads; a user's explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from __future__ import annotations
 
-from .embedded import implied_summary_model
-from .model import CapabilityError, CodeModel
-from .presets import PRESETS, Preset, find_preset
-from .stream import TextStream
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CapabilityError", "CodeModel", "PRESETS", "Preset", "TextStream", "find_preset", "implied_summary_model"]
+_EXPORTS = {
+    "CapabilityError": "model",
+    "CodeModel": "model",
+    "PRESETS": "presets",
+    "Preset": "presets",
+    "find_preset": "presets",
+    "TextStream": "stream",
+    "implied_summary_model": "embedded",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .embedded import implied_summary_model
+    from .model import CapabilityError, CodeModel
+    from .presets import PRESETS, Preset, find_preset
+    from .stream import TextStream
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inference' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ctranslate2
+from .runtime import ctranslate2
 
 
 class DeviceUnavailable(RuntimeError):

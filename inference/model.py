@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import ctranslate2
+from .runtime import ctranslate2
 
 from .convert import read_metadata
 from .healing import (
@@ -227,9 +227,12 @@ class CodeModel:
         return len(self.tokenizer.encode(text))
 
     def complete(
-        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None
+        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None,
+        max_context_tokens: int | None = None,
     ) -> TextStream:
         """Stream the code that continues `prefix` (and fits before `suffix`, if the model infills).
+
+        Prompt and output fit in `max_context_tokens` (default and upper bound: the model's window).
 
         The prompt is healed: it ends on a clean token boundary and only continuations that
         re-create the text cut from it are kept, so the stream's text always continues `prefix`
@@ -241,7 +244,7 @@ class CodeModel:
         healed = limit_cut(heal_prefix(prefix), lambda text: self.tokenizer.encode_with_offsets(text)[1])
         cut_tokens = len(self.tokenizer.encode(healed.cut)) + 1 if healed.cut else 0
         new_tokens = max_new_tokens + cut_tokens
-        budget = self.preset.max_context_tokens - new_tokens
+        budget = min(max_context_tokens or self.preset.max_context_tokens, self.preset.max_context_tokens) - new_tokens
         if suffix.strip() and self.preset.infill_format is not None:
             fmt = self.preset.infill_format
         if fmt is PromptFormat.CODET5_SPAN:  # the sentinel follows the prefix as in training: nothing to heal

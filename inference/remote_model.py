@@ -125,9 +125,12 @@ class RemoteCodeModel(CodeModel):
         return estimate_tokens(text)
 
     def complete(
-        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None
+        self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None,
+        max_context_tokens: int | None = None,
     ) -> TextStream:
         """Stream the server's code that continues `prefix` (`suffix` is not sent: left to right only).
+
+        The prefix is sent whole: `max_context_tokens` (the caller's budget) is met by the caller's window.
 
         The stream's text always continues `prefix` exactly (see the module's note on healing);
         closing it closes the connection. Nothing is sent until it is iterated.

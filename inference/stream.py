@@ -13,6 +13,10 @@ StopPredicate = Callable[[str], bool]
 _OPEN_STREAMS: weakref.WeakSet = weakref.WeakSet()
 
 
+class JobStopped(Exception):
+    """A generation job was asked to stop (superseded by a newer request) before it finished."""
+
+
 def close_open_streams() -> None:
     """Stop every stream still decoding (used before the runtime is torn down at exit)."""
     for stream in list(_OPEN_STREAMS):

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from inference import PRESETS, find_preset
+from inference.completion.no_suggestion import NoSuggestion
 from inference.openai_backend import allow_api_key_for
 
 from .config import COMPUTE_TYPES, DEVICES, Settings
@@ -21,7 +22,6 @@ from .logs import prepare_logging, redact
 from .documents import split_lines
 from .model_host import ModelHost, ModelUnavailable, load_code_model
 from .transport import add_limit_options, limits_from
-from .no_suggestion import NoSuggestion
 
 DEFAULT_PORT = 2087
 
@@ -150,9 +150,10 @@ def check_location(location: str, text: str, line: int, col: int) -> None:
 
 def run_complete(args: argparse.Namespace) -> int:
     """Complete at one location through the server's own pipeline and print the suggestion."""
-    from .completion import CompletionPipeline
-    from .syntax import language_for
-    from .typeahead import TypeaheadCache
+    from inference.completion.pipeline import CompletionPipeline, CompletionRequest
+    from inference.syntax import language_for
+
+    from .model_host import PRIORITY_COMPLETION, HostWorker
 
     path, line, col = parse_location(args.location)
     try:
@@ -163,11 +164,11 @@ def run_complete(args: argparse.Namespace) -> int:
     settings = replace(_settings(args), completion_mode=args.mode)
     host = ModelHost(lambda s, _: load_code_model(s, _progress))
     host.ensure(settings)
-    pipeline = CompletionPipeline(host, TypeaheadCache())
+    request = CompletionRequest(path.as_uri(), text, line, col, language_for(None, str(path)), settings.completion_options())
     reasons: list[NoSuggestion] = []
     try:
-        suggestion = asyncio.run(pipeline.suggest(
-            path.as_uri(), text, line, col, language_for(None, str(path)), settings, on_empty=reasons.append))
+        suggestion = asyncio.run(CompletionPipeline().suggest(
+            request, HostWorker(host, PRIORITY_COMPLETION), on_empty=reasons.append))
     except ModelUnavailable as exc:
         raise CliError(str(exc)) from exc
     finally:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from inference.completion.options import COMPLETION_MODES, CompletionOptions
 from inference.openai_backend import RemoteSpecError, is_remote_spec, parse_remote_spec
 
-COMPLETION_MODES = ("auto", "line", "block")
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")
 
@@ -40,6 +40,10 @@ class Settings:
 
     def language_enabled(self, language_id: str | None) -> bool:
         return self.enabled and (language_id or "") not in self.disabled_languages
+
+    def completion_options(self) -> CompletionOptions:
+        """The settings the completion pipeline reads."""
+        return CompletionOptions(self.context_tokens, self.max_new_tokens, self.completion_mode)
 
 
 # JSON (camelCase) key -> (field name, check returning an error message or None)

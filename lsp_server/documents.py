@@ -34,19 +34,14 @@ import numpy as np
 from lsprotocol import types
 from pygls.workspace import TextDocument, Workspace
 
+from inference.completion.lines import split_lines
+
 log = logging.getLogger(__name__)
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # str.splitlines breaks here, LSP does not
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LF, _CR = 10, 13
 RECENT_CHANGES = 64  # changes each document remembers, for a server edit to find itself among them
 MAX_REMEMBERED_CHARS = 65_536  # longer texts of a change are not remembered
-
-
-def split_lines(text: str) -> list[str]:
-    """The lines of `text` with their line breaks, split at `\\n`, `\\r\\n` and `\\r` only."""
-    return _LINE.findall(text) if _OTHER_BREAKS.search(text) else text.splitlines(keepends=True)
 
 
 def encodable(text: str) -> str:

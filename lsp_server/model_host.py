@@ -21,13 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from inference import CodeModel, implied_summary_model
+from inference.embedded import implied_summary_model
 from inference.memory import release_free_memory
 from inference.openai_backend import is_remote_spec
+from inference.stream import JobStopped
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    from inference.model import CodeModel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,9 +59,12 @@ class HostStatus:
     device: str = ""
     compute_type: str = ""
 
-
-class JobStopped(Exception):
-    """The job was asked to stop (superseded by a newer request) before it finished."""
+    def to_json(self) -> dict[str, str]:
+        """The `codet5/status` notification's params (and the start of `codet5.status`'s answer)."""
+        return {
+            "state": self.state.value, "model": self.model, "message": self.message,
+            "device": self.device, "computeType": self.compute_type,
+        }
 
 
 class ModelUnavailable(RuntimeError):
@@ -65,7 +72,7 @@ class ModelUnavailable(RuntimeError):
 
 
 Listener = Callable[[HostStatus], None]
-ModelFactory = Callable[[Settings, Callable[[str], None]], CodeModel]
+ModelFactory = Callable[[Settings, Callable[[str], None]], "CodeModel"]
 
 
 def load_code_model(settings: Settings, progress: Callable[[str], None]) -> CodeModel:
@@ -74,6 +81,8 @@ def load_code_model(settings: Settings, progress: Callable[[str], None]) -> Code
         from inference.devices import check_device  # loads the runtime: only when a model loads
 
         check_device(settings.device)
+    from inference.model import CodeModel  # loads the runtime: only when a model loads
+
     return CodeModel(
         settings.model,
         device=settings.device,
@@ -301,6 +310,20 @@ class ModelHost:
 
 def _failed(future: concurrent.futures.Future | None) -> bool:
     return future is not None and future.done() and future.exception() is not None
+
+
+class HostWorker:
+    """The completion pipeline's `Worker` on a host: the completion model, jobs at `priority`."""
+
+    def __init__(self, host: ModelHost, priority: int) -> None:
+        self.host = host
+        self.priority = priority
+
+    async def model(self) -> CodeModel:
+        return await self.host.ready()
+
+    async def run(self, job: Callable[[CodeModel, threading.Event], T]) -> T:
+        return await run_job(self.host, self.priority, job)
 
 
 async def run_job(

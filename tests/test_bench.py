@@ -140,12 +140,19 @@ def test_loss_cause_names_the_first_stage_that_departs():
 
 
 def test_first_changing_stage_names_the_post_processing_stage():
-    from lsp_server.postprocess import CompletionRequestText
+    from inference.completion.postprocess.chain import postprocess_explained
+    from inference.completion.request import CompletionRequestText
 
     request = CompletionRequestText(line_prefix="    x = f(a", prev_lines=["def g(a):"])
-    assert first_changing_stage(")) + 1", request) == "balance_brackets"
-    assert first_changing_stage(")", request) is None
-    assert first_changing_stage("   ", request) == "drop_blank"
+
+    def changing(raw: str) -> str | None:
+        events = []
+        postprocess_explained(raw, request, events.append)
+        return first_changing_stage(events)
+
+    assert changing(")) + 1") == "balance_brackets"
+    assert changing(")") is None
+    assert changing(")   ") == "drop_blank"
 
 
 # -- replay bookkeeping -------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.bleu import bleu_of_pairs, corpus_bleu, main, normalize, read_id_file, split_punctuation
+from bench.bleu import main, read_id_file
+from inference.summary.bleu import bleu_of_pairs, corpus_bleu, normalize, split_punctuation
 from bench.summarization import codexglue_examples, markdown, name_sentence, official_sample_score
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"

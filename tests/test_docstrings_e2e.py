@@ -16,7 +16,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
 
-from lsp_server.syntax import format_docstring, function_at
+from inference.syntax import format_docstring, function_at
 from tests.lsp_harness import SERVER, close, end_of, inline, server_env
 
 PY_URI = "file:///work/corpus.py"

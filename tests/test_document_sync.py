@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from lsprotocol import types
 
 from lsp_server.model_host import ModelHost
-from lsp_server.server import Codet5Server, create_server, cursor
+from lsp_server.positions import cursor
+from lsp_server.server import Codet5Server, create_server
 from tests.lsp_harness import end_of, inline, open_document, start_daemon, stdio_client
 
 EXAMPLES = int(os.environ.get("CODET5_SYNC_EXAMPLES", "120"))

@@ -16,7 +16,9 @@ from pygls.workspace import PositionCodec
 from lsp_server import documents
 from lsp_server.documents import LineIndex, LspTextDocument
 from lsp_server.model_host import ModelHost
-from lsp_server.server import MAX_DOCUMENT_CHARS, create_server, cursor
+from lsp_server.positions import cursor
+from lsp_server.server import create_server
+from lsp_server.session import MAX_DOCUMENT_CHARS
 from tests.test_document_sync import PIECES, PipeServer, apply, lsp_lines, offset_of, position_of, server_text
 
 HUGE = 5_000_000
@@ -162,7 +164,7 @@ def test_a_document_past_the_size_limit_still_syncs_and_gets_no_model_work(pipe_
 
 
 def test_long_lines_are_cut_for_the_model_around_the_cursor():
-    from lsp_server.completion import MAX_LINE_CHARS, clip_long_lines
+    from inference.completion.lines import MAX_LINE_CHARS, clip_long_lines
 
     long = "y" * (3 * MAX_LINE_CHARS)
     lines = ["a = 1\n", long + "\n", "b = 2\r\n", long]

@@ -13,8 +13,8 @@ from lsprotocol import types
 
 from lsp_server.docstring.hover import generated_markdown, own_doc_markdown, unsummarized_markdown
 from lsp_server.docstring.markdown import MAX_DOC_CHARS, doc_markdown
-from lsp_server.docstring.summaries import MAX_CODE_CHARS, code_to_summarize, has_words
-from lsp_server.syntax import function_at
+from inference.summary.summaries import MAX_CODE_CHARS, code_to_summarize, has_words
+from inference.syntax import function_at
 from tests.test_docstrings_e2e import editor, position_of
 
 NBSP = "\u00a0"

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-import lsp_server.server as server_module
+import lsp_server.session as session_module
 from lsp_server.model_host import PRIORITY_COMPLETION, ModelHost, load_code_model
-from lsp_server.no_suggestion import NoSuggestion, NoSuggestionLog
-from lsp_server.postprocess import CompletionRequestText, postprocess, postprocess_explained
+from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
+from inference.completion.postprocess.chain import postprocess, postprocess_explained
+from inference.completion.request import CompletionRequestText
 from lsp_server.server import create_server
 from tests.test_document_sync import PipeServer
 
@@ -166,7 +167,7 @@ def test_completions_off_end_to_end(ready_server):
 
 def test_a_document_too_large_end_to_end(ready_server, monkeypatch):
     served, _ = ready_server
-    monkeypatch.setattr(server_module, "MAX_DOCUMENT_CHARS", len(ADD) - 1)
+    monkeypatch.setattr(session_module, "MAX_DOCUMENT_CHARS", len(ADD) - 1)
     assert _reason_of_empty_answer(served, "file:///work/large.py", ADD, 1, 10) == "document-too-large"
 
 

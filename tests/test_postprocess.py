@@ -9,18 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsp_server.postprocess import (
-    CompletionRequestText,
-    StopDetector,
-    balance_brackets,
-    drop_blank,
-    drop_repetition,
-    fix_indentation,
-    postprocess,
-    trim_suffix_overlap,
-)
+from inference.completion.postprocess import chain
+from inference.completion.postprocess.balance_brackets import balance_brackets
+from inference.completion.postprocess.chain import postprocess
+from inference.completion.postprocess.drop_blank import drop_blank
+from inference.completion.postprocess.drop_repetition import drop_repetition
+from inference.completion.postprocess.fix_indentation import fix_indentation
+from inference.completion.postprocess.trim_suffix_overlap import trim_suffix_overlap
+from inference.completion.request import CompletionRequestText
+from inference.completion.stop import StopDetector
 
-GOLDEN = Path(__file__).parent / "golden" / "postprocess"
+GOLDEN = Path(chain.__file__).parent / "golden"
 STAGES = {
     "trim_suffix_overlap": trim_suffix_overlap,
     "balance_brackets": balance_brackets,

@@ -10,9 +10,10 @@ from dataclasses import replace
 import pytest
 
 from lsp_server.config import Settings
-from lsp_server.docstring import Summarizer, code_to_summarize, first_sentence
+from inference.summary.summaries import code_to_summarize, first_sentence
+from lsp_server.docstring import Summarizer
 from lsp_server.model_host import PRIORITY_COMPLETION, ModelHost, ModelUnavailable
-from lsp_server.syntax import function_at
+from inference.syntax import function_at
 
 SOURCE = '''\
 def add(a, b):
@@ -131,13 +132,11 @@ async def test_a_completion_model_that_cannot_summarize_gets_the_embedded_summar
 def test_a_summary_without_words_is_never_streamed_or_returned():
     """"Generate docstring" streams what listeners hear and writes nothing for an empty summary:
     text without a word ("." or "()") must reach neither."""
-    from lsp_server.docstring.summaries import _SummaryRun, has_words
+    from inference.summary.summaries import SummaryRun, has_words
 
     heard: list[str] = []
-    host = ModelHost()
-    run = _SummaryRun("def f(): pass", host, heard.append)
+    run = SummaryRun("def f(): pass", lambda: False, heard.append)
     for text in ("", ".", "()", "Add", "Add two"):
         run._tell(text)
-    host.close()
     assert heard == ["Add", "Add two"]
     assert not has_words(" . ") and has_words("Größe.")

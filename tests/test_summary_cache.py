@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.summary_cache import SummaryCache, summary_key
+from inference.summary.cache import SummaryCache, summary_key
 
 
 def test_key_depends_on_model_and_exact_code():

@@ -8,8 +8,8 @@ from textwrap import dedent
 
 import pytest
 
-from lsp_server.syntax import FunctionInfo, analyze_completion, format_docstring, function_at, language_for
-from lsp_server.syntax.languages import parse
+from inference.syntax import FunctionInfo, analyze_completion, format_docstring, function_at, language_for
+from inference.syntax.languages import parse
 
 CURSOR = "<|>"
 

@@ -1,4 +1,4 @@
-from lsp_server.typeahead import TypeaheadCache
+from inference.completion.typeahead import TypeaheadCache
 
 URI = "file:///a.py"
 

@@ -2,7 +2,7 @@
 
 from .actions import DOCSTRING_ACTION_KIND, GENERATE_DOCSTRING_COMMAND, docstring_actions
 from .hover import function_hover, hover_markdown
-from .summaries import Summarizer, code_to_summarize, first_sentence
+from .summarizer import Summarizer
 from .writer import DocstringResult, write_docstring
 
 __all__ = [
@@ -10,9 +10,7 @@ __all__ = [
     "GENERATE_DOCSTRING_COMMAND",
     "DocstringResult",
     "Summarizer",
-    "code_to_summarize",
     "docstring_actions",
-    "first_sentence",
     "function_hover",
     "hover_markdown",
     "write_docstring",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from lsprotocol import types
 
-from ..syntax import function_at
+from inference.syntax import function_at
 
 GENERATE_DOCSTRING_COMMAND = "codet5.generateDocstring"
 DOCSTRING_ACTION_KIND = types.CodeActionKind.RefactorRewrite

@@ -7,10 +7,11 @@ import logging
 
 from lsprotocol import types
 
+from inference.syntax import FunctionInfo, function_at
+
 from ..model_host import JobStopped, ModelUnavailable
-from ..syntax import FunctionInfo, function_at
 from .markdown import code_fence, doc_markdown, escape_markdown
-from .summaries import Summarizer
+from .summarizer import Summarizer
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,11 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from inference.syntax import FunctionInfo, format_docstring, function_at
+
 from ..documents import AppliedChange, LspTextDocument, open_document
 from ..model_host import ModelUnavailable
-from ..syntax import FunctionInfo, format_docstring, function_at
-from .summaries import Summarizer
+from .summarizer import Summarizer
 
 MAX_BACKLOG = 8  # more summary states than this waiting for the editor: skip to the newest
 SETTLE_TIMEOUT_S = 5.0  # how long an applied edit may take to come back as didChange

@@ -120,7 +120,7 @@ def save_delta(model: SmolSeq2Seq, out_dir: Path, info: dict, start_token: str =
 
 def validate(model: SmolSeq2Seq, tokenizer: Tokenizer, loss_examples: list[Example], bleu_pairs: list[Pair],
              config: SmolTrainConfig, start: list[int], end_id: int, pad_id: int) -> dict:
-    from bench.bleu import sentence_bleu  # the recipe runs from the repository
+    from inference.summary.bleu import sentence_bleu
 
     model.eval()
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""One-sentence summaries of functions from the summary model, cached, yielding the worker to completions."""
+"""One-sentence summaries of functions: the code the model reads, the sentence kept of what it writes."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from inference import CodeModel
-
-from ..model_host import PRIORITY_SUMMARY, ROLE_SUMMARY, JobStopped, ModelHost, run_job
-from ..summary_cache import SummaryCache, summary_key
+from ..stream import JobStopped
 from ..syntax import FunctionInfo
+
+if TYPE_CHECKING:
+    from ..model import CodeModel
 
 SUMMARY_MAX_TOKENS = 64
 MAX_CODE_CHARS = 8_000  # the model reads the start of a longer function (its encoder keeps ~512 tokens)
@@ -60,14 +61,14 @@ class Summary:
     model: str
 
 
-class _SummaryRun:
-    """One summary generation as host jobs. A job yields the worker (returns None) when a more
-    urgent job waits; the next job generates again from the start, greedy decoding repeats
+class SummaryRun:
+    """One summary generation as jobs. A job yields (returns None) when `yield_now()` says more
+    urgent work waits; the next job generates again from the start, greedy decoding repeats
     itself, and listeners hear only text beyond what they were already given."""
 
-    def __init__(self, code: str, host: ModelHost, on_text: TextListener | None) -> None:
+    def __init__(self, code: str, yield_now: Callable[[], bool], on_text: TextListener | None) -> None:
         self.code = code
-        self.host = host
+        self.yield_now = yield_now
         self.on_text = on_text
         self.shown = ""
 
@@ -81,7 +82,7 @@ class _SummaryRun:
                 if complete:
                     return sentence
                 self._tell(sentence)
-                if self.host.more_urgent_waiting(PRIORITY_SUMMARY):
+                if self.yield_now():
                     return None
         return first_sentence(stream.text)[0]
 
@@ -89,36 +90,3 @@ class _SummaryRun:
         if self.on_text is not None and has_words(sentence) and not self.shown.startswith(sentence):
             self.shown = sentence
             self.on_text(sentence)
-
-
-class Summarizer:
-    """Summaries of functions for hovers and docstrings, one cache per session."""
-
-    def __init__(self, host: ModelHost, cache: SummaryCache | None = None) -> None:
-        self.host = host
-        self.cache = cache or SummaryCache()
-
-    async def summary(self, info: FunctionInfo, on_text: TextListener | None = None) -> str:
-        """The one-sentence summary of `info`'s function ("" if the model wrote none, or nothing
-        but punctuation).
-
-        `on_text` hears the summary so far as it grows (only once it has a word), from the
-        worker thread; a cached summary is returned without it. Raises ModelUnavailable when no
-        model can summarize.
-        """
-        return (await self.summarize(info, on_text)).text
-
-    async def summarize(self, info: FunctionInfo, on_text: TextListener | None = None) -> Summary:
-        """`summary`, with the name of the model that wrote it."""
-        model = await self.host.summarizer()
-        code = code_to_summarize(info)
-        key = summary_key(str(model.path), code)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return Summary(cached, model.preset.name)
-        run = _SummaryRun(code, self.host, on_text)
-        while (summary := await run_job(self.host, PRIORITY_SUMMARY, run, ROLE_SUMMARY)) is None:
-            pass  # yielded to a completion: queue the rest behind it
-        summary = summary if has_words(summary) else ""
-        self.cache.put(key, summary)
-        return Summary(summary, model.preset.name)

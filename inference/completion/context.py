@@ -1,9 +1,12 @@
 """Context builder: the text around the cursor, cut to a token budget, shaped to stay stable.
 
-The prefix window starts on a line that is a multiple of WINDOW_CHUNK_LINES, so while the user
-types on one line (or moves a few lines) the start of the prompt stays byte-identical and the
-engine can reuse the model state it computed for it. Imports and the enclosing definitions'
-signatures that fall above the window are put in front of it.
+One budget: `CompletionOptions.context_tokens` (at most the model's window) holds the prompt and
+the output; the prompt stage gives the model the same number. One windowing scheme: the prefix
+window starts on a line that is a multiple of the prompt's STATIC_CHUNK_LINES, the step in which
+the cached part of a prompt grows, so while the user types on one line (or moves a few lines)
+the start of the prompt stays byte-identical and the engine can reuse the model state it
+computed for it. Imports and the enclosing definitions' signatures that fall above the window
+are put in front of it.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import Settings
-from .documents import split_lines
-from .postprocess import CompletionRequestText
-from .syntax import CompletionSyntax, analyze_completion
+from ..prompts import STATIC_CHUNK_LINES
+from ..syntax import CompletionSyntax, analyze_completion
+from .indentation import lead
+from .lines import split_lines
+from .options import CompletionOptions
+from .request import CompletionRequestText
+from .trace import Trace, traced
 
-WINDOW_CHUNK_LINES = 32
 SYNTAX_RADIUS_LINES = 1500  # tree-sitter sees at most this many lines on each side of the cursor
 NEIGHBOUR_LINES = 5
 SUFFIX_SHARE = 4
 MAX_CHARS_PER_TOKEN = 12  # the suffix gets at most 1/SUFFIX_SHARE of the prompt budget
+PROMPT_RESERVE_TOKENS = 8  # of the budget, for the prompt format's own tokens and the healing cut
 
 TokenCounter = Callable[[str], int]
 
@@ -31,10 +37,6 @@ class CompletionContext:
     suffix: str  # text after the cursor, within budget
     request: CompletionRequestText  # what post-processing needs to know
     max_new_tokens: int
-
-
-def _line_indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
 
 
 def _fit_prefix(lines: list[str], line: int, line_prefix: str, budget: int, count: TokenCounter) -> int:
@@ -49,9 +51,9 @@ def _fit_prefix(lines: list[str], line: int, line_prefix: str, budget: int, coun
         chars += len(lines[earliest])
     if earliest == 0 and cost(0) <= budget:
         return 0
-    start = (line // WINDOW_CHUNK_LINES) * WINDOW_CHUNK_LINES
-    while start - WINDOW_CHUNK_LINES >= earliest and cost(start - WINDOW_CHUNK_LINES) <= budget:
-        start -= WINDOW_CHUNK_LINES
+    start = (line // STATIC_CHUNK_LINES) * STATIC_CHUNK_LINES
+    while start - STATIC_CHUNK_LINES >= earliest and cost(start - STATIC_CHUNK_LINES) <= budget:
+        start -= STATIC_CHUNK_LINES
     while start < line and cost(start) > budget:  # even the cursor's own chunk is too long
         start += 1
     return start
@@ -78,12 +80,14 @@ def build_context(
     line: int,
     character: int,
     language: str | None,
-    settings: Settings,
+    options: CompletionOptions,
     count_tokens: TokenCounter,
+    trace: Trace | None = None,
 ) -> CompletionContext:
     """The prompt text and post-processing facts for a completion at (line, character).
 
     `line` and `character` index the document's lines and a line's Python characters.
+    `trace` hears the syntax analysis as the stage "syntax".
     """
     lines = split_lines(text)
     if line >= len(lines):  # cursor on the empty last line after a final newline
@@ -92,17 +96,11 @@ def build_context(
     character = min(character, len(cursor_line))
     line_prefix, line_suffix = cursor_line[:character], cursor_line[character:]
 
-    first = max(0, line - SYNTAX_RADIUS_LINES)
-    if language is not None:
-        region = "".join(lines[first: line + SYNTAX_RADIUS_LINES])
-        syntax = analyze_completion(region, language, line - first, character)
-    else:
-        syntax = CompletionSyntax(multiline=False, indent=_line_indent(line_prefix), scope_headers=[], imports=[],
-                                  scope_start_line=None)
-    multiline = {"line": False, "block": True}.get(settings.completion_mode, syntax.multiline)
-    max_new = settings.max_new_tokens if not multiline else min(256, settings.max_new_tokens * 3)
+    syntax = traced(trace, "syntax", lambda: _analyze(lines, line, character, language, line_prefix))
+    multiline = {"line": False, "block": True}.get(options.mode, syntax.multiline)
+    max_new = options.max_new_tokens if not multiline else min(256, options.max_new_tokens * 3)
 
-    budget = max(32, settings.context_tokens - max_new)
+    budget = max(32, options.context_tokens - max_new - PROMPT_RESERVE_TOKENS)
     suffix_budget = budget // SUFFIX_SHARE
     start = _fit_prefix(lines, line, line_prefix, budget - suffix_budget, count_tokens)
     window = "".join(lines[start:line])
@@ -126,3 +124,13 @@ def build_context(
         request=request,
         max_new_tokens=max_new,
     )
+
+
+def _analyze(lines: list[str], line: int, character: int, language: str | None, line_prefix: str) -> CompletionSyntax:
+    """What tree-sitter says at the cursor, from the lines within SYNTAX_RADIUS_LINES of it."""
+    if language is None:
+        return CompletionSyntax(multiline=False, indent=lead(line_prefix), scope_headers=[], imports=[],
+                                scope_start_line=None)
+    first = max(0, line - SYNTAX_RADIUS_LINES)
+    region = "".join(lines[first: line + SYNTAX_RADIUS_LINES])
+    return analyze_completion(region, language, line - first, character)

@@ -1,0 +1,42 @@
+"""Summaries for hovers and docstrings as job-host work: cached, yielding the worker to completions."""
+
+from __future__ import annotations
+
+from inference.summary.cache import SummaryCache, summary_key
+from inference.summary.summaries import Summary, SummaryRun, TextListener, code_to_summarize, has_words
+from inference.syntax import FunctionInfo
+
+from ..model_host import PRIORITY_SUMMARY, ROLE_SUMMARY, ModelHost, run_job
+
+
+class Summarizer:
+    """Summaries of functions for hovers and docstrings, one cache per session."""
+
+    def __init__(self, host: ModelHost, cache: SummaryCache | None = None) -> None:
+        self.host = host
+        self.cache = cache or SummaryCache()
+
+    async def summary(self, info: FunctionInfo, on_text: TextListener | None = None) -> str:
+        """The one-sentence summary of `info`'s function ("" if the model wrote none, or nothing
+        but punctuation).
+
+        `on_text` hears the summary so far as it grows (only once it has a word), from the
+        worker thread; a cached summary is returned without it. Raises ModelUnavailable when no
+        model can summarize.
+        """
+        return (await self.summarize(info, on_text)).text
+
+    async def summarize(self, info: FunctionInfo, on_text: TextListener | None = None) -> Summary:
+        """`summary`, with the name of the model that wrote it."""
+        model = await self.host.summarizer()
+        code = code_to_summarize(info)
+        key = summary_key(str(model.path), code)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Summary(cached, model.preset.name)
+        run = SummaryRun(code, lambda: self.host.more_urgent_waiting(PRIORITY_SUMMARY), on_text)
+        while (summary := await run_job(self.host, PRIORITY_SUMMARY, run, ROLE_SUMMARY)) is None:
+            pass  # yielded to a completion: queue the rest behind it
+        summary = summary if has_words(summary) else ""
+        self.cache.put(key, summary)
+        return Summary(summary, model.preset.name)

@@ -1,0 +1,190 @@
+"""One client's session: its settings, documents and in-flight requests, and the concurrency
+rules of `lsp_server.requests` applied (snapshot, latest wins, the job host's priority)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.lsp.server import LanguageServer
+
+from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
+from inference.completion.pipeline import CompletionPipeline, CompletionRequest, Suggestion
+from inference.completion.typeahead import TypeaheadCache
+from inference.openai_backend import RemoteModelError
+from inference.syntax import language_for
+
+from . import __version__
+from .config import Settings, parse_settings, settings_to_json
+from .documents import LspTextDocument, open_document
+from .docstring import Summarizer
+from .load_progress import LoadProgress
+from .model_host import HostStatus, HostWorker, JobStopped, ModelHost, ModelState, ModelUnavailable
+from .positions import cursor
+from .protocol import Codet5Protocol, document_at_receipt
+from .requests.rules import RequestRules
+
+log = logging.getLogger(__name__)
+
+STATUS_NOTIFICATION = "codet5/status"
+NO_SUGGESTION_NOTIFICATION = "codet5/noSuggestion"  # why a completion request got nothing
+MAX_DOCUMENT_CHARS = 2_000_000  # larger documents stay in sync but get no model or syntax work
+
+
+class RequestFailed(JsonRpcException):
+    """LSP's RequestFailed: the request was valid but the server could not serve it."""
+
+    CODE = -32803
+    MESSAGE = "Request failed"
+
+
+class Codet5Server(LanguageServer):
+    """One client's session: its settings, documents and in-flight requests; the model host may be shared."""
+
+    def __init__(self, host: ModelHost, *, pinned: Settings | None = None, base: Settings | None = None,
+                 protocol_cls: type[Codet5Protocol] = Codet5Protocol) -> None:
+        super().__init__("codet5-lsp", __version__, protocol_cls=protocol_cls)
+        self.host = host
+        self.pinned = pinned  # a daemon's model settings; clients cannot change them
+        self.settings = pinned or base or Settings()
+        self.pipeline = CompletionPipeline(TypeaheadCache())
+        self.summarizer = Summarizer(host)
+        self.latest: dict[str, asyncio.Task] = {}
+        self.no_suggestions = NoSuggestionLog()
+        self._load_progress: LoadProgress | None = None
+        self._unsubscribe = lambda: None
+
+    # -- settings and status ---------------------------------------------------------------
+    def apply_settings(self, raw: Any, load: bool = True) -> None:
+        """Validate client settings, report what was rejected, and (re)load the model if needed."""
+        settings, errors = parse_settings(raw, self.settings)
+        if self.pinned is not None and (settings.model_key(), settings.summary_model) != (self.pinned.model_key(), self.pinned.summary_model):
+            errors.append("this daemon serves a model chosen on its command line; model settings from the editor are ignored")
+            settings = parse_settings(settings_to_json(self.pinned), settings)[0]
+        self.settings = settings
+        for error in errors:
+            self.show(types.MessageType.Warning, f"codet5-lsp: {error}")
+        if load:
+            self.host.ensure(settings)
+
+    def show(self, kind: types.MessageType, message: str) -> None:
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def on_status(self, status: HostStatus) -> None:
+        """Forward a host status change to this client (called from any thread)."""
+        loop = getattr(self, "loop", None)
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._publish_status, status)
+
+    def _publish_status(self, status: HostStatus) -> None:
+        self.protocol.notify(STATUS_NOTIFICATION, status.to_json())
+        self._report_progress(status)
+        if status.state is ModelState.ERROR:
+            self.show(types.MessageType.Error, f"codet5-lsp: {status.message}")
+
+    def _report_progress(self, status: HostStatus) -> None:
+        window = self.client_capabilities.window
+        if window and window.work_done_progress:
+            if self._load_progress is None:
+                self._load_progress = LoadProgress(self.work_done_progress)
+            self._load_progress.update(status.state is ModelState.LOADING, status.message)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """A body that cannot be parsed (not JSON, not UTF-8, nested too deep) gets a ParseError
+        response (id null), as JSON-RPC asks."""
+        if source is JsonRpcException and isinstance(error, (ValueError, RecursionError)):
+            self.protocol._send_response(None, error=JsonRpcParseError(f"invalid JSON: {error}").to_response_error())
+            return
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        for task in self.latest.values():
+            task.cancel()
+
+    def document(self, uri: str, rules: RequestRules) -> LspTextDocument | None:
+        """The open document `uri`: as the request being handled found it when its kind runs on
+        a snapshot (and the document was open then), else as it is now."""
+        return (document_at_receipt(uri) if rules.snapshot else None) or open_document(self.workspace, uri)
+
+    def place(self, uri: str, position: types.Position,
+              rules: RequestRules) -> tuple[LspTextDocument, str | None, int, types.Position]:
+        """(the open document, its grammar when it is supported and enabled and the document is
+        not too large, the position's character index in its line, the position clamped to its line)."""
+        document = self.document(uri, rules)
+        if document is None:
+            raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
+        character, position = cursor(document, position)
+        enabled = self.settings.language_enabled(document.language_id) and len(document.source) <= MAX_DOCUMENT_CHARS
+        return document, language_for(document.language_id, uri) if enabled else None, character, position
+
+    # -- completion ------------------------------------------------------------------------
+    def no_suggestion(self, reason: NoSuggestion, uri: str, position: types.Position) -> None:
+        """Record why a request got nothing; tell the client (`codet5/noSuggestion`, and `$/logTrace`
+        when it asked for traces) and the debug log."""
+        event = self.no_suggestions.record(reason, uri, position.line, position.character)
+        log.debug("no suggestion at %s:%d:%d: %s", uri, position.line, position.character, reason.value)
+        self.protocol.notify(NO_SUGGESTION_NOTIFICATION, event.to_json())
+        if self.protocol.trace in (types.TraceValue.Messages, types.TraceValue.Verbose):
+            self.log_trace(types.LogTraceParams(
+                message=f"no suggestion at {uri}:{position.line}:{position.character}: {reason.value}",
+                verbose=reason.description if self.protocol.trace == types.TraceValue.Verbose else None))
+
+    async def suggest(self, uri: str, position: types.Position,
+                      rules: RequestRules) -> tuple[Suggestion | None, types.Position]:
+        """The suggestion at a client position, and that position clamped to its line.
+
+        When `rules` supersede, the latest request per document wins: an older one still running
+        gets None. Every None is recorded with its reason (`no_suggestion`).
+        """
+        document = self.document(uri, rules)
+        if document is None:
+            raise JsonRpcInvalidParams(f"document {uri} is not open (send textDocument/didOpen first)")
+        character, position = cursor(document, position)
+        reason = _refusal(self.settings, document.language_id, document.source)
+        if reason is not None:
+            self.no_suggestion(reason, uri, position)
+            return None, position
+
+        previous = self.latest.get(uri) if rules.supersedes else None
+        if previous is not None and not previous.done():
+            previous.cancel()
+        request = CompletionRequest(uri, document.source, position.line, character,
+                                    language_for(document.language_id, uri), self.settings.completion_options())
+        assert rules.priority is not None
+        task = asyncio.ensure_future(self.pipeline.suggest(
+            request, HostWorker(self.host, rules.priority), on_empty=lambda why: self.no_suggestion(why, uri, position)))
+        if rules.supersedes:
+            self.latest[uri] = task
+        try:
+            return await asyncio.shield(task), position
+        except (asyncio.CancelledError, JobStopped) as exc:
+            task.cancel()
+            loading = self.host.status.state is ModelState.LOADING
+            self.no_suggestion(NoSuggestion.MODEL_LOADING if loading else NoSuggestion.SUPERSEDED, uri, position)
+            if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+                raise  # the client cancelled this request
+            return None, position  # superseded by a newer request for the same document
+        except (ModelUnavailable, RemoteModelError) as exc:
+            self.no_suggestion(NoSuggestion.MODEL_UNAVAILABLE, uri, position)
+            raise RequestFailed(str(exc)) from None
+        finally:
+            if self.latest.get(uri) is task:
+                del self.latest[uri]
+
+
+def _refusal(settings: Settings, language_id: str | None, text: str) -> NoSuggestion | None:
+    """Why a document gets no completions before the model is asked, or None."""
+    if not settings.enabled:
+        return NoSuggestion.COMPLETIONS_OFF
+    if not settings.language_enabled(language_id):
+        return NoSuggestion.LANGUAGE_DISABLED
+    if len(text) > MAX_DOCUMENT_CHARS:
+        return NoSuggestion.DOCUMENT_TOO_LARGE
+    if "\x00" in text:
+        return NoSuggestion.BINARY_DOCUMENT
+    return None
