@@ -16,7 +16,7 @@ fail() { echo "editors/vscode/browser-test/setup.sh failed: $*" | tee "$FAILURE"
 trap 'fail "exit $? at line $LINENO: $BASH_COMMAND"' ERR
 rm -f "$FAILURE"
 
-stamp="$(cat package-lock.json "$0" | sha256sum | cut -c1-16) node $(node --version 2>/dev/null || echo none)"
+stamp="$(cat package-lock.json setup.sh | sha256sum | cut -c1-16) node $(node --version 2>/dev/null || echo none)"
 if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$stamp" ]; then
   step "already installed ($MARKER)"
   exit 0
