@@ -9,7 +9,7 @@ from typing import Any
 
 from . import codexglue_line, summarization
 from .fidelity import markdown as fidelity_markdown
-from .speed_report import gpu_section, heap_section, load_section, peers_section, plot_peers
+from .speed_report import gpu_section, heap_section, load_section, peers_section, plot_peers, pyplot
 from .stats import format_interval, markdown_table
 
 BENCH = Path(__file__).resolve().parent
@@ -63,18 +63,9 @@ def _machine_line(machine: dict[str, Any]) -> str:
 
 # -- plots --------------------------------------------------------------------------------------
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_replay(replays: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     """Latency histogram and CDF of completed requests, and the server's RSS over time."""
-    plt = _pyplot()
+    plt = pyplot()
     written = []
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
     for name, data in replays.items():
@@ -137,7 +128,7 @@ def plot_replay(replays: dict[str, dict[str, Any]], out: Path) -> list[Path]:
 
 def plot_humaneval(data: dict[str, Any], out: Path) -> list[Path]:
     """Per path: latency CDF, and pass@1 / exact match with their 95% intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (cdf, bars) = plt.subplots(1, 2, figsize=(11, 4))
     for path, attempts in data["attempts"].items():
         latency = sorted(a["latency_ms"] for a in attempts)

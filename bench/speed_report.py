@@ -12,6 +12,16 @@ GOAL_RATIOS = {"llama.cpp": 1.5, "transformers": 3.0}
 GOAL_TIMES_BOUND = 2.0
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (imported when a plot is drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _ms(figures: dict[str, Any] | None, metric: str) -> str:
     if not figures:
         return "n/a"
@@ -21,9 +31,7 @@ def _ms(figures: dict[str, Any] | None, metric: str) -> str:
 
 def plot_peers(data: dict[str, Any], out: Path) -> Path:
     """Completion time (median) against prompt length, one line per runner and case."""
-    from .report import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     lengths = list(data["results"])
     for case, style in (("cold", "-o"), ("typing", "--s")):
