@@ -164,7 +164,7 @@ def run_complete(args: argparse.Namespace) -> int:
     settings = replace(_settings(args), completion_mode=args.mode)
     host = ModelHost(lambda s, _: load_code_model(s, _progress))
     host.ensure(settings)
-    request = CompletionRequest(path.as_uri(), text, line, col, language_for(None, str(path)), settings.completion_options())
+    request = CompletionRequest(path.absolute().as_uri(), text, line, col, language_for(None, str(path)), settings.completion_options())
     reasons: list[NoSuggestion] = []
     try:
         suggestion = asyncio.run(CompletionPipeline().suggest(

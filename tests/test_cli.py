@@ -20,11 +20,11 @@ SOURCE = "def add(a, b):\n    return\n"  # the tiny Llama completes line 2 with 
 TIMEOUT_S = 120
 
 
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(tmp_path: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.update({"CODET5_LSP_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
     return subprocess.run([sys.executable, "-m", "lsp_server", *args], env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+                          timeout=TIMEOUT_S, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def one_line_failure(result: subprocess.CompletedProcess[str], status: int, *fragments: str) -> str:
@@ -101,6 +101,13 @@ def test_model_options_do_not_apply_to_models(tmp_path):
 def test_a_location_past_the_end_is_reported_alike_for_lines_and_columns(tmp_path, source, location, expected):
     result = run_cli(tmp_path, "complete", f"{source}:{location}", "--model", "nonexistent-model")
     one_line_failure(result, 2, f"{source}:{location} is outside the file: {expected}")
+
+
+def test_a_relative_file_path_completes(tmp_path, tiny_models, source):
+    result = run_cli(tmp_path, "complete", f"{source.name}:2:11", "--model", str(tiny_models.llama_int8),
+                     "--threads", "1", cwd=source.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == " a + b\n"
 
 
 def test_the_empty_line_after_the_final_newline_is_a_location(tmp_path, tiny_models, source):
