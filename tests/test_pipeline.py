@@ -1,0 +1,56 @@
+"""The completion pipeline: its named stages in order, one token budget, the same result as the server's."""
+
+from __future__ import annotations
+
+from inference.completion.options import CompletionOptions
+from inference.completion.pipeline import CompletionPipeline, CompletionRequest
+from inference.completion.trace import StageEvent
+from inference.completion.typeahead import TypeaheadCache
+from inference.model import CodeModel
+
+ADD = "def add(a, b):\n    return"  # the tiny Llama writes " a + b" here
+
+
+def _run(model: CodeModel, options: CompletionOptions = CompletionOptions()) -> tuple[str | None, list[StageEvent]]:
+    events: list[StageEvent] = []
+    request = CompletionRequest("file:///add.py", ADD, 1, len("    return"), "python", options)
+    suggestion = CompletionPipeline().complete(request, model, trace=events.append)
+    return (suggestion.text if suggestion else None), events
+
+
+def test_the_stages_run_in_order_and_report_their_outputs(tiny_models):
+    model = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
+    text, events = _run(model)
+    stages = [e.stage for e in events if not e.stage.startswith("postprocess.")]
+    assert stages == ["syntax", "context", "prompt", "generate", "postprocess"]
+    assert text == " a + b" == events[-1].output
+    steps = [e.stage for e in events if e.stage.startswith("postprocess.")]
+    assert steps[:7] == ["postprocess.stop", "postprocess.skip_leading_blank_lines", "postprocess.trim_suffix_overlap",
+                         "postprocess.balance_brackets", "postprocess.drop_repetition", "postprocess.fix_indentation",
+                         "postprocess.drop_blank"]
+    assert all(e.ms >= 0 for e in events)
+
+
+def test_one_budget_the_context_tokens_reach_the_model(tiny_models):
+    model = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
+    _, events = _run(model, CompletionOptions(context_tokens=100))
+    prompt = next(e.output for e in events if e.stage == "prompt")
+    assert prompt.context_tokens == 100
+    _, events = _run(model, CompletionOptions(context_tokens=16384))
+    prompt = next(e.output for e in events if e.stage == "prompt")
+    assert prompt.context_tokens == model.preset.max_context_tokens  # the model's window, if smaller, wins
+
+
+async def test_the_typed_ahead_cache_is_the_first_stage(tiny_models):
+    from inference.completion.pipeline import DirectWorker
+
+    model = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
+    pipeline = CompletionPipeline(TypeaheadCache())
+    request = CompletionRequest("file:///add.py", ADD, 1, len("    return"), "python")
+    first = await pipeline.suggest(request, DirectWorker(model))
+    assert first is not None and not first.from_cache
+    events: list[StageEvent] = []
+    typed = CompletionRequest("file:///add.py", ADD + " a", 1, len("    return a"), "python")
+    again = await pipeline.suggest(typed, DirectWorker(model), trace=events.append)
+    assert again is not None and again.from_cache and again.text == first.text[2:]
+    assert [e.stage for e in events] == ["cache"]
