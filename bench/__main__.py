@@ -170,7 +170,7 @@ def run_summarization(args: argparse.Namespace) -> None:
     from . import summarization
 
     with LoadSampler() as load:
-        result = summarization.run(args.results, args.summarizer or summarization.SUMMARIZERS, limit=args.limit)
+        result = summarization.run(args.results, args.summarizer or summarization.SUMMARIZERS, limit=args.limit, size=args.sample)
     result.update(command=_command(), load=load.summary())
     _save(args.results, "summarization", result)
 
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     summarization = sub.add_parser("summarization", help="smoothed BLEU-4 of the summarizers and a baseline")
     summarization.add_argument("--summarizer", action="append", help=f"a summary model, repeatable (default: {', '.join(SUMMARIZERS)})")
     summarization.add_argument("--limit", type=int, help="only the first N examples of each set")
+    summarization.add_argument("--sample", type=int, help="a seeded random sample of N examples of each larger set")
 
     sub.add_parser("report", help="write bench/RESULTS.md and the plots from bench/results/")
     return parser

@@ -3,7 +3,9 @@
 Samples `--count` functions without a docstring from the Python files under `--root` (by default
 Debian's Python 3.11 standard library, tests left out), with a fixed seed, and writes each one's
 code and the summary of every `--summarizer` (as a hover shows it) to a JSON file. The verdicts
-(right / vague / wrong against the code) are a person's, recorded in bench/RESULTS.md.
+(right / vague / wrong against the code, with a note) are a person's: they are added to that file
+by hand (`verdict`, `note` per function; `judged`, the summarizer judged) and `markdown(audit)`
+is its RESULTS.md section (bench/results/faithfulness.json).
 
 `python -m bench.faithfulness --out audit.json [--summarizer default] [--summarizer default-summarizer]`
 """
@@ -18,6 +20,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .summarization import hover_text
 
@@ -66,6 +69,31 @@ def sample_functions(root: Path = ROOT, count: int = COUNT, seed: int = SEED) ->
     candidates = functions_without_docstrings(root)
     keep = sorted(random.Random(seed).sample(range(len(candidates)), count))
     return [candidates[i] for i in keep]
+
+
+VERDICTS = ("right", "vague", "wrong")
+
+
+def markdown(audit: dict[str, Any]) -> str:
+    """The RESULTS.md section of a judged audit: one row per function, the verdict counts."""
+    judged = audit["judged"]
+    others = [spec for spec in audit["functions"][0]["summaries"] if spec != judged]
+    counts = {v: sum(f["verdict"] == v for f in audit["functions"]) for v in VERDICTS}
+    lines = [
+        "## Faithfulness audit: summaries of code nobody here wrote",
+        "",
+        f"{len(audit['functions'])} functions without a docstring ({MIN_LINES}-{MAX_LINES} lines, tests left out) drawn with seed "
+        f"{audit['seed']} from `{audit['root']}` by `python -m bench.faithfulness`. The summaries of `{judged}` (as a hover "
+        f"shows them) were judged against the code by a person: **{counts['right']} right, {counts['vague']} vague, "
+        f"{counts['wrong']} wrong**. {audit.get('comment', '')}".rstrip(),
+        "",
+        "| # | function | " + " | ".join([f"`{judged}` summary", "verdict", "why", *(f"`{o}` (not judged)" for o in others)]) + " |",
+        "|---:|---|" + "---|" * (3 + len(others)),
+    ]
+    for i, f in enumerate(audit["functions"], 1):
+        cells = [f["summaries"][judged], f["verdict"], f["note"], *(f["summaries"][o] for o in others)]
+        lines.append(f"| {i} | `{f['module']}.{f['name']}` (line {f['line']}) | " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.summary.bleu import bleu_of_pairs, corpus_bleu
+from inference.summary.summaries import first_sentence
 
 from .bleu import read_id_file
 from .machine import machine_info
@@ -188,8 +189,6 @@ def model_kind(model: Any) -> str:
 
 def hover_text(model: Any, code: str) -> str:
     """The summary a hover shows: the model's text cut to its first sentence, on one line."""
-    from lsp_server.docstring import first_sentence
-
     return first_sentence(model.summarize(code).read())[0]
 
 

@@ -45,3 +45,14 @@ def test_the_audit_samples_functions_without_docstrings(tmp_path: Path) -> None:
     assert [(f.module, f.name, f.line) for f in found] == [("mod", "bare", 1)]
     assert found[0].code.startswith("def bare(a):\n") and found[0].code.rstrip().endswith("return a")
     assert sample_functions(tmp_path, 1, seed=3) == found
+
+
+def test_the_audit_section_counts_the_verdicts_and_shows_the_other_summarizer() -> None:
+    from bench.faithfulness import markdown
+
+    function = {"module": "m", "name": "f", "line": 3, "code": "def f(): ...", "summaries": {"default": "Do x|y.", "other": "Do z."}}
+    audit = {"root": "/r", "seed": 14, "judged": "default", "functions": [
+        {**function, "verdict": "right", "note": "yes"}, {**function, "verdict": "wrong", "note": "no"}]}
+    text = markdown(audit)
+    assert "**1 right, 0 vague, 1 wrong**" in text
+    assert "| 1 | `m.f` (line 3) | Do x\\|y. | right | yes | Do z. |" in text
