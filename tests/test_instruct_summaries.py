@@ -53,10 +53,14 @@ def chat_tok(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def chat_model(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> CodeModel:
+def chat_dir(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama with chat tokens, presented as the default Qwen preset (context cut to its 512 positions)."""
-    path = _copy(tiny_models.llama_int8, tmp_path_factory.mktemp("chat") / "llama", chat_tokens=True, preset="qwen2.5-coder-0.5b")
-    return CodeModel(path, cpu_threads=1)
+    return _copy(tiny_models.llama_int8, tmp_path_factory.mktemp("chat") / "llama", chat_tokens=True, preset="qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="module")
+def chat_model(chat_dir: Path) -> CodeModel:
+    return CodeModel(chat_dir, cpu_threads=1)
 
 
 def _turn(role: str, text: str) -> str:
@@ -126,3 +130,17 @@ def test_the_instruct_presets_summarize_themselves() -> None:
     expected = SUMMARIZER_PRESET if SUMMARIZER_DELTA.is_file() else ""
     for spec in ("smollm2-135m", "qwen2.5-coder-0.5b-base", "openai:http://127.0.0.1:9/v1"):
         assert implied_summary_model(spec) == expected
+
+
+async def test_the_server_summarizes_with_the_completion_model_itself(chat_dir: Path) -> None:
+    """No summary model set and a completion model that summarizes: no second model is loaded."""
+    from lsp_server.config import Settings
+    from lsp_server.model_host import ModelHost
+
+    host = ModelHost()
+    host.ensure(Settings(model=str(chat_dir), threads=1))
+    try:
+        model = await host.ready()
+        assert await host.summarizer() is model
+    finally:
+        host.close()

@@ -108,8 +108,9 @@ async def test_without_a_summary_model_the_completion_model_must_summarize(tiny_
 
 
 async def test_a_completion_model_that_cannot_summarize_gets_the_embedded_summarizer_at_first_use(tiny_models, monkeypatch):
-    """With no summary model set, the default (SmolLM2) cannot summarize: the embedded summarizer
-    is used, loaded at the first summary rather than with the completion model."""
+    """With no summary model set and a completion model that cannot summarize (SmolLM2, say; here
+    "default" is made one), the embedded summarizer is used, loaded at the first summary rather
+    than with the completion model."""
     import lsp_server.model_host as model_host
 
     monkeypatch.setattr(model_host, "implied_summary_model", lambda spec: str(tiny_models.t5_int8) if spec == "default" else "")
