@@ -73,7 +73,7 @@ class Worker(Protocol):
 
 
 class DirectWorker:
-    """A loaded model run in the caller's thread (the CLI-free paths: benchmarks, tests)."""
+    """A loaded model run in the caller's thread (benchmarks, tests)."""
 
     def __init__(self, model: CodeModel) -> None:
         self._model = model
