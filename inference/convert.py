@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from inference.conversion_errors import CacheWriteError, ConversionError, CorruptModelError
 from inference.cache import CACHE_ENV, atomic_directory, building, models_dir
 
 Progress = Callable[[str], None] | None
@@ -59,18 +60,6 @@ CT2_VOCABULARY_FILES = (
 )
 # GGUF architectures that are encoder-decoder models; everything else loads as a causal LM.
 _SEQ2SEQ_GGUF_ARCHITECTURES = frozenset({"t5"})
-
-
-class ConversionError(Exception):
-    """A conversion failed; the message says what failed and what to do about it."""
-
-
-class CacheWriteError(ConversionError):
-    """The converted model could not be written (the disk is full or read-only): the checkpoint is fine."""
-
-
-class CorruptModelError(RuntimeError):
-    """A converted model's weights differ from what its build wrote; the message says how to rebuild."""
 
 
 HF_EXTRA_HINT = "pip install 'codet5-lsp[hf]'"

@@ -27,7 +27,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from .convert import ConversionError
+from .conversion_errors import ConversionError
 from .memory import release_free_memory
 
 Progress = Callable[[str], None] | None

@@ -5,7 +5,8 @@ Positions are 0-based (line, character), characters counted in Python ``str`` in
 
 from .completion import CompletionSyntax, analyze_completion
 from .doc_comments import format_docstring
-from .functions import FunctionInfo, function_at
+from .function_info import FunctionInfo
+from .functions import function_at
 from .languages import language_for
 
 __all__ = [

@@ -8,16 +8,14 @@ import re
 import textwrap
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from tree_sitter import Node
 
+from .function_info import FunctionInfo
 from .languages import LanguageSpec
 from .nodes import ancestors, is_comment
 from .source import Source, leading_whitespace
 
-if TYPE_CHECKING:
-    from .functions import FunctionInfo
 
 _STRING_PREFIX = re.compile(r"^([a-zA-Z]*)('''|\"\"\"|'|\")")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
