@@ -59,6 +59,9 @@ class StaticPromptCache:
         self.clock = clock
         self._last_used: OrderedDict[int, float] = OrderedDict()  # least recently used first
         self.resets = 0
+        self.hits = 0  # requests whose static prompt was cached already
+        self.fills = 0  # requests that cached a new static prompt
+        self.refused = 0  # requests run uncached (the cache was full of prompts in use)
 
     def admit(self, static_tokens: list[str]) -> bool:
         """Whether `static_tokens` may be cached for this request (False: run it uncached)."""
@@ -66,17 +69,26 @@ class StaticPromptCache:
         now = self.clock()
         if key not in self._last_used and len(self._last_used) >= self._max:
             if now - next(iter(self._last_used.values())) < self.stale_after_s:
+                self.refused += 1
                 return False
             self._generator.unload_model()
             self._generator.load_model()
             self._last_used.clear()
             self.resets += 1
+        if key in self._last_used:
+            self.hits += 1
+        else:
+            self.fills += 1
         self._last_used[key] = now
         self._last_used.move_to_end(key)
         return True
 
     def __len__(self) -> int:
         return len(self._last_used)
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as `codet5.status` reports them."""
+        return {"hits": self.hits, "fills": self.fills, "refused": self.refused, "resets": self.resets}
 
 
 class DecoderEngine:

@@ -23,6 +23,7 @@ class NoSuggestion(Enum):
     DOCUMENT_TOO_LARGE = "document-too-large"
     BINARY_DOCUMENT = "binary-document"
     SUPERSEDED = "superseded"
+    TIME_BUDGET = "time-budget"
     MODEL_WROTE_NOTHING = "model-wrote-nothing"
     STOP_RULE_KEPT_NOTHING = "stop-rule-kept-nothing"
     DUPLICATES_SUFFIX = "duplicates-suffix"
@@ -45,6 +46,7 @@ _DESCRIPTIONS = {
     NoSuggestion.DOCUMENT_TOO_LARGE: "the document is too large for completions",
     NoSuggestion.BINARY_DOCUMENT: "the document holds NUL characters (binary data)",
     NoSuggestion.SUPERSEDED: "a newer request (or the editor) cancelled this one",
+    NoSuggestion.TIME_BUDGET: "the time budget (codet5.timeBudgetMs) ran out before the model wrote a clean token",
     NoSuggestion.MODEL_WROTE_NOTHING: "the model wrote nothing (it ended at once)",
     NoSuggestion.STOP_RULE_KEPT_NOTHING: "the stop rule kept nothing of what the model wrote",
     NoSuggestion.DUPLICATES_SUFFIX: "the suggestion only repeated the text after the cursor",

@@ -1,9 +1,12 @@
-"""The completion pipeline: cache -> context -> prompt -> generate (stop rule) -> post-process.
+"""The completion pipeline: cache -> debounce -> context -> prompt -> generate (stop rule, time
+budget) -> post-process.
 
 The one path from a cursor in a document to a suggestion: the server, the CLI's `complete`, the
 demo (through the server) and every benchmark run it. Each stage is named and reports to a trace
 hook (`inference.completion.trace`). Where the model runs is the caller's `Worker`: the server's
-job host, or the caller's own thread (`DirectWorker`).
+job host, or the caller's own thread (`DirectWorker`). Between stages (and between generated
+tokens) the caller's `stale` check may end a request that nobody wants any more: a superseded
+request costs nothing after the check that finds it stale.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..stream import JobStopped
+from .budget import clean_prefix
 from .context import CompletionContext, build_context
 from .lines import MAX_LINE_CHARS, clip_long_lines, split_lines
 from .no_suggestion import NoSuggestion
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Job = Callable[["CodeModel", threading.Event], T]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+Stale = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,21 @@ class CompletionRequest:
     character: int
     language: str | None  # a tree-sitter grammar name (`syntax.language_for`), None: no syntax
     options: CompletionOptions = CompletionOptions()
+    automatic: bool = False  # triggered by typing (debounced), not asked for by the user
+
+    @property
+    def offset(self) -> int:
+        """The cursor's index in `text`."""
+        return sum(len(ln) for ln in split_lines(self.text)[: self.line]) + self.character
+
+    def accepted(self, suggestion: str) -> CompletionRequest:
+        """The request at the end of `suggestion` once it is inserted at the cursor (accepted)."""
+        offset = self.offset
+        text = self.text[:offset] + suggestion + self.text[offset:]
+        lines = split_lines(text[: offset + len(suggestion)])
+        line = len(lines) - 1 if lines and not lines[-1].endswith(("\n", "\r")) else len(lines)
+        character = len(lines[line]) if line < len(lines) else 0
+        return replace(self, text=text, line=line, character=character, automatic=False)
 
 
 @dataclass(frozen=True)
@@ -85,9 +107,19 @@ class DirectWorker:
         return job(self._model, threading.Event())
 
 
-def generate(prompt: Prompt, context: CompletionContext, model: CodeModel, stop: threading.Event) -> str:
-    """Run the model until the stop rule fires and return what it wrote (post-processing applies
-    the cut); raise JobStopped if asked to stop first."""
+@dataclass(frozen=True)
+class Generated:
+    """What the model wrote; `expired`: the time budget cut it (the text then ends cleanly)."""
+
+    text: str
+    expired: bool = False
+
+
+def generate(prompt: Prompt, context: CompletionContext, model: CodeModel, stop: threading.Event, *,
+             deadline: float | None = None, clock: Clock = time.monotonic, stale: Stale | None = None) -> Generated:
+    """Run the model until the stop rule fires, or the `clock` passes `deadline` (then only the
+    `budget.clean_prefix` of the text is kept), and return what it wrote (post-processing applies
+    the cut); raise JobStopped if asked to stop (`stop`, `stale`) first."""
     detector = StopDetector(context.request)
     stream = model.complete(
         prompt.prefix, prompt.suffix, max_new_tokens=prompt.max_new_tokens, max_context_tokens=prompt.context_tokens,
@@ -95,59 +127,85 @@ def generate(prompt: Prompt, context: CompletionContext, model: CodeModel, stop:
     )
     with stream:
         for _ in stream:
-            if stop.is_set():
+            if stop.is_set() or (stale is not None and stale()):
                 raise JobStopped()
-    return stream.text
+            if deadline is not None and stream.finish_reason is None and clock() >= deadline:
+                return Generated(clean_prefix(stream.text), expired=True)
+    return Generated(stream.text)
 
 
 def _ignore(reason: NoSuggestion) -> None:
     """The default `on_empty`: nobody asked why."""
 
 
-class CompletionPipeline:
-    """Turns a cursor position in a document into one suggestion, or none."""
+def _never_stale() -> bool:
+    return False
 
-    def __init__(self, cache: TypeaheadCache | None = None) -> None:
+
+class CompletionPipeline:
+    """Turns a cursor position in a document into one suggestion, or none.
+
+    `clock` and `sleep` time the debounce and the budget (a test passes fake ones).
+    """
+
+    def __init__(self, cache: TypeaheadCache | None = None, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.cache = cache  # None: every request goes to the model
+        self.clock = clock
+        self.sleep = sleep
 
     async def suggest(
         self, request: CompletionRequest, worker: Worker, *,
         on_empty: Callable[[NoSuggestion], None] = _ignore, trace: Trace | None = None,
+        stale: Stale = _never_stale, speculative: bool = False,
     ) -> Suggestion | None:
         """The suggestion at the request's cursor, None after calling `on_empty` with the reason.
 
+        `stale` is asked between stages and between tokens; when it says True the request ends
+        with JobStopped. A `speculative` request is computed for the cache: it skips the lookup,
+        and its result is stored as speculative (`TypeaheadCache`).
         Raises what `worker` raises when no model can serve, JobStopped when superseded.
         """
         text, line, character = request.text, request.line, request.character
         lines = split_lines(text)
-        offset = sum(len(ln) for ln in lines[:line]) + character
+        offset = request.offset
         prefix, suffix = text[:offset], text[offset:]
-        if self.cache is not None:
+        if self.cache is not None and not speculative:
             cached = traced(trace, "cache", lambda: self.cache.lookup(request.uri, prefix, suffix))
             if cached is not None:
                 return Suggestion(cached, from_cache=True)
+        if request.automatic and request.options.debounce_ms > 0:
+            await traced_async(trace, "debounce", self.sleep(request.options.debounce_ms / 1000))
+        _check(stale, "debounce")
         model = await worker.model()
+        _check(stale, "model")
         if not model.can_complete:
             on_empty(NoSuggestion.MODEL_CANNOT_COMPLETE)
             return None
         if max(map(len, lines), default=0) > MAX_LINE_CHARS:
             text, character = clip_long_lines(lines, line, character)
         options = replace(request.options, context_tokens=min(request.options.context_tokens, model.preset.max_context_tokens))
+        budget = options.time_budget_ms
+        deadline = self.clock() + budget / 1000 if budget > 0 else None
         context = await asyncio.to_thread(
             traced, trace, "context",
             lambda: build_context(text, line, character, request.language, options, model.count_tokens, trace))
+        _check(stale, "context")
         prompt = traced(trace, "prompt", lambda: Prompt(context.prefix, context.suffix, context.max_new_tokens,
                                                          options.context_tokens))
+        _check(stale, "prompt")
         start = time.perf_counter()
-        raw = await worker.run(lambda m, stop: generate(prompt, context, m, stop))
+        generated = await worker.run(
+            lambda m, stop: generate(prompt, context, m, stop, deadline=deadline, clock=self.clock, stale=stale))
         if trace is not None:
-            trace(StageEvent("generate", raw, (time.perf_counter() - start) * 1000))
-        result = traced(trace, "postprocess", lambda: postprocess_explained(raw, context.request, trace))
+            trace(StageEvent("generate", generated.text, (time.perf_counter() - start) * 1000))
+        _check(stale, "generate")
+        result = traced(trace, "postprocess", lambda: postprocess_explained(generated.text, context.request, trace))
         if isinstance(result, NoSuggestion):
-            on_empty(result)
+            on_empty(NoSuggestion.TIME_BUDGET if generated.expired else result)
             return None
         if self.cache is not None:
-            self.cache.store(request.uri, prefix, suffix, result)
+            self.cache.store(request.uri, prefix, suffix, result, speculative=speculative)
         return Suggestion(result, from_cache=False)
 
     def complete(
@@ -156,3 +214,18 @@ class CompletionPipeline:
     ) -> Suggestion | None:
         """`suggest` with `model` run in this thread (no event loop may be running in it)."""
         return asyncio.run(self.suggest(request, DirectWorker(model), on_empty=on_empty, trace=trace))
+
+
+def _check(stale: Stale, stage: str) -> None:
+    """The stop check after `stage`: JobStopped when the request is stale."""
+    if stale():
+        raise JobStopped(f"stale after {stage}")
+
+
+async def traced_async(trace: Trace | None, stage: str, run: Awaitable[T]) -> T:
+    """`await run`, reported to `trace` under the name `stage`."""
+    start = time.perf_counter()
+    output = await run
+    if trace is not None:
+        trace(StageEvent(stage, output, (time.perf_counter() - start) * 1000))
+    return output

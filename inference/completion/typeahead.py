@@ -1,4 +1,9 @@
-"""Typed-ahead cache: when the user types the start of the suggestion shown, serve the rest at once."""
+"""Typed-ahead cache: when the user types the start of the suggestion shown, serve the rest at once.
+
+It also holds speculative suggestions: the one that follows a suggestion shown, computed as if it
+had been accepted and keyed by that document, so it is served at once when the user accepts.
+An entry matches only the exact text before and after the cursor it was computed for.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ class _Entry:
     prefix_digest: bytes
     suffix_digest: bytes
     completion: str
+    speculative: bool
 
 
 class TypeaheadCache:
@@ -25,15 +31,17 @@ class TypeaheadCache:
     def __init__(self, capacity: int = 64) -> None:
         self._entries: OrderedDict[tuple[str, bytes], _Entry] = OrderedDict()
         self._capacity = capacity
-        self.hits = 0
+        self.hits = 0  # lookups served, speculative ones included
+        self.speculative_hits = 0  # lookups served by a speculative entry
         self.misses = 0
 
-    def store(self, uri: str, prefix: str, suffix: str, completion: str) -> None:
-        """Remember that `completion` was suggested between `prefix` and `suffix`."""
+    def store(self, uri: str, prefix: str, suffix: str, completion: str, *, speculative: bool = False) -> None:
+        """Remember that `completion` was suggested (or, `speculative`, computed ahead) between
+        `prefix` and `suffix`."""
         if not completion:
             return
         key = (uri, _digest(prefix))
-        self._entries[key] = _Entry(len(prefix), key[1], _digest(suffix), completion)
+        self._entries[key] = _Entry(len(prefix), key[1], _digest(suffix), completion, speculative)
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
@@ -52,9 +60,14 @@ class TypeaheadCache:
                 and _digest(prefix[: entry.prefix_len]) == entry.prefix_digest
             ):
                 self.hits += 1
+                self.speculative_hits += entry.speculative
                 return entry.completion[len(typed):]
         self.misses += 1
         return None
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as `codet5.status` reports them."""
+        return {"hits": self.hits, "speculativeHits": self.speculative_hits, "misses": self.misses}
 
     def forget(self, uri: str) -> None:
         """Drop a closed document's entries."""
