@@ -32,6 +32,9 @@ class Settings:
     trust_remote_code: bool = False
     max_cached_prompts: int = 2
     summary_model: str = ""  # empty: summarize with the completion model if it can
+    debounce_ms: int = 100  # an automatic inline request waits this long for a newer one first
+    time_budget_ms: int = 1500  # a completion stops this long after its work starts (0: no budget)
+    speculative: bool = True  # after a suggestion, compute the next one (as if accepted) while idle
 
     def model_key(self) -> tuple:
         """The settings that require reloading the model when they change."""
@@ -43,7 +46,33 @@ class Settings:
 
     def completion_options(self) -> CompletionOptions:
         """The settings the completion pipeline reads."""
-        return CompletionOptions(self.context_tokens, self.max_new_tokens, self.completion_mode)
+        return CompletionOptions(self.context_tokens, self.max_new_tokens, self.completion_mode,
+                                 self.debounce_ms, self.time_budget_ms)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What one editor of a shared daemon may ask for, so that no session starves the others.
+
+    A larger value a client sets is lowered to the limit (and the client is told); a time budget
+    of 0 (none) becomes the limit.
+    """
+
+    max_new_tokens: int = 128
+    context_tokens: int = 2048
+    time_budget_ms: int = 3000
+
+    def clamp(self, settings: Settings) -> tuple[Settings, list[str]]:
+        """`settings` within the limits, and one message per value lowered."""
+        changes: dict[str, int] = {}
+        for name in ("max_new_tokens", "context_tokens", "time_budget_ms"):
+            value, limit = getattr(settings, name), getattr(self, name)
+            if value > limit or (name == "time_budget_ms" and value == 0):
+                changes[name] = limit
+        by_field = {field: key for key, (field, _) in _FIELDS.items()}
+        messages = [f"codet5.{by_field[name]} is at most {limit} on this shared daemon; using {limit}"
+                    for name, limit in changes.items()]
+        return replace(settings, **changes), messages
 
 
 # JSON (camelCase) key -> (field name, check returning an error message or None)
@@ -99,6 +128,9 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "trustRemoteCode": ("trust_remote_code", _is_bool),
     "maxCachedPrompts": ("max_cached_prompts", _int_range(1, 16)),
     "summaryModel": ("summary_model", _is_str),
+    "debounceMs": ("debounce_ms", _int_range(0, 2000)),
+    "timeBudgetMs": ("time_budget_ms", _int_range(0, 60000)),
+    "speculative": ("speculative", _is_bool),
 }
 
 

@@ -32,7 +32,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidRequest
 from pygls.protocol import lsp_method
 
-from .config import Settings
+from .config import SessionLimits, Settings
 from .framing import Body, FramingError, TooLarge
 from .model_host import ModelHost
 from .protocol import Codet5Protocol
@@ -198,6 +198,8 @@ async def serve(
             return
         open_connections += 1
         server = create_server(model_host, pinned=settings, protocol_cls=SessionProtocol)
+        server.limits = SessionLimits()  # no editor's settings may starve the others
+        server.settings = server.limits.clamp(server.settings)[0]
         server._stop_event = threading.Event()
         connection = Connection(server, reader, writer, token, limits, before_initialize)
         try:

@@ -40,6 +40,7 @@ PRIORITY_COMPLETION = 0
 _CLOSE_PRIORITY = -1  # the worker's last item
 TRIM_INTERVAL_S = 10.0  # under constant load, give freed heap memory back this often
 PRIORITY_SUMMARY = 10
+PRIORITY_SPECULATIVE = 20  # the next suggestion computed ahead: only while nothing else waits
 ROLE_COMPLETION = "completion"  # the job runs on the completion model
 ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
 
@@ -218,6 +219,11 @@ class ModelHost:
                 f"no summarization model configured: {model.preset.name} cannot summarize code (set codet5.summaryModel)"
             )
         return model
+
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """The completion model's static-prompt (KV) cache counters, if its engine has that cache."""
+        cache = getattr(getattr(self._model, "_engine", None), "static_cache", None)
+        return cache.stats() if cache is not None else None
 
     async def ready(self) -> CodeModel:
         """The loaded model, waiting for a load in progress; ModelUnavailable if it failed."""

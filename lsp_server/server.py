@@ -48,9 +48,13 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     def did_change_configuration(ls: Codet5Server, params: types.DidChangeConfigurationParams) -> None:
         ls.apply_settings(params.settings)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: Codet5Server, params: types.DidChangeTextDocumentParams) -> None:
+        ls.edited(params.text_document.uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: Codet5Server, params: types.DidCloseTextDocumentParams) -> None:
-        ls.pipeline.cache.forget(params.text_document.uri)
+        ls.forget(params.text_document.uri)
 
     for kind in REQUESTS:
         server.feature(kind.METHOD, kind.OPTIONS)(kind.handle)

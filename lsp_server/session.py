@@ -1,10 +1,14 @@
 """One client's session: its settings, documents and in-flight requests, and the concurrency
-rules of `lsp_server.requests` applied (snapshot, latest wins, the job host's priority)."""
+rules of `lsp_server.requests` applied (snapshot, latest wins, the job host's priority), and the
+speculative next suggestion computed while the editor is idle."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any
 
 from lsprotocol import types
@@ -18,11 +22,19 @@ from inference.openai_backend import RemoteModelError
 from inference.syntax import language_for
 
 from . import __version__
-from .config import Settings, parse_settings, settings_to_json
+from .config import SessionLimits, Settings, parse_settings, settings_to_json
 from .documents import LspTextDocument, open_document
 from .docstring import Summarizer
 from .load_progress import LoadProgress
-from .model_host import HostStatus, HostWorker, JobStopped, ModelHost, ModelState, ModelUnavailable
+from .model_host import (
+    PRIORITY_SPECULATIVE,
+    HostStatus,
+    HostWorker,
+    JobStopped,
+    ModelHost,
+    ModelState,
+    ModelUnavailable,
+)
 from .positions import cursor
 from .protocol import Codet5Protocol, document_at_receipt
 from .requests.rules import RequestRules
@@ -41,6 +53,20 @@ class RequestFailed(JsonRpcException):
     MESSAGE = "Request failed"
 
 
+@dataclass
+class Speculation:
+    """The next suggestion being computed for one document as it reads once a suggestion is accepted."""
+
+    text: str  # the document with the suggestion inserted
+    offset: int  # the cursor after it
+    task: asyncio.Task
+    cancelled: threading.Event
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.task.cancel()
+
+
 class Codet5Server(LanguageServer):
     """One client's session: its settings, documents and in-flight requests; the model host may be shared."""
 
@@ -53,6 +79,9 @@ class Codet5Server(LanguageServer):
         self.pipeline = CompletionPipeline(TypeaheadCache())
         self.summarizer = Summarizer(host)
         self.latest: dict[str, asyncio.Task] = {}
+        self.requests: dict[str, int] = {}  # supersede key -> number of its latest request
+        self.speculations: dict[str, Speculation] = {}
+        self.limits: SessionLimits | None = None  # a shared daemon's per-session limits
         self.no_suggestions = NoSuggestionLog()
         self._load_progress: LoadProgress | None = None
         self._unsubscribe = lambda: None
@@ -64,6 +93,9 @@ class Codet5Server(LanguageServer):
         if self.pinned is not None and (settings.model_key(), settings.summary_model) != (self.pinned.model_key(), self.pinned.summary_model):
             errors.append("this daemon serves a model chosen on its command line; model settings from the editor are ignored")
             settings = parse_settings(settings_to_json(self.pinned), settings)[0]
+        if self.limits is not None:
+            settings, lowered = self.limits.clamp(settings)
+            errors.extend(lowered)
         self.settings = settings
         for error in errors:
             self.show(types.MessageType.Warning, f"codet5-lsp: {error}")
@@ -105,6 +137,23 @@ class Codet5Server(LanguageServer):
         self._unsubscribe()
         for task in self.latest.values():
             task.cancel()
+        for speculation in self.speculations.values():
+            speculation.cancel()
+
+    def edited(self, uri: str) -> None:
+        """A change to `uri` arrived: a speculation for another text of it is dropped now."""
+        speculation = self.speculations.get(uri)
+        document = open_document(self.workspace, uri)
+        if speculation is not None and (document is None or document.source != speculation.text):
+            del self.speculations[uri]
+            speculation.cancel()
+
+    def forget(self, uri: str) -> None:
+        """`uri` was closed: its cached and speculative suggestions go."""
+        self.pipeline.cache.forget(uri)
+        speculation = self.speculations.pop(uri, None)
+        if speculation is not None:
+            speculation.cancel()
 
     def document(self, uri: str, rules: RequestRules) -> LspTextDocument | None:
         """The open document `uri`: as the request being handled found it when its kind runs on
@@ -134,12 +183,14 @@ class Codet5Server(LanguageServer):
                 message=f"no suggestion at {uri}:{position.line}:{position.character}: {reason.value}",
                 verbose=reason.description if self.protocol.trace == types.TraceValue.Verbose else None))
 
-    async def suggest(self, uri: str, position: types.Position,
-                      rules: RequestRules) -> tuple[Suggestion | None, types.Position]:
+    async def suggest(self, uri: str, position: types.Position, rules: RequestRules,
+                      automatic: bool = False) -> tuple[Suggestion | None, types.Position]:
         """The suggestion at a client position, and that position clamped to its line.
 
-        When `rules` supersede, the latest request per document wins: an older one still running
-        gets None. Every None is recorded with its reason (`no_suggestion`).
+        When `rules` supersede, the latest request per document (per session, on a shared
+        daemon) wins: an older one still running gets None, stopped at its next check. An
+        `automatic` request (typing) is debounced. A suggestion served starts the speculation of
+        the next one. Every None is recorded with its reason (`no_suggestion`).
         """
         document = self.document(uri, rules)
         if document is None:
@@ -150,18 +201,26 @@ class Codet5Server(LanguageServer):
             self.no_suggestion(reason, uri, position)
             return None, position
 
-        previous = self.latest.get(uri) if rules.supersedes else None
+        request = CompletionRequest(uri, document.source, position.line, character,
+                                    language_for(document.language_id, uri), self.settings.completion_options(),
+                                    automatic=automatic)
+        speculation = self.speculations.pop(uri, None)
+        key = uri if self.limits is None else ""  # a shared daemon: one completion per session
+        previous = self.latest.get(key) if rules.supersedes else None
         if previous is not None and not previous.done():
             previous.cancel()
-        request = CompletionRequest(uri, document.source, position.line, character,
-                                    language_for(document.language_id, uri), self.settings.completion_options())
+        number = self.requests[key] = self.requests.get(key, 0) + 1
         assert rules.priority is not None
-        task = asyncio.ensure_future(self.pipeline.suggest(
-            request, HostWorker(self.host, rules.priority), on_empty=lambda why: self.no_suggestion(why, uri, position)))
+        task = asyncio.ensure_future(self._after(speculation, request, self.pipeline.suggest(
+            request, HostWorker(self.host, rules.priority), on_empty=lambda why: self.no_suggestion(why, uri, position),
+            stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False)))
         if rules.supersedes:
-            self.latest[uri] = task
+            self.latest[key] = task
         try:
-            return await asyncio.shield(task), position
+            suggestion = await asyncio.shield(task)
+            if suggestion is not None and rules.supersedes and self.settings.speculative:
+                self._speculate(request, suggestion.text)
+            return suggestion, position
         except (asyncio.CancelledError, JobStopped) as exc:
             task.cancel()
             loading = self.host.status.state is ModelState.LOADING
@@ -173,8 +232,49 @@ class Codet5Server(LanguageServer):
             self.no_suggestion(NoSuggestion.MODEL_UNAVAILABLE, uri, position)
             raise RequestFailed(str(exc)) from None
         finally:
-            if self.latest.get(uri) is task:
-                del self.latest[uri]
+            if self.latest.get(key) is task:
+                del self.latest[key]
+
+    @staticmethod
+    async def _after(speculation: Speculation | None, request: CompletionRequest,
+                     run: Coroutine[Any, Any, Suggestion | None]) -> Suggestion | None:
+        """`run`, once a speculation computing exactly this request's document and cursor has
+        finished (the user accepted the suggestion: its result is in the cache then, and `run`
+        serves it from there); any other speculation is dropped first."""
+        if speculation is not None and (speculation.text, speculation.offset) != (request.text, request.offset):
+            speculation.cancel()
+        elif speculation is not None:
+            try:
+                await asyncio.shield(speculation.task)
+            except asyncio.CancelledError:
+                speculation.cancel()
+                run.close()
+                raise
+            except Exception:  # it stopped or failed: `run` computes the suggestion itself
+                pass
+        return await run
+
+    def _speculate(self, request: CompletionRequest, suggestion: str) -> None:
+        """Compute, at the lowest priority, the suggestion that follows `suggestion` once it is
+        accepted, into the typed-ahead cache keyed by that document; it stops when a more urgent
+        job waits or the document changes to anything else."""
+        accepted = request.accepted(suggestion)
+        cancelled = threading.Event()
+        host = self.host
+        task = asyncio.ensure_future(self.pipeline.suggest(
+            accepted, HostWorker(host, PRIORITY_SPECULATIVE), speculative=True,
+            stale=lambda: cancelled.is_set() or host.more_urgent_waiting(PRIORITY_SPECULATIVE)))
+        task.add_done_callback(_consume)
+        previous = self.speculations.get(request.uri)
+        if previous is not None:
+            previous.cancel()
+        self.speculations[request.uri] = Speculation(accepted.text, accepted.offset, task, cancelled)
+
+
+def _consume(task: asyncio.Task) -> None:
+    """A speculation's outcome is only its cache entry: an error is logged, never raised."""
+    if not task.cancelled() and isinstance(task.exception(), Exception) and not isinstance(task.exception(), JobStopped):
+        log.debug("speculation failed: %s", task.exception())
 
 
 def _refusal(settings: Settings, language_id: str | None, text: str) -> NoSuggestion | None:

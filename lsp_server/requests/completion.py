@@ -15,7 +15,9 @@ RULES: RequestRules = INLINE_RULES  # one suggestion per document: each kind sup
 
 
 async def handle(ls: Codet5Server, params: types.CompletionParams) -> types.CompletionList:
-    suggestion, position = await ls.suggest(params.text_document.uri, params.position, RULES)
+    context = params.context  # typing re-asks an incomplete list: automatic, as inline completion's typing is
+    automatic = context is not None and context.trigger_kind != types.CompletionTriggerKind.Invoked
+    suggestion, position = await ls.suggest(params.text_document.uri, params.position, RULES, automatic)
     document = ls.document(params.text_document.uri, RULES)
     items = [] if suggestion is None or document is None else [completion_item(document, position, suggestion.text)]
     return types.CompletionList(is_incomplete=True, items=items)

@@ -14,7 +14,8 @@ RULES = RequestRules(snapshot=True, supersedes=True, priority=PRIORITY_COMPLETIO
 
 
 async def handle(ls: Codet5Server, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    suggestion, position = await ls.suggest(params.text_document.uri, params.position, RULES)
+    automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+    suggestion, position = await ls.suggest(params.text_document.uri, params.position, RULES, automatic)
     if suggestion is None:
         return types.InlineCompletionList(items=[])
     here = types.Range(start=position, end=position)

@@ -31,6 +31,9 @@ export const SERVER_SETTINGS = [
   "trustRemoteCode",
   "maxCachedPrompts",
   "summaryModel",
+  "debounceMs",
+  "timeBudgetMs",
+  "speculative",
 ] as const;
 
 /** Settings that choose and load the model: a daemon takes them from its own command line. */
