@@ -58,9 +58,18 @@ class Speculation:
     """The next suggestion being computed for one document as it reads once a suggestion is accepted."""
 
     text: str  # the document with the suggestion inserted
+    start: int  # where the suggestion starts in it
     offset: int  # the cursor after it
     task: asyncio.Task
     cancelled: threading.Event
+
+    def leads_to(self, text: str, offset: int | None = None) -> bool:
+        """Whether `text` (with the cursor at `offset`, if given) is the document with the
+        suggestion partly typed: on the way to `self.text`, so the speculation stays useful."""
+        tail = len(self.text) - self.offset
+        typed = len(text) - tail
+        return (self.start <= typed <= self.offset and text[typed:] == self.text[self.offset:]
+                and self.text.startswith(text[:typed]) and offset in (None, typed))
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -144,7 +153,7 @@ class Codet5Server(LanguageServer):
         """A change to `uri` arrived: a speculation for another text of it is dropped now."""
         speculation = self.speculations.get(uri)
         document = open_document(self.workspace, uri)
-        if speculation is not None and (document is None or document.source != speculation.text):
+        if speculation is not None and (document is None or not speculation.leads_to(document.source)):
             del self.speculations[uri]
             speculation.cancel()
 
@@ -204,14 +213,14 @@ class Codet5Server(LanguageServer):
         request = CompletionRequest(uri, document.source, position.line, character,
                                     language_for(document.language_id, uri), self.settings.completion_options(),
                                     automatic=automatic)
-        speculation = self.speculations.pop(uri, None)
+        speculation = self._speculation_for(request)
         key = uri if self.limits is None else ""  # a shared daemon: one completion per session
         previous = self.latest.get(key) if rules.supersedes else None
         if previous is not None and not previous.done():
             previous.cancel()
         number = self.requests[key] = self.requests.get(key, 0) + 1
         assert rules.priority is not None
-        task = asyncio.ensure_future(self._after(speculation, request, self.pipeline.suggest(
+        task = asyncio.ensure_future(self._after(speculation, self.pipeline.suggest(
             request, HostWorker(self.host, rules.priority), on_empty=lambda why: self.no_suggestion(why, uri, position),
             stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False)))
         if rules.supersedes:
@@ -235,15 +244,26 @@ class Codet5Server(LanguageServer):
             if self.latest.get(key) is task:
                 del self.latest[key]
 
-    @staticmethod
-    async def _after(speculation: Speculation | None, request: CompletionRequest,
-                     run: Coroutine[Any, Any, Suggestion | None]) -> Suggestion | None:
-        """`run`, once a speculation computing exactly this request's document and cursor has
-        finished (the user accepted the suggestion: its result is in the cache then, and `run`
-        serves it from there); any other speculation is dropped first."""
-        if speculation is not None and (speculation.text, speculation.offset) != (request.text, request.offset):
+    def _speculation_for(self, request: CompletionRequest) -> Speculation | None:
+        """The speculation computing exactly this request's document and cursor (the user
+        accepted the suggestion), taken for the request to await; one that this request is no
+        longer on the way to is dropped."""
+        speculation = self.speculations.get(request.uri)
+        if speculation is None:
+            return None
+        if (speculation.text, speculation.offset) == (request.text, request.offset):
+            del self.speculations[request.uri]
+            return speculation
+        if not speculation.leads_to(request.text, request.offset):
+            del self.speculations[request.uri]
             speculation.cancel()
-        elif speculation is not None:
+        return None
+
+    @staticmethod
+    async def _after(speculation: Speculation | None, run: Coroutine[Any, Any, Suggestion | None]) -> Suggestion | None:
+        """`run`, once `speculation` (if any) has finished: its result is in the cache then, and
+        `run` serves it from there."""
+        if speculation is not None:
             try:
                 await asyncio.shield(speculation.task)
             except asyncio.CancelledError:
@@ -259,16 +279,20 @@ class Codet5Server(LanguageServer):
         accepted, into the typed-ahead cache keyed by that document; it stops when a more urgent
         job waits or the document changes to anything else."""
         accepted = request.accepted(suggestion)
+        previous = self.speculations.get(request.uri)
+        if previous is not None and (previous.text, previous.offset) == (accepted.text, accepted.offset):
+            return  # typing the suggestion shown: the same speculation goes on
+        if self.pipeline.cache.holds(request.uri, accepted.text[: accepted.offset], accepted.text[accepted.offset:]):
+            return
         cancelled = threading.Event()
         host = self.host
         task = asyncio.ensure_future(self.pipeline.suggest(
             accepted, HostWorker(host, PRIORITY_SPECULATIVE), speculative=True,
             stale=lambda: cancelled.is_set() or host.more_urgent_waiting(PRIORITY_SPECULATIVE)))
         task.add_done_callback(_consume)
-        previous = self.speculations.get(request.uri)
         if previous is not None:
             previous.cancel()
-        self.speculations[request.uri] = Speculation(accepted.text, accepted.offset, task, cancelled)
+        self.speculations[request.uri] = Speculation(accepted.text, request.offset, accepted.offset, task, cancelled)
 
 
 def _consume(task: asyncio.Task) -> None:

@@ -150,6 +150,19 @@ def test_the_accepted_request_has_the_suggestion_inserted_and_the_cursor_after_i
     assert (ended.line, ended.character) == (1, 0)
 
 
+def test_a_speculation_survives_typing_its_suggestion_and_nothing_else():
+    from lsp_server.session import Speculation
+
+    # "return" + " a +" shown; the speculation computes the document with it accepted
+    speculation = Speculation(ADD + " a +\n", len(ADD), len(ADD + " a +"), task=None, cancelled=None)
+    assert speculation.leads_to(ADD + "\n") and speculation.leads_to(ADD + " a\n", len(ADD + " a"))
+    assert speculation.leads_to(ADD + " a +\n")  # the accept itself
+    assert not speculation.leads_to(ADD + " a\n", len(ADD))  # the cursor elsewhere
+    assert not speculation.leads_to(ADD + " b\n")  # another character
+    assert not speculation.leads_to(ADD[:-1] + "\n")  # a deletion before the suggestion
+    assert not speculation.leads_to(ADD + " a +\nx")  # an edit after it
+
+
 async def test_a_speculative_result_is_served_only_for_the_accepted_document(model):
     cache = TypeaheadCache()
     pipeline = CompletionPipeline(cache)

@@ -48,6 +48,19 @@ class TypeaheadCache:
 
     def lookup(self, uri: str, prefix: str, suffix: str) -> str | None:
         """The rest of a stored suggestion that the text typed since agrees with, else None."""
+        entry, rest = self._match(uri, prefix, suffix)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.speculative_hits += entry.speculative
+        return rest
+
+    def holds(self, uri: str, prefix: str, suffix: str) -> bool:
+        """Whether `lookup` would serve something here (the counters do not move)."""
+        return self._match(uri, prefix, suffix)[0] is not None
+
+    def _match(self, uri: str, prefix: str, suffix: str) -> tuple[_Entry | None, str]:
         suffix_digest = _digest(suffix)
         for (entry_uri, _), entry in reversed(self._entries.items()):
             if entry_uri != uri or entry.prefix_len > len(prefix) or entry.suffix_digest != suffix_digest:
@@ -59,11 +72,8 @@ class TypeaheadCache:
                 and entry.completion[len(typed):].strip()
                 and _digest(prefix[: entry.prefix_len]) == entry.prefix_digest
             ):
-                self.hits += 1
-                self.speculative_hits += entry.speculative
-                return entry.completion[len(typed):]
-        self.misses += 1
-        return None
+                return entry, entry.completion[len(typed):]
+        return None, ""
 
     def stats(self) -> dict[str, int]:
         """The counters, as `codet5.status` reports them."""
