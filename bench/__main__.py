@@ -54,17 +54,18 @@ def run_replay(args: argparse.Namespace) -> None:
     for name in names:
         scenario = scenarios[name]
         scenario = replace(scenario, seed=args.seed, **({"lines": args.lines} if args.lines else {}),
-                           **({"start_line": args.start_line} if args.start_line and not args.file else {}))
+                           **({"start_line": args.start_line} if args.start_line and not args.file else {}),
+                           pause_chance=args.pause_chance, accept=args.accept)
         print(f"bench: replay {name}: typing {scenario.lines} lines of {scenario.path} from line {scenario.start_line}",
               file=sys.stderr, flush=True)
+        if args.variants:
+            _save(args.results, f"replay-{name}-variants", _replay_variants(replay, scenario, args))
+            continue
         machine = machine_info()
         with LoadSampler() as load:
             result = replay.run(scenario, model=args.model, context_tokens=args.context_tokens)
         result.update(command=_command(), machine=machine, load=load.summary())
-        summary = result["summary"]
-        print(f"bench: {summary['requests']} requests, {summary['shown']} shown, {summary['superseded']} superseded, "
-              f"completed p50 {summary['completed'].get('p50_ms')} ms p95 {summary['completed'].get('p95_ms')} ms, "
-              f"peak RSS {result['rss_peak_mb']} MB", file=sys.stderr, flush=True)
+        _print_replay(result)
         if args.profile_every:
             model = _model(args.model)
             options = CompletionOptions(context_tokens=args.context_tokens, mode="line")
@@ -75,6 +76,30 @@ def run_replay(args: argparse.Namespace) -> None:
                                 "queueing": stages.queueing(result["requests"], times), "times": [asdict(t) for t in times]}
             del model
         _save(args.results, f"replay-{name}", result)
+
+
+def _print_replay(result: dict[str, Any]) -> None:
+    summary, pauses = result["summary"], result["summary"].get("pauses", {})
+    print(f"bench: {summary['requests']} requests, {summary['shown']} shown, {summary['superseded']} superseded, "
+          f"completed p50 {summary['completed'].get('p50_ms')} ms p95 {summary['completed'].get('p95_ms')} ms, "
+          f"pauses {pauses.get('count')} ({pauses.get('visible_share', 0):.0%} with a suggestion visible, "
+          f"time to it p50 {pauses.get('time_to_suggestion', {}).get('p50_ms')} ms), "
+          f"peak RSS {result['rss_peak_mb']} MB", file=sys.stderr, flush=True)
+
+
+def _replay_variants(replay: Any, scenario: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The scenario replayed once per variant of `replay.VARIANTS`, one after another, in one run."""
+    runs: dict[str, Any] = {}
+    for variant in args.variants.split(","):
+        print(f"bench: variant {variant}: {replay.VARIANTS[variant]}", file=sys.stderr, flush=True)
+        machine = machine_info()
+        with LoadSampler() as load:
+            result = replay.run(scenario, model=args.model, context_tokens=args.context_tokens,
+                                settings=replay.VARIANTS[variant])
+        result.update(machine=machine, load=load.summary())
+        _print_replay(result)
+        runs[variant] = result
+    return {"command": _command(), "variants": runs}
 
 
 def run_humaneval(args: argparse.Namespace) -> None:
@@ -205,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--start-line", type=int, help="first line typed (1-based)")
     replay.add_argument("--lines", type=int, help="lines typed")
     replay.add_argument("--seed", type=int, default=0, help="seed of the typing pauses")
+    replay.add_argument("--pause-chance", type=float, default=0.0, help="chance of a thinking pause after a key (default 0)")
+    replay.add_argument("--accept", action="store_true", help="the typist accepts a suggestion the next keys would type")
+    replay.add_argument("--variants", help="comma-separated bench.replay.VARIANTS (before, after) replayed in one run")
     replay.add_argument("--profile-every", type=int, default=8,
                         help="also time the stages in-process at every Nth keystroke and every Enter (0: skip)")
 

@@ -13,7 +13,13 @@ Requests are classified when they return:
 - superseded: no suggestion, and a newer request was already out (cancelled by the server).
 Cache hits are told apart on the client by replaying the server's own typed-ahead rule
 (`TypeaheadCache`) over the suggestions received; the server's own counters (`codet5.status`)
-give the hit rate reported.
+give the hit rate reported, speculative hits apart.
+
+A scenario may pause in the middle of lines too (`pause_chance`), and with `accept` the typist
+takes a suggestion on screen that the next keys would type (Tab: one change inserts it, and an
+automatic request follows at its end), as a user does. A pause is a key followed by at least
+`PAUSE_MS` without a key: its time to suggestion is that key's request's latency when it brought
+a suggestion, and it ends with a suggestion visible when that arrived before the next key.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from inference.completion.typeahead import TypeaheadCache
 from .stats import bootstrap_interval, median, p95, wilson_interval
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
+PAUSE_MS = 300.0  # a gap without a key at least this long is a pause
+# Server settings of the compared variants: the speed mechanisms of issue 13 off, and the defaults.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "before": {"debounceMs": 0, "timeBudgetMs": 0, "speculative": False}, "after": {},
+    **{f"debounce{ms}": {"debounceMs": ms} for ms in (0, 50, 150, 200)},
+    **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
+    "no-speculation": {"speculative": False},
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,9 @@ class Scenario:
     key_ms: tuple[float, float] = (60.0, 120.0)  # pause between keys, uniform
     line_end_ms: tuple[float, float] = (400.0, 1200.0)  # pause before Enter (reading, thinking)
     seed: int = 0
+    pause_chance: float = 0.0  # chance that a key in a line is followed by a thinking pause
+    pause_ms: tuple[float, float] = (300.0, 1200.0)  # such a pause, uniform
+    accept: bool = False  # take a suggestion on screen that the next keys would type
 
 
 SCENARIOS = {
@@ -73,8 +90,9 @@ class Request:
     index: int
     line: int
     character: int
-    key: str
+    key: str  # char, enter, accept
     sent_s: float  # since typing began
+    pause_after_ms: float = 0.0  # the wait before the next key
     latency_ms: float | None = None
     text: str | None = None  # the suggestion ("" for none)
     outcome: str = ""  # shown / empty / superseded
@@ -107,7 +125,8 @@ def document_and_keys(source: str, scenario: Scenario) -> tuple[str, int, int, l
         keys.append(Keystroke(line, character, "\n" + indent, rng.uniform(*scenario.key_ms)))
         line, character = line + 1, len(indent)
         for ch in body:
-            keys.append(Keystroke(line, character, ch, rng.uniform(*scenario.key_ms)))
+            pause = scenario.pause_chance > 0 and rng.random() < scenario.pause_chance
+            keys.append(Keystroke(line, character, ch, rng.uniform(*(scenario.pause_ms if pause else scenario.key_ms))))
             character += 1
     return document, first - 1, len(lines[first - 1].rstrip("\r\n")), keys
 
@@ -256,7 +275,23 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             if request.text and not request.cache_hit:
                 shadow.store(uri, prefix, suffix, request.text)
 
-        for index, key in enumerate(keys):
+        def typed_next(index: int) -> str:
+            """What keys[index:] type before the next Enter."""
+            end = next((i for i in range(index, len(keys)) if "\n" in keys[i].text), len(keys))
+            return "".join(k.text for k in keys[index:end])
+
+        index = 0
+        while index < len(keys):
+            key = keys[index]
+            shown = requests[-1].text if requests and requests[-1].latency_ms is not None else None
+            accepting = bool(scenario.accept and shown and "\n" not in key.text and typed_next(index).startswith(shown))
+            if accepting:  # Tab: the suggestion on screen is what the next keys would type
+                assert shown is not None
+                skipped = keys[index: index + len(shown)]
+                key = Keystroke(key.line, key.character, shown, skipped[-1].delay_ms)
+                index += len(shown)
+            else:
+                index += 1
             params = document.insert(key.line, key.character, key.text)
             params.text_document.uri = uri
             client.text_document_did_change(params)
@@ -264,8 +299,8 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             cursor_char = (len(key.text) - key.text.rfind("\n") - 1) if "\n" in key.text else key.character + len(key.text)
             offset = document.offset(cursor_line, cursor_char)
             prefix, suffix = document.text[:offset], document.text[offset:]
-            request = Request(index, cursor_line, cursor_char, "enter" if "\n" in key.text else "char",
-                              time.perf_counter() - began)
+            kind = "accept" if accepting else "enter" if "\n" in key.text else "char"
+            request = Request(len(requests), cursor_line, cursor_char, kind, time.perf_counter() - began, key.delay_ms)
             request.cache_hit = shadow.lookup(uri, prefix, suffix) is not None
             requests.append(request)
             pending.append(asyncio.ensure_future(track(request, request_at(cursor_line, cursor_char), prefix, suffix)))
@@ -282,6 +317,9 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             "cold_suggestion": cold.items[0].insert_text if cold.items else "",
             "typing_s": round(typing_s, 1),
             "server_cache": dict(status["cache"]),
+            "server_prompt_cache": status.get("promptCache"),
+            "server_stages": status.get("stages"),
+            "server_no_suggestion": status["noSuggestion"]["counts"],
             "rss_at_ready_mb": round(rss_at_ready / 2**20, 1),
             "rss_after_first_request_mb": round(rss_after_first / 2**20, 1),
             "requests": [asdict(r) for r in requests],
@@ -308,6 +346,9 @@ def summarize(requests: list[dict[str, Any]]) -> dict[str, Any]:
     latency = [r["latency_ms"] for r in completed]
     superseded = sum(r["outcome"] == "superseded" for r in answered)
     visible = sum(r["visible_before_next_key"] for r in answered)
+    pauses = [r for r in answered if r.get("pause_after_ms", 0.0) >= PAUSE_MS]
+    to_suggestion = [r["latency_ms"] for r in pauses if r["text"]]
+    accepted = [r for r in answered if r["key"] == "accept"]
 
     def figures(values: list[float]) -> dict[str, Any]:
         if not values:
@@ -327,13 +368,26 @@ def summarize(requests: list[dict[str, Any]]) -> dict[str, Any]:
         "completed": figures(latency),
         "model_runs": figures(model_runs),
         "cache_hits": figures(hits),
+        "pauses": {
+            "count": len(pauses),
+            "with_suggestion_visible": sum(r["visible_before_next_key"] for r in pauses),
+            "visible_share": sum(r["visible_before_next_key"] for r in pauses) / len(pauses) if pauses else 0.0,
+            "visible_ci": wilson_interval(sum(r["visible_before_next_key"] for r in pauses), len(pauses)),
+            "time_to_suggestion": figures(to_suggestion),
+            "time_to_answer": figures([r["latency_ms"] for r in pauses]),
+        },
+        "accepts": {"count": len(accepted), "next_shown": sum(bool(r["text"]) for r in accepted),
+                    "next_latency": figures([r["latency_ms"] for r in accepted])},
     }
 
 
-def run(scenario: Scenario, *, model: str = "default", context_tokens: int = 1024) -> dict[str, Any]:
-    """Replay `scenario` against a fresh `python -m lsp_server` (stdio) and summarize it."""
+def run(scenario: Scenario, *, model: str = "default", context_tokens: int = 1024,
+        settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Replay `scenario` against a fresh `python -m lsp_server` (stdio), with these server
+    `settings` on top of the replay's own, and summarize it."""
     source = scenario.path.read_text(encoding="utf-8")
-    options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True}
+    options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
+               **(settings or {})}
     server = [sys.executable, "-m", "lsp_server", "--offline"]
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         log_file = Path(tmp) / "server.log"
@@ -347,6 +401,7 @@ def run(scenario: Scenario, *, model: str = "default", context_tokens: int = 102
         "server": server,
         **{k: v for k, v in raw.items() if k != "requests"},
         "server_cache_hit_rate": cache["hits"] / lookups if lookups else 0.0,
+        "server_speculative_hit_rate": cache.get("speculativeHits", 0) / lookups if lookups else 0.0,
         "summary": summarize(raw["requests"]),
         "requests": raw["requests"],
     }

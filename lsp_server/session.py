@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
+from collections import Counter
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from lsprotocol import types
@@ -91,6 +92,7 @@ class Codet5Server(LanguageServer):
         self.requests: dict[str, int] = {}  # supersede key -> number of its latest request
         self.speculations: dict[str, Speculation] = {}
         self.limits: SessionLimits | None = None  # a shared daemon's per-session limits
+        self.stages: Counter[str] = Counter()  # pipeline stages reached ("speculative." for speculations)
         self.no_suggestions = NoSuggestionLog()
         self._load_progress: LoadProgress | None = None
         self._unsubscribe = lambda: None
@@ -222,7 +224,7 @@ class Codet5Server(LanguageServer):
         assert rules.priority is not None
         task = asyncio.ensure_future(self._after(speculation, self.pipeline.suggest(
             request, HostWorker(self.host, rules.priority), on_empty=lambda why: self.no_suggestion(why, uri, position),
-            stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False)))
+            trace=lambda event: self._count(event.stage), stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False)))
         if rules.supersedes:
             self.latest[key] = task
         try:
@@ -243,6 +245,10 @@ class Codet5Server(LanguageServer):
         finally:
             if self.latest.get(key) is task:
                 del self.latest[key]
+
+    def _count(self, stage: str) -> None:
+        if "postprocess." not in stage:
+            self.stages[stage] += 1
 
     def _speculation_for(self, request: CompletionRequest) -> Speculation | None:
         """The speculation computing exactly this request's document and cursor (the user
@@ -288,7 +294,7 @@ class Codet5Server(LanguageServer):
         host = self.host
         task = asyncio.ensure_future(self.pipeline.suggest(
             accepted, HostWorker(host, PRIORITY_SPECULATIVE), speculative=True,
-            stale=lambda: cancelled.is_set() or host.more_urgent_waiting(PRIORITY_SPECULATIVE)))
+            trace=lambda event: self._count("speculative." + event.stage), stale=lambda: cancelled.is_set() or host.more_urgent_waiting(PRIORITY_SPECULATIVE)))
         task.add_done_callback(_consume)
         if previous is not None:
             previous.cancel()

@@ -192,6 +192,7 @@ async def test_through_the_server_the_next_suggestion_is_served_after_an_accept_
         assert [item.insert_text for item in after_accept.items] == [" b"]
         status = await _status(client)
         assert status["cache"]["speculativeHits"] == 1
+        assert status["stages"]["speculative.generate"] >= 1 and status["stages"]["cache"] == 2
 
         client.text_document_did_change(_insert(URI, 3, end_of(ADD + " a +"), " b"))  # accepted again
         client.text_document_did_change(_insert(URI, 4, end_of(ADD + " a + b"), "  # other"))  # then another edit
