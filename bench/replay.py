@@ -25,6 +25,7 @@ a suggestion, and it ends with a suggestion visible when that arrived before the
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import sysconfig
@@ -418,3 +419,44 @@ def typing_states(scenario: Scenario) -> Iterator[tuple[str, int, int, str]]:
             yield document.text, key.line + 1, len(key.text) - 1, "enter"
         else:
             yield document.text, key.line, key.character + 1, "char"
+
+
+def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
+    """RESULTS.md lines for one `replay-<name>-variants.json`: the variants side by side."""
+    from .stats import format_interval, markdown_table
+
+    def ms(figures: dict[str, Any]) -> str:
+        return f"{figures['p50_ms']:.0f} / {figures['p95_ms']:.0f} (n={figures['count']})" if figures.get("count") else "-"
+
+    runs = data["variants"]
+    first = next(iter(runs.values()))
+    scenario = first["scenario"]
+    lines = [f"### Replay `{name}`, variants side by side (`{data['command'].strip()}`)", "",
+             f"{scenario['lines']} lines of `{Path(scenario['path']).name}` from line {scenario['start_line']}, "
+             f"typed in the middle of the file (its suffix present), pause chance {scenario['pause_chance']}, "
+             f"the typist {'accepts' if scenario['accept'] else 'never accepts'} a suggestion the next keys would type; "
+             f"model `{first['options']['model']}`, one fresh server per variant, one after another. "
+             f"A pause is >= {PAUSE_MS:.0f} ms without a key. {first['machine']['cpu']}, {first['machine']['cores']} cores, "
+             f"commit {first['machine']['commit']}, {first['machine']['date']}; load = mean 1-min load average while it ran.", ""]
+    rows = []
+    for variant, run in runs.items():
+        s, cache, kv = run["summary"], run["server_cache"], run.get("server_prompt_cache") or {}
+        stages = run.get("server_stages") or {}
+        pauses = s["pauses"]
+        keys = s["requests"]
+        rows.append([
+            f"`{variant}` {json.dumps(VARIANTS.get(variant, {}))}", f"{run['load']['mean']:.1f}", keys,
+            f"{pauses['with_suggestion_visible']}/{pauses['count']} {format_interval(*pauses['visible_ci'], scale=100)}",
+            ms(pauses["time_to_suggestion"]), ms(pauses["time_to_answer"]), ms(s["model_runs"]),
+            f"{s['shown']}", f"{100 * s['superseded_share']:.0f}%",
+            f"{stages.get('prompt', 0) / keys:.2f}" if keys else "-",
+            f"{s['accepts']['next_shown']}/{s['accepts']['count']}",
+            f"{cache['hits'] - cache.get('speculativeHits', 0)} / {cache.get('speculativeHits', 0)} of {cache['hits'] + cache['misses']}",
+            f"{kv.get('hits', 0)} / {kv.get('fills', 0)} / {kv.get('refused', 0)}" if kv else "-",
+        ])
+    lines.append(markdown_table(
+        ["variant (server settings)", "load", "keys", "pauses ending with a suggestion visible [95% CI]",
+         "pause to suggestion p50 / p95 ms", "pause to any answer p50 / p95 ms", "completed model runs p50 / p95 ms",
+         "suggestions shown", "superseded", "model jobs per key", "accepts followed by a suggestion",
+         "typed-ahead / speculative hits", "KV prompt cache hit / fill / refused"], rows))
+    return [*lines, ""]

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import codexglue_line, summarization
+from . import codexglue_line, replay, summarization
 from .fidelity import markdown as fidelity_markdown
 from .speed_report import gpu_section, heap_section, load_section, peers_section, plot_peers, pyplot
 from .stats import format_interval, markdown_table
@@ -356,6 +356,9 @@ def write_report(results: Path) -> Path:
     if replays:
         plot_replay(replays, plots)
         lines += replay_section(replays)
+    for path in sorted(results.glob("replay-*-variants.json")):
+        lines += replay.variants_markdown(path.stem.removeprefix("replay-").removesuffix("-variants"),
+                                          json.loads(path.read_text(encoding="utf-8")))
     if humaneval:
         plot_humaneval(humaneval, plots)
         lines += humaneval_section(humaneval)
