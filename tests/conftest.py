@@ -8,8 +8,9 @@ facts that cannot drift:
   whose tests are then in no lane, not even `fast`), or the test itself where a module mixes
   lanes (`TEST_LANES`);
 - its measured duration (`slow`: tests/durations.txt).
-A test in no other lane is in `fast` (`pytest -m fast`), and a fast test that starts the server as
-a process fails, naming the tables to fix.
+A test in no other lane is in `fast` (`pytest -m fast`). A fast test that starts the server as a
+process fails, naming the tables to fix; a test in another lane that starts one is in `server`
+by the tables alone.
 """
 
 from __future__ import annotations
