@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import codexglue_line, replay, summarization
+from . import codexglue_line, faithfulness, replay, summarization
 from .fidelity import markdown as fidelity_markdown
 from .speed_report import gpu_section, heap_section, load_section, peers_section, plot_peers, pyplot
 from .stats import format_interval, markdown_table
@@ -378,6 +378,8 @@ def write_report(results: Path) -> Path:
         lines += load_section(load)
     if summaries:
         lines += [summarization.markdown(summaries), ""]
+    if audit := _load(results, "faithfulness"):
+        lines += [faithfulness.markdown(audit), ""]
     path = results.parent / "RESULTS.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

@@ -287,11 +287,14 @@ def markdown(result: dict[str, Any]) -> str:
     )
     machine = result.get("machine", {})
     models = ", ".join(f"`{Path(m['path']).name}` ({m['kind']})" for m in result["models"]) or "no summary model (none is installed)"
+    load = result.get("load")
+    loaded = f" Load average while it ran: {load['mean']} mean, {load['max']} max." if load else ""
+    notes = f"\n{result['notes']}\n" if result.get("notes") else ""  # added by hand: how the prompt was chosen, caveats
     return (
         "## Docstring summaries\n\n"
         f"Smoothed BLEU-4 (CodeXGLUE code-to-text definition) of {models}, {result['decoding']}, and of a baseline that "
         f"turns the function name into a sentence, with 95% bootstrap intervals. Commit {machine.get('commit', 'unknown')}, "
-        f"{machine.get('date', '')}.\n\n" + table(result) + "\nFirst held-out predictions:\n\n" + examples + "\n"
+        f"{machine.get('date', '')}.{loaded}\n\n" + table(result) + notes + "\nFirst held-out predictions:\n\n" + examples + "\n"
     )
 
 
