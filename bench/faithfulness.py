@@ -4,7 +4,8 @@ Samples `--count` functions without a docstring from the Python files under `--r
 Debian's Python 3.11 standard library, tests left out), with a fixed seed, and writes each one's
 code and the summary of every `--summarizer` (as a hover shows it) to a JSON file. The verdicts
 (right / vague / wrong against the code, with a note) are a person's: they are added to that file
-by hand (`verdict`, `note` per function; `judged`, the summarizer judged) and `markdown(audit)`
+by hand (`verdict`, `note` and optionally `other_verdicts` per function; `judged`, the summarizer
+judged) and `markdown(audit)`
 is its RESULTS.md section (bench/results/faithfulness.json).
 
 `python -m bench.faithfulness --out audit.json [--summarizer default] [--summarizer default-summarizer]`
@@ -75,23 +76,32 @@ VERDICTS = ("right", "vague", "wrong")
 
 
 def markdown(audit: dict[str, Any]) -> str:
-    """The RESULTS.md section of a judged audit: one row per function, the verdict counts."""
-    judged = audit["judged"]
-    others = [spec for spec in audit["functions"][0]["summaries"] if spec != judged]
-    counts = {v: sum(f["verdict"] == v for f in audit["functions"]) for v in VERDICTS}
+    """The RESULTS.md section of a judged audit: one row per function, the verdict counts. Other
+    summarizers' summaries are shown beside, with a verdict where one was given (`other_verdicts`)."""
+    judged, functions = audit["judged"], audit["functions"]
+    others = [spec for spec in functions[0]["summaries"] if spec != judged]
+
+    def counted(verdicts: list[str]) -> str:
+        return ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS)
+
+    other_counts = "".join(
+        f" `{o}`, judged the same way without notes: {counted([f['other_verdicts'][o] for f in functions])}."
+        for o in others if all(o in f.get("other_verdicts", {}) for f in functions)
+    )
     lines = [
         "## Faithfulness audit: summaries of code nobody here wrote",
         "",
-        f"{len(audit['functions'])} functions without a docstring ({MIN_LINES}-{MAX_LINES} lines, tests left out) drawn with seed "
+        f"{len(functions)} functions without a docstring ({MIN_LINES}-{MAX_LINES} lines, tests left out) drawn with seed "
         f"{audit['seed']} from `{audit['root']}` by `python -m bench.faithfulness`. The summaries of `{judged}` (as a hover "
-        f"shows them) were judged against the code by a person: **{counts['right']} right, {counts['vague']} vague, "
-        f"{counts['wrong']} wrong**. {audit.get('comment', '')}".rstrip(),
+        f"shows them) were judged against the code by a person: **{counted([f['verdict'] for f in functions])}**."
+        f"{other_counts} {audit.get('comment', '')}".rstrip(),
         "",
-        "| # | function | " + " | ".join([f"`{judged}` summary", "verdict", "why", *(f"`{o}` (not judged)" for o in others)]) + " |",
+        "| # | function | " + " | ".join([f"`{judged}` summary", "verdict", "why", *(f"`{o}`" for o in others)]) + " |",
         "|---:|---|" + "---|" * (3 + len(others)),
     ]
-    for i, f in enumerate(audit["functions"], 1):
-        cells = [f["summaries"][judged], f["verdict"], f["note"], *(f["summaries"][o] for o in others)]
+    for i, f in enumerate(functions, 1):
+        beside = [f["summaries"][o] + (f" ({f['other_verdicts'][o]})" if o in f.get("other_verdicts", {}) else "") for o in others]
+        cells = [f["summaries"][judged], f["verdict"], f["note"], *beside]
         lines.append(f"| {i} | `{f['module']}.{f['name']}` (line {f['line']}) | " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

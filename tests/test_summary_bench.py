@@ -52,7 +52,10 @@ def test_the_audit_section_counts_the_verdicts_and_shows_the_other_summarizer() 
 
     function = {"module": "m", "name": "f", "line": 3, "code": "def f(): ...", "summaries": {"default": "Do x|y.", "other": "Do z."}}
     audit = {"root": "/r", "seed": 14, "judged": "default", "functions": [
-        {**function, "verdict": "right", "note": "yes"}, {**function, "verdict": "wrong", "note": "no"}]}
+        {**function, "verdict": "right", "note": "yes"}, {**function, "verdict": "wrong", "note": "no", "other_verdicts": {"other": "vague"}}]}
     text = markdown(audit)
-    assert "**1 right, 0 vague, 1 wrong**" in text
+    assert "**1 right, 0 vague, 1 wrong**" in text and "`other`, judged" not in text  # one of its summaries has no verdict
     assert "| 1 | `m.f` (line 3) | Do x\\|y. | right | yes | Do z. |" in text
+    assert "| 2 | `m.f` (line 3) | Do x\\|y. | wrong | no | Do z. (vague) |" in text
+    audit["functions"][0]["other_verdicts"] = {"other": "wrong"}
+    assert "`other`, judged the same way without notes: 0 right, 1 vague, 1 wrong." in markdown(audit)
