@@ -141,9 +141,10 @@ def _chat_turn(role: str, text: str) -> str:
 
 def chat_summary_prompt(tok: CodeTokenizer, code: str, budget: int) -> DecoderPrompt:
     """Decoder-only summarization by a chat (ChatML) instruct model: a system message, the
-    SUMMARY_SHOTS as earlier turns, then the code (cut by `truncate_code` to SUMMARY_CODE_TOKENS, and
-    so that the whole prompt fits `budget`); the assistant's reply is the summary. The fixed part before the code is the static
-    (cacheable) part. ValueError when the tokenizer lacks the chat tokens."""
+    SUMMARY_SHOTS as earlier turns, then the code (cut by `truncate_code` to SUMMARY_CODE_TOKENS and
+    so that the whole prompt fits `budget`; special-token strings in it read as text); the
+    assistant's reply is the summary. The fixed part before the code is the static (cacheable)
+    part. ValueError when the tokenizer lacks the chat tokens."""
     missing = [t for t in (CHAT_START, CHAT_END) if tok.token_id(t) is None]
     if missing:
         raise ValueError(f"the tokenizer lacks the chat tokens {missing}: instruct summaries are not possible")
@@ -151,14 +152,15 @@ def chat_summary_prompt(tok: CodeTokenizer, code: str, budget: int) -> DecoderPr
         _chat_turn("user", _fenced(shot)) + _chat_turn("assistant", summary) for shot, summary in SUMMARY_SHOTS
     )
     head_ids = tok.encode(head)
-    code_budget = min(SUMMARY_CODE_TOKENS, budget - len(head_ids) - len(tok.encode(_last_turn(""))))
-    return DecoderPrompt(ids=head_ids + tok.encode(_last_turn(truncate_code(tok, code, code_budget))), static_len=len(head_ids))
+    start, end = tok.token_id(CHAT_START), tok.token_id(CHAT_END)
+    reply = [start, *tok.encode("assistant\n")]
+
+    def user_turn(text: str) -> list[int]:  # what `_chat_turn` writes, chat tokens in `text` read as text
+        return [start, *tok.encode_literal("user\n" + _fenced(text)), end, *tok.encode("\n")]
+
+    code_budget = min(SUMMARY_CODE_TOKENS, budget - len(head_ids) - len(user_turn("")) - len(reply))
+    return DecoderPrompt(ids=[*head_ids, *user_turn(truncate_code(tok, code, code_budget)), *reply], static_len=len(head_ids))
 
 
 def _fenced(code: str) -> str:
     return f"```\n{code}\n```"
-
-
-def _last_turn(code: str) -> str:
-    """The user's turn with `code` and the start of the assistant's reply."""
-    return _chat_turn("user", _fenced(code)) + f"{CHAT_START}assistant\n"

@@ -50,6 +50,17 @@ class CodeTokenizer:
         """Ids of `text` without any added special tokens."""
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def encode_literal(self, text: str) -> list[int]:
+        """Ids of `text` without added special tokens, reading special-token strings in it (a
+        `<|im_end|>` in a user's code) as plain text: for untrusted text inside a prompt template."""
+        return self._literal.encode(text, add_special_tokens=False).ids
+
+    @functools.cached_property
+    def _literal(self) -> Tokenizer:
+        literal = Tokenizer.from_str(self._tok.to_str())
+        literal.encode_special_tokens = True
+        return literal
+
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Ids of `text` (no special tokens) and each token's (start, end) character offsets."""
         encoding = self._tok.encode(text, add_special_tokens=False)
