@@ -19,11 +19,14 @@ class Outcome:
     detail: str = ""  # the last line of stderr when it failed
 
 
-def _limit_resources() -> None:  # runs in the child before exec
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    os.setsid()
+# The memory limit is set by the child itself, not by a `preexec_fn`: that runs between fork and
+# exec in a copy of a multi-threaded process (the model's threads), where a lock another thread
+# held at fork time (the import lock, malloc's) is never released; a HumanEval run hung there.
+_BOOTSTRAP = (
+    "import resource, runpy, sys; "
+    f"resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT_BYTES}, {MEMORY_LIMIT_BYTES})); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 def run_program(source: str, timeout_s: float = 5.0) -> Outcome:
@@ -36,8 +39,8 @@ def run_program(source: str, timeout_s: float = 5.0) -> Outcome:
         program = Path(workdir) / "program.py"
         program.write_text(source, encoding="utf-8")
         process = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(program)], cwd=workdir, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_limit_resources,
+            [sys.executable, "-I", "-B", "-c", _BOOTSTRAP, str(program)], cwd=workdir, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"},
         )
         try:
