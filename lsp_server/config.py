@@ -32,8 +32,8 @@ class Settings:
     trust_remote_code: bool = False
     max_cached_prompts: int = 2
     summary_model: str = ""  # empty: summarize with the completion model if it can
-    debounce_ms: int = 100  # an automatic inline request waits this long for a newer one first
-    time_budget_ms: int = 1500  # a completion stops this long after its work starts (0: no budget)
+    debounce_ms: int = 150  # an automatic inline request waits this long for a newer one first
+    time_budget_ms: int = 800  # a completion's generation stops this long after its job starts (0: no budget)
     speculative: bool = True  # after a suggestion, compute the next one (as if accepted) while idle
 
     def model_key(self) -> tuple:

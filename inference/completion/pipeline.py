@@ -116,10 +116,11 @@ class Generated:
 
 
 def generate(prompt: Prompt, context: CompletionContext, model: CodeModel, stop: threading.Event, *,
-             deadline: float | None = None, clock: Clock = time.monotonic, stale: Stale | None = None) -> Generated:
-    """Run the model until the stop rule fires, or the `clock` passes `deadline` (then only the
-    `budget.clean_prefix` of the text is kept), and return what it wrote (post-processing applies
-    the cut); raise JobStopped if asked to stop (`stop`, `stale`) first."""
+             budget_s: float = 0.0, clock: Clock = time.monotonic, stale: Stale | None = None) -> Generated:
+    """Run the model until the stop rule fires, or `budget_s` (0: none) has passed on `clock` since
+    the job started (then only the `budget.clean_prefix` of the text is kept), and return what it
+    wrote (post-processing applies the cut); raise JobStopped if asked to stop (`stop`, `stale`) first."""
+    deadline = clock() + budget_s if budget_s > 0 else None
     detector = StopDetector(context.request)
     stream = model.complete(
         prompt.prefix, prompt.suffix, max_new_tokens=prompt.max_new_tokens, max_context_tokens=prompt.context_tokens,
@@ -185,8 +186,6 @@ class CompletionPipeline:
         if max(map(len, lines), default=0) > MAX_LINE_CHARS:
             text, character = clip_long_lines(lines, line, character)
         options = replace(request.options, context_tokens=min(request.options.context_tokens, model.preset.max_context_tokens))
-        budget = options.time_budget_ms
-        deadline = self.clock() + budget / 1000 if budget > 0 else None
         context = await asyncio.to_thread(
             traced, trace, "context",
             lambda: build_context(text, line, character, request.language, options, model.count_tokens, trace))
@@ -196,7 +195,8 @@ class CompletionPipeline:
         _check(stale, "prompt")
         start = time.perf_counter()
         generated = await worker.run(
-            lambda m, stop: generate(prompt, context, m, stop, deadline=deadline, clock=self.clock, stale=stale))
+            lambda m, stop: generate(prompt, context, m, stop, budget_s=options.time_budget_ms / 1000, clock=self.clock,
+                                     stale=stale))
         if trace is not None:
             trace(StageEvent("generate", generated.text, (time.perf_counter() - start) * 1000))
         _check(stale, "generate")
