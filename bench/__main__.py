@@ -116,7 +116,7 @@ def run_humaneval(args: argparse.Namespace) -> None:
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     print(f"bench: HumanEval single-line infilling, {len(tasks)} tasks, paths {paths}", file=sys.stderr, flush=True)
     model = _model(args.model)
-    options = CompletionOptions(context_tokens=args.context_tokens, mode=args.mode)
+    options = CompletionOptions(context_tokens=args.context_tokens, mode=args.mode, time_budget_ms=args.time_budget_ms)
     machine = machine_info()
     with LoadSampler() as load:
         result = humaneval.run(tasks, model, paths, options=options, timeout_s=args.timeout, jobs=args.jobs)
@@ -241,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     humaneval.add_argument("--paths", default="engine,server", help="comma-separated: engine, server, server-indented")
     humaneval.add_argument("--mode", choices=("auto", "line", "block"), default="auto",
                            help="the server's completion mode (default auto, as an editor gets it)")
+    humaneval.add_argument("--time-budget-ms", type=int, default=0,
+                           help="the server path's time budget per completion (default 0: none; the server's is timeBudgetMs)")
     humaneval.add_argument("--timeout", type=float, default=5.0, help="seconds per test program")
     humaneval.add_argument("--jobs", type=int, default=1, help="test programs run at once (beside the model)")
     humaneval.add_argument("--data", default=str(DATA))

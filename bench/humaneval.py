@@ -326,7 +326,7 @@ def run(
         "tasks": len(tasks),
         "paths": paths,
         "settings": {"context_tokens": options.context_tokens, "max_new_tokens": options.max_new_tokens,
-                     "completion_mode": options.mode},
+                     "completion_mode": options.mode, "time_budget_ms": options.time_budget_ms},
         "timeout_s": timeout_s,
         "seconds": round(time.perf_counter() - started, 1),
         "summary": {p: summarize(a) for p, a in by_path.items()},
