@@ -53,7 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"debounce{ms}": {"debounceMs": ms} for ms in (0, 50, 150, 200)},
     **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
     "no-speculation": {"speculative": False},
-    **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (100, 150) for b in (800, 1000, 1500)},
+    **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (0, 50, 100, 150) for b in (800, 1000, 1500)},
 }
 
 
