@@ -438,7 +438,8 @@ def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
              f"the typist {'accepts' if scenario['accept'] else 'never accepts'} a suggestion the next keys would type; "
              f"model `{first['options']['model']}`, one fresh server per variant, one after another. "
              f"A pause is >= {PAUSE_MS:.0f} ms without a key. {first['machine']['cpu']}, {first['machine']['cores']} cores, "
-             f"commit {first['machine']['commit']}, {first['machine']['date']}; load = mean 1-min load average while it ran.", ""]
+             f"commit {first['machine']['commit']}, {first['machine']['date']}; load = mean 1-min load average while it ran."
+             + (f" Note: {data['note']}." if data.get("note") else ""), ""]
     rows = []
     for variant, run in runs.items():
         s, cache, kv = run["summary"], run["server_cache"], run.get("server_prompt_cache") or {}
