@@ -284,6 +284,9 @@ class Codet5Server(LanguageServer):
         """Compute, at the lowest priority, the suggestion that follows `suggestion` once it is
         accepted, into the typed-ahead cache keyed by that document; it stops when a more urgent
         job waits or the document changes to anything else."""
+        document = open_document(self.workspace, request.uri)
+        if document is None or document.source != request.text:
+            return  # the editor has moved on: the suggestion is not on screen
         accepted = request.accepted(suggestion)
         previous = self.speculations.get(request.uri)
         if previous is not None and (previous.text, previous.offset) == (accepted.text, accepted.offset):
