@@ -222,11 +222,12 @@ def test_the_speed_settings_are_validated_and_reach_the_pipeline():
 
 
 def test_session_limits_lower_what_one_editor_may_ask_for():
-    greedy = Settings(max_new_tokens=512, context_tokens=8192, time_budget_ms=0)
+    greedy = Settings(max_new_tokens=512, context_tokens=8192, time_budget_ms=60000)
     clamped, messages = SessionLimits().clamp(greedy)
     assert (clamped.max_new_tokens, clamped.context_tokens, clamped.time_budget_ms) == (128, 2048, 3000)
     assert len(messages) == 3 and all("shared daemon" in m for m in messages)
-    assert SessionLimits().clamp(Settings()) == (Settings(), [])
+    # The default budget (none) becomes the daemon's limit without a message: the editor asked for nothing.
+    assert SessionLimits().clamp(Settings()) == (Settings(time_budget_ms=3000), [])
 
 
 async def test_a_daemon_clamps_a_greedy_session_and_keeps_one_completion_per_session(tmp_path, tiny_models):
