@@ -205,15 +205,16 @@ class EditorClient(LanguageClient):
 
 
 @asynccontextmanager
-async def editor(tmp_path, options: dict):
-    client = EditorClient()
+async def editor(tmp_path, options: dict, client: EditorClient | None = None, versioned: bool = True):
+    """An editor that declares (or not) `workspace.workspaceEdit.documentChanges`."""
+    client = client or EditorClient()
     await client.start_io(*SERVER, env=server_env(tmp_path))
     try:
         await client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(
                 window=types.WindowClientCapabilities(work_done_progress=True),
                 workspace=types.WorkspaceClientCapabilities(
-                    apply_edit=True, workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True))),
+                    apply_edit=True, workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=versioned))),
             initialization_options=options))
         client.initialized(types.InitializedParams())
         yield client

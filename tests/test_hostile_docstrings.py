@@ -5,30 +5,10 @@ client that never answers. Real server subprocess, tiny T5 as the summary model.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 
 from lsprotocol import types
 
-from tests.lsp_harness import SERVER, close, server_env
-from tests.test_docstrings_e2e import ADD, PY_URI, PYTHON, EditorClient, position_of, python_docstring, with_docstring
-
-
-@asynccontextmanager
-async def editor(tmp_path, options: dict, client: EditorClient | None = None, versioned: bool = False):
-    """An editor that declares (or not) `workspace.workspaceEdit.documentChanges`."""
-    client = client or EditorClient()
-    await client.start_io(*SERVER, env=server_env(tmp_path))
-    try:
-        await client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(
-                window=types.WindowClientCapabilities(work_done_progress=True),
-                workspace=types.WorkspaceClientCapabilities(
-                    apply_edit=True, workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=versioned))),
-            initialization_options=options))
-        client.initialized(types.InitializedParams())
-        yield client
-    finally:
-        await close(client)
+from tests.test_docstrings_e2e import ADD, PY_URI, PYTHON, EditorClient, editor, position_of, python_docstring, with_docstring
 
 
 def options(tiny_models) -> dict:
@@ -36,7 +16,7 @@ def options(tiny_models) -> dict:
 
 
 async def test_without_versioned_edits_the_docstring_comes_in_one_edit(tmp_path, tiny_models):
-    async with editor(tmp_path, options(tiny_models)) as client:
+    async with editor(tmp_path, options(tiny_models), versioned=False) as client:
         client.open(PY_URI, PYTHON, "python")
         result = await client.generate(PY_URI, position_of(PYTHON, "add(a, b)"))
         assert result == {"applied": True, "summary": ADD, "reason": None}
@@ -48,7 +28,7 @@ async def test_without_versioned_edits_the_docstring_comes_in_one_edit(tmp_path,
 
 async def test_typing_elsewhere_before_the_edit_arrives_moves_it_along(tmp_path, tiny_models):
     """The user types on a line below the function while the summary is written."""
-    async with editor(tmp_path, options(tiny_models)) as client:
+    async with editor(tmp_path, options(tiny_models), versioned=False) as client:
         client.open(PY_URI, PYTHON, "python")
         running = asyncio.ensure_future(client.generate(PY_URI, position_of(PYTHON, "add(a, b)")))
         for _ in range(5):
@@ -63,7 +43,7 @@ async def test_typing_elsewhere_before_the_edit_arrives_moves_it_along(tmp_path,
 async def test_an_edit_that_lands_in_the_wrong_place_is_taken_out_again(tmp_path, tiny_models):
     """The user adds a line above the function just before the client applies the unversioned
     edit: its positions now point into other code (the hostile suite saw `x = 1 the`)."""
-    async with editor(tmp_path, options(tiny_models)) as client:
+    async with editor(tmp_path, options(tiny_models), versioned=False) as client:
         async def user_types_above(editor_client: EditorClient, uri: str) -> None:
             if not editor_client.edited:
                 editor_client.replace(uri, "import math\n", "import math\nimport os\n")
@@ -96,7 +76,7 @@ class TypingClient(EditorClient):
 
 
 async def test_a_change_to_the_function_before_the_single_edit_refuses_it(tmp_path, tiny_models):
-    async with editor(tmp_path, options(tiny_models), TypingClient()) as client:
+    async with editor(tmp_path, options(tiny_models), TypingClient(), versioned=False) as client:
         client.open(PY_URI, PYTHON, "python")
         result = await client.generate(PY_URI, position_of(PYTHON, "add(a, b)"))
         assert not result["applied"] and "function changed" in result["reason"]
