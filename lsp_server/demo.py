@@ -105,6 +105,9 @@ async def run_demo(server_args: list[str]) -> int:
     client.initialized(types.InitializedParams())
     uri = Path("demo.py").absolute().as_uri()
     version = 0
+    print(f"Typing {len(CURSORS)} lines of a small Python file (demo.py, in memory) into the server and asking for a "
+          "completion after each: each line below is what was typed, \u2502 marks the cursor, and what follows it "
+          "is the server's suggestion.")
     try:
         for line, typed in CURSORS:
             text, position = _document_until(line, typed)

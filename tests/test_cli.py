@@ -154,3 +154,11 @@ def test_models_list_shows_the_exact_cache_state_and_the_aliases(tmp_path, tiny_
 def test_models_pull_of_an_unknown_model_is_one_line(tmp_path):
     result = run_cli(tmp_path, "models", "pull", "nonexistent-model", "--offline")
     one_line_failure(result, 2, "unknown model 'nonexistent-model'")
+
+
+def test_the_demo_says_what_its_output_shows(tmp_path, tiny_models):
+    result = run_cli(tmp_path, "demo", "--model", str(tiny_models.llama_int8), "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    legend = result.stdout.splitlines()[0]
+    assert "demo.py" in legend and "\u2502 marks the cursor" in legend
+    assert result.stdout.count("\u2502") > 1  # then one line per completion, the cursor marked
