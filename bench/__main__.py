@@ -35,9 +35,9 @@ def _command() -> str:
 
 
 def _model(name: str):
-    from inference import CodeModel
+    from inference import load_model
 
-    return CodeModel(name, local_files_only=True, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+    return load_model(name, local_files_only=True, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
 
 
 def run_replay(args: argparse.Namespace) -> None:

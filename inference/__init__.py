@@ -11,8 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "CapabilityError": "model",
+    "CapabilityError": "completion_model",
     "CodeModel": "model",
+    "CompletionModel": "completion_model",
+    "load_model": "loading",
     "PRESETS": "presets",
     "Preset": "presets",
     "find_preset": "presets",
@@ -24,7 +26,9 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .embedded import implied_summary_model
-    from .model import CapabilityError, CodeModel
+    from .completion_model import CapabilityError, CompletionModel
+    from .loading import load_model
+    from .model import CodeModel
     from .presets import PRESETS, Preset, find_preset
     from .stream import TextStream
 

@@ -15,11 +15,10 @@ import ctranslate2
 import numpy as np
 
 from .convert import verify_model_bin
+from .engine_protocols import EarlyStop
 from .healing import FirstTokenRejected, top_k
 from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
-
-EarlyStop = Callable[[list[int]], bool]
 
 
 _LIVE_MODELS: weakref.WeakSet = weakref.WeakSet()

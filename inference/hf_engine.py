@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .engine_protocols import EarlyStop
 from .healing import FirstTokenRejected, top_k
 
 
@@ -46,7 +47,7 @@ class _TransformersModel:
     @torch.inference_mode()
     def _greedy(
         self, inputs: dict, decoder_key: str, first: list[int], max_new_tokens: int, end_ids: set[int],
-        early_stop: Callable[[list[int]], bool] | None = None,
+        early_stop: EarlyStop | None = None,
     ) -> Iterator[int]:
         past = None
         feed = torch.tensor([first], device=self.device)
@@ -114,7 +115,7 @@ class TransformersEncoderDecoderEngine(_TransformersModel):
 
     def continue_prefix(
         self, source_ids: list[int], prefix_ids: list[int], max_new_tokens: int, end_tokens: list[str],
-        early_stop: Callable[[list[int]], bool] | None = None,
+        early_stop: EarlyStop | None = None,
     ) -> Iterator[int]:
         start = self.model.config.decoder_start_token_id
         return self._greedy(

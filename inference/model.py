@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .runtime import ctranslate2
 
+from .completion_model import CapabilityError
 from .convert import read_metadata
+from .engine_protocols import DecoderBackend, EncoderDecoderBackend
 from .healing import (
     HEALING_CANDIDATES,
     FirstTokenRejected,
@@ -20,7 +22,6 @@ from .healing import (
     limit_cut,
     pick_healing_token,
 )
-from .openai_backend import is_remote_spec
 from .presets import Architecture, Preset, PromptFormat
 from .prompts import (
     SPAN_END,
@@ -38,10 +39,6 @@ from .stream import StopPredicate, TextStream
 from .tokenizer import CodeTokenizer, IncrementalDecoder
 
 Progress = Callable[[str], None]
-
-
-class CapabilityError(ValueError):
-    """The model cannot do what was asked (e.g. summarize with a decoder-only model)."""
 
 
 def pick_device(device: str) -> str:
@@ -152,16 +149,9 @@ class CodeModel:
         max_cached_prompts: live entries of the reused-prompt cache (each holds KV memory).
         progress: called with short messages while the model is fetched, converted and loaded.
 
-    `model` may instead name an OpenAI-compatible server, `openai:<base URL>[#<model id>]`:
-    the object is then a RemoteCodeModel (inference.remote_model).
+    A model of an OpenAI-compatible server is a RemoteCodeModel, a sibling: `load_model`
+    (inference.loading) returns either.
     """
-
-    def __new__(cls, model: str | Path = "default", *args: object, **kwargs: object) -> CodeModel:
-        if cls is CodeModel and is_remote_spec(str(model)):
-            from .remote_model import RemoteCodeModel
-
-            return super().__new__(RemoteCodeModel)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -187,6 +177,7 @@ class CodeModel:
             progress(f"Loading {self.preset.name} ({self.device}, {self.compute_type})")
         self.tokenizer = CodeTokenizer(resolved.path)
         threads = cpu_threads or default_threads()
+        self._engine: DecoderBackend | EncoderDecoderBackend
         if resolved.backend is Backend.TRANSFORMERS:
             from .hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
 

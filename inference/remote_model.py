@@ -1,6 +1,6 @@
-"""A CodeModel whose completions come from an OpenAI-compatible server.
+"""A model whose completions come from an OpenAI-compatible server (a CompletionModel, CodeModel's sibling).
 
-`CodeModel("openai:http://host:port/v1#model")` builds one (see `openai_backend` for the spec).
+`load_model("openai:http://host:port/v1#model")` builds one (see `openai_backend` for the spec).
 It completes left to right only (the `/completions` API has no portable fill-in-the-middle)
 and does not summarize: summaries stay with a local model (`summary_model`).
 
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
+from .completion_model import CapabilityError
 from .healing import HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
-from .model import CodeModel
 from .openai_backend import DEFAULT_TIMEOUT_S, OpenAICompletionEngine, parse_remote_spec
 from .presets import Architecture, Preset, PromptFormat
 from .stream import StopPredicate, TextStream
@@ -81,13 +80,11 @@ class RemoteTextStream(TextStream):
         super().__init__(pieces, _Verbatim(), healing, stop)  # type: ignore[arg-type]
 
 
-class RemoteCodeModel(CodeModel):
+class RemoteCodeModel:
     """Completions from one model of an OpenAI-compatible server.
 
     Args:
         model: `openai:<base URL>[#<model id>]`; without a model id, the first the server lists.
-        device, compute_type, cpu_threads, local_files_only, trust_remote_code, max_cached_prompts:
-            accepted for CodeModel's signature; the server decides these.
         progress: called with short messages while the server is contacted.
         timeout: seconds to wait for a connection or for the next bytes of an answer.
 
@@ -97,14 +94,8 @@ class RemoteCodeModel(CodeModel):
 
     def __init__(
         self,
-        model: str | Path,
-        device: str = "auto",
-        compute_type: str = "auto",
-        cpu_threads: int = 0,
+        model: str,
         *,
-        local_files_only: bool = False,
-        trust_remote_code: bool = False,
-        max_cached_prompts: int = 2,
         progress: Callable[[str], None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
@@ -119,6 +110,18 @@ class RemoteCodeModel(CodeModel):
             name=f"openai:{self.model_id}", hub_id=None, architecture=Architecture.DECODER,
             completion_format=PromptFormat.PLAIN, description=f"{self.model_id} served at {spec.base_url}",
         )
+
+    @property
+    def can_complete(self) -> bool:
+        return True
+
+    @property
+    def can_summarize(self) -> bool:
+        return False
+
+    def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
+        """Always CapabilityError: summaries stay with a local model."""
+        raise CapabilityError(f"{self.preset.name} does not summarize code")
 
     def count_tokens(self, text: str) -> int:
         """An estimate: see `estimate_tokens`."""

@@ -31,7 +31,7 @@ from inference.stream import JobStopped
 from .config import Settings
 
 if TYPE_CHECKING:
-    from inference.model import CodeModel
+    from inference.completion_model import CompletionModel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,18 +73,18 @@ class ModelUnavailable(RuntimeError):
 
 
 Listener = Callable[[HostStatus], None]
-ModelFactory = Callable[[Settings, Callable[[str], None]], "CodeModel"]
+ModelFactory = Callable[[Settings, Callable[[str], None]], "CompletionModel"]
 
 
-def load_code_model(settings: Settings, progress: Callable[[str], None]) -> CodeModel:
-    """Build the CodeModel the settings describe; a device that is not here is said first."""
+def load_code_model(settings: Settings, progress: Callable[[str], None]) -> CompletionModel:
+    """Load the model the settings describe; a device that is not here is said first."""
     if not is_remote_spec(settings.model):
         from inference.devices import check_device  # loads the runtime: only when a model loads
 
         check_device(settings.device)
-    from inference.model import CodeModel  # loads the runtime: only when a model loads
+    from inference.loading import load_model  # a local model loads the runtime: only when a model loads
 
-    return CodeModel(
+    return load_model(
         settings.model,
         device=settings.device,
         compute_type=settings.compute_type,
@@ -103,12 +103,12 @@ class ModelHost:
         self._factory = factory
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        self._model: CodeModel | None = None
+        self._model: CompletionModel | None = None
         self._key: tuple | None = None
-        self._loaded: concurrent.futures.Future[CodeModel] | None = None
-        self._summary_model: CodeModel | None = None
+        self._loaded: concurrent.futures.Future[CompletionModel] | None = None
+        self._summary_model: CompletionModel | None = None
         self._summary_key: tuple | None = None  # None: the completion model summarizes
-        self._summary_loaded: concurrent.futures.Future[CodeModel] | None = None
+        self._summary_loaded: concurrent.futures.Future[CompletionModel] | None = None
         self._summary_pending: tuple[Settings, concurrent.futures.Future] | None = None  # the embedded summarizer, loaded at first use
         self.status = HostStatus(ModelState.IDLE, "")
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
@@ -144,7 +144,7 @@ class ModelHost:
             if settings.model_key() == self._key and not _failed(self._loaded):
                 return
             self._key = settings.model_key()
-            future: concurrent.futures.Future[CodeModel] = concurrent.futures.Future()
+            future: concurrent.futures.Future[CompletionModel] = concurrent.futures.Future()
             self._loaded = future
         self._start_loader(self._load, settings, future, "model-loader")
 
@@ -180,7 +180,7 @@ class ModelHost:
             if key == self._summary_key and not _failed(self._summary_loaded):
                 return
             self._summary_key, self._summary_model = key, None
-            future: concurrent.futures.Future[CodeModel] | None = None if key is None else concurrent.futures.Future()
+            future: concurrent.futures.Future[CompletionModel] | None = None if key is None else concurrent.futures.Future()
             self._summary_loaded = future
             self._summary_pending = (summary, future) if future is not None and not settings.summary_model else None
         if future is not None and settings.summary_model:
@@ -205,7 +205,7 @@ class ModelHost:
             self._summary_model = model
         future.set_result(model)
 
-    async def summarizer(self) -> CodeModel:
+    async def summarizer(self) -> CompletionModel:
         """The model that writes summaries, waiting for a load in progress: the summary model
         when one is set, else the completion model. ModelUnavailable if it cannot summarize."""
         with self._lock:
@@ -225,7 +225,7 @@ class ModelHost:
         cache = getattr(getattr(self._model, "_engine", None), "static_cache", None)
         return cache.stats() if cache is not None else None
 
-    async def ready(self) -> CodeModel:
+    async def ready(self) -> CompletionModel:
         """The loaded model, waiting for a load in progress; ModelUnavailable if it failed."""
         future = self._loaded
         if future is None:
@@ -253,7 +253,7 @@ class ModelHost:
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(
-        self, priority: int, job: Callable[[CodeModel, threading.Event], T], role: str = ROLE_COMPLETION
+        self, priority: int, job: Callable[[CompletionModel, threading.Event], T], role: str = ROLE_COMPLETION
     ) -> tuple[concurrent.futures.Future[T], threading.Event]:
         """Queue `job(model, stop)` for the model of `role`; returns its future and the event that asks it to stop."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -325,15 +325,15 @@ class HostWorker:
         self.host = host
         self.priority = priority
 
-    async def model(self) -> CodeModel:
+    async def model(self) -> CompletionModel:
         return await self.host.ready()
 
-    async def run(self, job: Callable[[CodeModel, threading.Event], T]) -> T:
+    async def run(self, job: Callable[[CompletionModel, threading.Event], T]) -> T:
         return await run_job(self.host, self.priority, job)
 
 
 async def run_job(
-    host: ModelHost, priority: int, job: Callable[[CodeModel, threading.Event], Any], role: str = ROLE_COMPLETION
+    host: ModelHost, priority: int, job: Callable[[CompletionModel, threading.Event], Any], role: str = ROLE_COMPLETION
 ) -> Any:
     """Run a job on the host from asyncio; cancelling the awaiting task stops the job."""
     future, stop = host.submit(priority, job, role)

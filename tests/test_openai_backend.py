@@ -22,7 +22,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from bench.remote import measure
-from inference import CapabilityError, CodeModel
+from inference import CapabilityError, CodeModel, load_model
 from inference.openai_backend import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -196,7 +196,7 @@ def test_code_model_with_a_server_spec_is_a_remote_model(monkeypatch):
     script = Script()
     with fake_server(script) as url:
         messages: list[str] = []
-        model = CodeModel(f"openai:{url}", progress=messages.append)
+        model = load_model(f"openai:{url}", progress=messages.append)
         assert isinstance(model, RemoteCodeModel)
         assert model.model_id == "fake-coder" and model.preset.name == "openai:fake-coder"
         assert model.can_complete and not model.can_summarize
@@ -204,19 +204,19 @@ def test_code_model_with_a_server_spec_is_a_remote_model(monkeypatch):
         assert "Authorization" not in script.requests[0]["headers"]
         with pytest.raises(CapabilityError):
             model.summarize("def f(): pass")
-        assert CodeModel(f"openai:{url}#other").model_id == "other"
+        assert load_model(f"openai:{url}#other").model_id == "other"
 
 
 def test_a_model_the_server_does_not_serve_is_an_error_listing_what_it_serves():
     with fake_server(Script()) as url:
         with pytest.raises(RemoteModelError, match=r"does not serve 'missing'.*fake-coder"):
-            CodeModel(f"openai:{url}#missing")
+            load_model(f"openai:{url}#missing")
 
 
 def test_connection_refused_names_the_url():
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(RemoteModelError, match=rf"GET {url}/models failed: connection refused"):
-        CodeModel(f"openai:{url}")
+        load_model(f"openai:{url}")
 
 
 def test_http_errors_name_the_url_and_status_and_the_key_comes_from_the_environment(monkeypatch):
@@ -225,7 +225,7 @@ def test_http_errors_name_the_url_and_status_and_the_key_comes_from_the_environm
     with fake_server(script) as url:
         monkeypatch.setenv(BASE_URL_ENV, f"{url}/")
         with pytest.raises(RemoteModelError, match=rf"GET {url}/models answered HTTP 401 .*invalid api key"):
-            CodeModel(f"openai:{url}")
+            load_model(f"openai:{url}")
     assert script.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
 
 
@@ -238,11 +238,11 @@ def test_the_api_key_goes_only_to_a_base_url_the_user_allowed(monkeypatch):
     with fake_server(script) as url:
         for allowed in ("", "http://127.0.0.1:1/v1", f"{url}/other", "not a url"):
             monkeypatch.setenv(BASE_URL_ENV, allowed)
-            CodeModel(f"openai:{url}")
+            load_model(f"openai:{url}")
             assert "Authorization" not in script.requests[-1]["headers"], allowed
         for allowed in (url, f"openai:{url}/#fake-coder", f"http://elsewhere.example/v1, {url.replace('/v1', '')}"):
             monkeypatch.setenv(BASE_URL_ENV, allowed)
-            CodeModel(f"openai:{url}#fake-coder")
+            load_model(f"openai:{url}#fake-coder")
             assert script.requests[-1]["headers"]["Authorization"] == "Bearer sk-test", allowed
 
 
@@ -251,13 +251,13 @@ def test_a_withheld_key_refused_by_the_server_says_how_to_allow_it(monkeypatch):
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
     with fake_server(Script(status=401)) as url:
         with pytest.raises(RemoteModelError, match=rf"HTTP 401 .*sent only to a server the user allowed.*{BASE_URL_ENV}"):
-            CodeModel(f"openai:{url}")
+            load_model(f"openai:{url}")
 
 
 def test_the_request_is_greedy_streamed_and_the_prompt_healed():
     script = Script(pieces=["\n ", "   ret", "urn a", " + b", "\n"])
     with fake_server(script) as url:
-        model = CodeModel(f"openai:{url}")
+        model = load_model(f"openai:{url}")
         stream = model.complete("def add(a, b):\n    ret", max_new_tokens=10)
         assert script.requests[-1]["path"] == "/v1/models"  # nothing sent before iterating
         assert stream.read() == "urn a + b\n"
@@ -273,7 +273,7 @@ def test_when_the_servers_first_token_does_not_fit_the_most_likely_one_that_does
     script = Script(pieces=["\n\tpass"], alternatives={"\n    ": -0.9, "\n\t": -0.2, "\n": -1.5, " =": -3.0},
                     continuation=["return", " x", "\n"])
     with fake_server(script) as url:
-        stream = CodeModel(f"openai:{url}").complete("def f(x):\n    ret", max_new_tokens=8)
+        stream = load_model(f"openai:{url}").complete("def f(x):\n    ret", max_new_tokens=8)
         assert stream.read() == "urn x\n" and stream.finish_reason == "end"
     bet, ask, rest = [r["body"] for r in script.requests if r["path"].endswith("/completions")]
     assert bet["prompt"] == ask["prompt"] == "def f(x):" and bet["stream"] and "logprobs" not in bet
@@ -288,7 +288,7 @@ def test_when_the_servers_first_token_does_not_fit_the_most_likely_one_that_does
 ])
 def test_a_continuation_that_cannot_recreate_the_cut_text_diverges(script):
     with fake_server(script) as url:
-        stream = CodeModel(f"openai:{url}").complete("def f():\n    ")
+        stream = load_model(f"openai:{url}").complete("def f():\n    ")
         assert stream.read() == "" and stream.finish_reason == "diverged"
     assert [r["body"]["stream"] for r in script.requests if "body" in r] == [True, False]
 
@@ -296,7 +296,7 @@ def test_a_continuation_that_cannot_recreate_the_cut_text_diverges(script):
 def test_the_stop_rule_closes_the_connection_and_the_server_sees_it():
     script = Script(pieces=["\n    return", " a", " + b", "\n"], endless="x")
     with fake_server(script) as url:
-        stream = CodeModel(f"openai:{url}").complete(PREFIX, stop=lambda text: "\n" in text)
+        stream = load_model(f"openai:{url}").complete(PREFIX, stop=lambda text: "\n" in text)
         assert stream.read() == " a + b\n" and stream.finish_reason == "stop"
         assert script.disconnected.wait(10)
 
@@ -304,7 +304,7 @@ def test_the_stop_rule_closes_the_connection_and_the_server_sees_it():
 def test_closing_the_stream_cancels_the_request():
     script = Script(pieces=["\n"], endless="y")
     with fake_server(script) as url:
-        stream = CodeModel(f"openai:{url}").complete("x = 1\n", max_new_tokens=500)
+        stream = load_model(f"openai:{url}").complete("x = 1\n", max_new_tokens=500)
         assert next(stream) == "y"
         stream.close()
         assert stream.finish_reason == "closed"
@@ -465,7 +465,7 @@ def _line_done(text: str) -> bool:
 def test_llama_cpp_server_completes_as_the_local_engine_does(llama_server, tiny_models):
     from tests.tiny_models import CORPUS
 
-    remote = CodeModel(f"openai:{llama_server.url}")
+    remote = load_model(f"openai:{llama_server.url}")
     assert remote.model_id == "tiny-llama"
     local = CodeModel(tiny_models.llama_float32, device="cpu", compute_type="float32", cpu_threads=1)
     for end in ("    return", "def greet(name):\n    ret", "class Counter:\n    def __init__(self):\n"):
@@ -476,7 +476,7 @@ def test_llama_cpp_server_completes_as_the_local_engine_does(llama_server, tiny_
 
 
 def test_llama_cpp_server_heals_through_its_alternatives_as_the_local_engine_does(llama_server, tiny_models):
-    remote = CodeModel(f"openai:{llama_server.url}")
+    remote = load_model(f"openai:{llama_server.url}")
     greedy = next(remote.engine.stream(remote.model_id, "def add(a, b):", 1))
     alternatives = remote.engine.first_token_alternatives(remote.model_id, "def add(a, b):", 5)
     assert len(alternatives) == 5 and alternatives[0] == greedy
@@ -489,7 +489,7 @@ def test_llama_cpp_server_heals_through_its_alternatives_as_the_local_engine_doe
 
 
 def test_llama_cpp_server_sees_a_closed_stream_as_a_disconnect_and_keeps_serving(llama_server):
-    model = CodeModel(f"openai:{llama_server.url}")
+    model = load_model(f"openai:{llama_server.url}")
     stream = model.complete("def add(a, b):\n", max_new_tokens=200)
     assert next(stream)
     stream.close()

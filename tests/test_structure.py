@@ -124,15 +124,10 @@ def test_no_layer_imports_a_higher_one():
     assert wrong == []
 
 
-# The one circle that exists today and is to go: model.py builds a RemoteCodeModel in
-# CodeModel.__new__ (phase 2 of issue 15: load_model returns one of two siblings). No other may appear.
-KNOWN_CIRCLES = [["inference.model", "inference.remote_model"]]
-
-
 def test_no_import_circles():
     graph = {module: {t for t in targets if not _is_package_face(t)} for module, targets in import_graph().items()
              if not _is_package_face(module)}  # a package's face only hands its modules' names on
-    assert [circle for circle in _circles(graph) if circle not in KNOWN_CIRCLES] == []
+    assert _circles(graph) == []
 
 
 @pytest.mark.parametrize("module", ["lsp_server.config", "lsp_server.server", "lsp_server.cli", "inference"])

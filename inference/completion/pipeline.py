@@ -30,10 +30,10 @@ from .trace import StageEvent, Trace, traced
 from .typeahead import TypeaheadCache
 
 if TYPE_CHECKING:
-    from ..model import CodeModel
+    from ..completion_model import CompletionModel
 
 T = TypeVar("T")
-Job = Callable[["CodeModel", threading.Event], T]
+Job = Callable[["CompletionModel", threading.Event], T]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Stale = Callable[[], bool]
@@ -87,7 +87,7 @@ class Suggestion:
 class Worker(Protocol):
     """Where the model runs."""
 
-    async def model(self) -> CodeModel:
+    async def model(self) -> CompletionModel:
         """The model, once it is loaded."""
 
     async def run(self, job: Job[T]) -> T:
@@ -97,10 +97,10 @@ class Worker(Protocol):
 class DirectWorker:
     """A loaded model run in the caller's thread (benchmarks, tests)."""
 
-    def __init__(self, model: CodeModel) -> None:
+    def __init__(self, model: CompletionModel) -> None:
         self._model = model
 
-    async def model(self) -> CodeModel:
+    async def model(self) -> CompletionModel:
         return self._model
 
     async def run(self, job: Job[T]) -> T:
@@ -115,7 +115,7 @@ class Generated:
     expired: bool = False
 
 
-def generate(prompt: Prompt, context: CompletionContext, model: CodeModel, stop: threading.Event, *,
+def generate(prompt: Prompt, context: CompletionContext, model: CompletionModel, stop: threading.Event, *,
              budget_s: float = 0.0, clock: Clock = time.monotonic, stale: Stale | None = None) -> Generated:
     """Run the model until the stop rule fires, or `budget_s` (0: none) has passed on `clock` since
     the job started (then only the `budget.clean_prefix` of the text is kept), and return what it
@@ -209,7 +209,7 @@ class CompletionPipeline:
         return Suggestion(result, from_cache=False)
 
     def complete(
-        self, request: CompletionRequest, model: CodeModel, *,
+        self, request: CompletionRequest, model: CompletionModel, *,
         on_empty: Callable[[NoSuggestion], None] = _ignore, trace: Trace | None = None,
     ) -> Suggestion | None:
         """`suggest` with `model` run in this thread (no event loop may be running in it)."""

@@ -13,7 +13,7 @@ from ..stream import JobStopped
 from ..syntax import FunctionInfo
 
 if TYPE_CHECKING:
-    from ..model import CodeModel
+    from ..completion_model import CompletionModel
 
 SUMMARY_MAX_TOKENS = 64
 MAX_CODE_CHARS = 8_000  # the model reads the start of a longer function (its encoder keeps ~512 tokens)
@@ -72,7 +72,7 @@ class SummaryRun:
         self.on_text = on_text
         self.shown = ""
 
-    def __call__(self, model: CodeModel, stop: threading.Event) -> str | None:
+    def __call__(self, model: CompletionModel, stop: threading.Event) -> str | None:
         stream = model.summarize(self.code, max_new_tokens=SUMMARY_MAX_TOKENS)
         with stream:
             for _ in stream:

@@ -1,0 +1,39 @@
+"""`load_model`: a local engine-backed CodeModel, or a RemoteCodeModel for an `openai:` spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .openai_backend import is_remote_spec
+
+if TYPE_CHECKING:
+    from .model import CodeModel
+    from .remote_model import RemoteCodeModel
+
+
+def load_model(
+    model: str | Path = "default",
+    device: str = "auto",
+    compute_type: str = "auto",
+    cpu_threads: int = 0,
+    *,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    max_cached_prompts: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> CodeModel | RemoteCodeModel:
+    """The model `model` names (see CodeModel's arguments); `openai:<base URL>[#<model id>]` names
+    a model of an OpenAI-compatible server, which decides device, compute type and threads itself.
+    Only a local model loads the CTranslate2 runtime."""
+    if is_remote_spec(str(model)):
+        from .remote_model import RemoteCodeModel
+
+        return RemoteCodeModel(str(model), progress=progress)
+    from .model import CodeModel
+
+    return CodeModel(
+        model, device, compute_type, cpu_threads, local_files_only=local_files_only,
+        trust_remote_code=trust_remote_code, max_cached_prompts=max_cached_prompts, progress=progress,
+    )
