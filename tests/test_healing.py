@@ -74,7 +74,7 @@ def test_limit_cut_keeps_only_the_last_token_of_a_long_cut(tiny_models) -> None:
     assert limit_cut(healed, offsets, max_word_tokens=99) == HealedPrefix(prefix[:word_start], prefix[word_start:])
 
 
-@pytest.mark.parametrize("prefix", ["def add(a, b):", "x = 1\n", "", "    return a", "x = 1\n    "])
+@pytest.mark.parametrize("prefix", ["x = 1\n", "", "    return a", "x = 1\n    "])
 def test_limit_cut_leaves_short_cuts_alone(tiny_models, prefix: str) -> None:
     tok = CodeTokenizer(tiny_models.tokenizer_dir)
     healed = heal_prefix(prefix)
@@ -219,3 +219,25 @@ def test_an_empty_prompt_without_bos_starts_from_the_end_of_document_token(start
     with stream:
         list(stream)
     assert stream.text.startswith("def add")
+
+
+@pytest.mark.parametrize("prefix", ["x = foo.", "print(", "def add(a, b):", "y = [1, 2,"])
+def test_limit_cut_cuts_a_last_token_of_punctuation(tiny_models, prefix: str) -> None:
+    """A prompt ending in a mark backs off its last token when that token is punctuation alone, so
+    a tokenizer that joins marks to the next word (Qwen2: `.walk`) sees a clean boundary."""
+    tok = CodeTokenizer(tiny_models.tokenizer_dir)
+    offsets = lambda text: tok.encode_with_offsets(text)[1]  # noqa: E731
+    healed = heal_prefix(prefix)
+    assert healed.cut == ""  # nothing for the string rules
+    last_start = offsets(prefix)[-1][0]
+    limited = limit_cut(healed, offsets)
+    assert limited == HealedPrefix(kept=prefix[:last_start], cut=prefix[last_start:])
+    assert limited.cut and not re.search(r"[\w\s]", limited.cut)
+
+
+@pytest.mark.parametrize("prefix", ["x = foo", "x = 1\n", "", "x = f(a)  "])
+def test_limit_cut_leaves_prompts_that_end_in_a_word_or_space(tiny_models, prefix: str) -> None:
+    tok = CodeTokenizer(tiny_models.tokenizer_dir)
+    healed = heal_prefix(prefix)
+    limited = limit_cut(healed, lambda text: tok.encode_with_offsets(text)[1])
+    assert not re.search(r"[^\w\s]", limited.cut)

@@ -136,7 +136,7 @@ def ready_server(tiny_models):
     ("nothing", "def add(a, b):\n    return fib", 1, 14, "python", "model-wrote-nothing"),
     ("above", "class Counter:\n    def __init__(self):\n        self.count = 0\n\n    def increment(self):\n"
               "        self.count += 1\n        ", 6, 8, "python", "repeats-above"),
-    ("brackets", "def add(a, b)", 0, 13, "python", "unbalanced"),
+    ("brackets", "def add[a, b", 0, 12, "python", "unbalanced"),  # the model writes '):', which closes nothing
 ])
 def test_each_reason_end_to_end(ready_server, name, text, line, character, language, reason):
     served, _ = ready_server
