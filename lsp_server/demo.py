@@ -68,7 +68,7 @@ async def _hover_summary(client: LanguageClient, uri: str, version: int) -> None
         return
     elapsed = (time.perf_counter() - started) * 1000
     summary = hover.contents.value.split("```\n\n", 1)[-1] if hover else "(no summary)"
-    print(f"\nhover on read_lines: {summary}\n  ({elapsed:.0f} ms, includes loading the summarizer)")
+    print(f"\nhover on read_lines: {summary}\n  ({elapsed:.0f} ms, the first summary: includes loading a separate summary model if one is set)")
 
 
 async def _last_reason(client: LanguageClient) -> str:
