@@ -113,7 +113,7 @@ def _predictions(result: dict[str, Any]) -> list[Any]:
 
 def _same_bytes(a: Path, b: Path) -> bool:
     """Whether two files have the same contents."""
-    from inference.embedded import sha256_file
+    from inference.wheel_sources import sha256_file
 
     return a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
 

