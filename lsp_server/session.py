@@ -185,9 +185,13 @@ class Codet5Server(LanguageServer):
     # -- completion ------------------------------------------------------------------------
     def no_suggestion(self, reason: NoSuggestion, uri: str, position: types.Position) -> None:
         """Record why a request got nothing; tell the client (`codet5/noSuggestion`, and `$/logTrace`
-        when it asked for traces) and the debug log."""
+        when it asked for traces) and the debug log. A superseded request is only counted: a newer one
+        answers in its place, and while the user types it would be a message per keystroke that
+        buries the reason that matters in the editor's status."""
         event = self.no_suggestions.record(reason, uri, position.line, position.character)
         log.debug("no suggestion at %s:%d:%d: %s", uri, position.line, position.character, reason.value)
+        if reason is NoSuggestion.SUPERSEDED:
+            return
         self.protocol.notify(NO_SUGGESTION_NOTIFICATION, event.to_json())
         if self.protocol.trace in (types.TraceValue.Messages, types.TraceValue.Verbose):
             self.log_trace(types.LogTraceParams(
