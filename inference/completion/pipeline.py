@@ -55,7 +55,7 @@ class CompletionRequest:
     @property
     def offset(self) -> int:
         """The cursor's index in `text`."""
-        return sum(len(ln) for ln in split_lines(self.text)[: self.line]) + self.character
+        return cursor_offset(split_lines(self.text), self.line, self.character)
 
     def accepted(self, suggestion: str) -> CompletionRequest:
         """The request at the end of `suggestion` once it is inserted at the cursor (accepted)."""
@@ -168,8 +168,8 @@ class CompletionPipeline:
         Raises what `worker` raises when no model can serve, JobStopped when superseded.
         """
         text, line, character = request.text, request.line, request.character
-        lines = split_lines(text)
-        offset = request.offset
+        lines = split_lines(text)  # once: the offset and the long-line check both read it
+        offset = cursor_offset(lines, line, character)
         prefix, suffix = text[:offset], text[offset:]
         if self.cache is not None and not speculative:
             cached = traced(trace, "cache", lambda: self.cache.lookup(request.uri, prefix, suffix))
@@ -214,6 +214,11 @@ class CompletionPipeline:
     ) -> Suggestion | None:
         """`suggest` with `model` run in this thread (no event loop may be running in it)."""
         return asyncio.run(self.suggest(request, DirectWorker(model), on_empty=on_empty, trace=trace))
+
+
+def cursor_offset(lines: list[str], line: int, character: int) -> int:
+    """The index in the text of `lines` (each with its line break) of (line, character)."""
+    return sum(len(ln) for ln in lines[:line]) + character
 
 
 def _check(stale: Stale, stage: str) -> None:
