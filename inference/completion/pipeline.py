@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -135,6 +136,11 @@ def generate(prompt: Prompt, context: CompletionContext, model: CompletionModel,
     return Generated(stream.text)
 
 
+# Context building is Python under the GIL: two threads for every session of the process, so that
+# many sessions (or clients that vanish mid-request) never grow the default executor's threads.
+_CONTEXT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="completion-context")
+
+
 def _ignore(reason: NoSuggestion) -> None:
     """The default `on_empty`: nobody asked why."""
 
@@ -186,9 +192,9 @@ class CompletionPipeline:
         if max(map(len, lines), default=0) > MAX_LINE_CHARS:
             text, character = clip_long_lines(lines, line, character)
         options = replace(request.options, context_tokens=min(request.options.context_tokens, model.preset.max_context_tokens))
-        context = await asyncio.to_thread(
-            traced, trace, "context",
-            lambda: build_context(text, line, character, request.language, options, model.count_tokens, trace))
+        context = await asyncio.get_running_loop().run_in_executor(_CONTEXT_THREADS, lambda: traced(
+            trace, "context", lambda: build_context(text, line, character, request.language, options,
+                                                    model.count_tokens, trace)))
         _check(stale, "context")
         prompt = traced(trace, "prompt", lambda: Prompt(context.prefix, context.suffix, context.max_new_tokens,
                                                          options.context_tokens))
