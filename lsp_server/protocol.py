@@ -10,6 +10,8 @@ InvalidRequest, ServerNotInitialized and InvalidRequest, as JSON-RPC and LSP ask
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import copy
 import logging
 from contextvars import ContextVar
@@ -26,6 +28,7 @@ from .documents import LspWorkspace, open_document
 
 log = logging.getLogger(__name__)
 _RECEIVED: ContextVar[tuple[str, TextDocument] | None] = ContextVar("received_document", default=None)
+_REQUEST_ID: ContextVar[Any] = ContextVar("request_id", default=None)  # the request a handler answers
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,19 @@ class Codet5Protocol(LanguageServerProtocol):
             callback(future)
 
         super()._execute_handler(msg_id, handler, forget, args, kwargs)
+
+    async def end_requests_in_flight(self, grace_s: float) -> None:
+        """Cancel every request still running (but the one being handled) and give them together
+        up to `grace_s` seconds to send their answers (a result, or RequestCancelled), so that each
+        goes out before the answer to `shutdown`: a client that quits never waits for one."""
+        own = (asyncio.current_task(), self._request_futures.get(_REQUEST_ID.get()))
+        running = [future for future in self._request_futures.values() if future not in own and not future.done()]
+        for future in running:
+            future.cancel()
+        if running:
+            await asyncio.wait([asyncio.wrap_future(f) if isinstance(f, concurrent.futures.Future) else f for f in running],
+                               timeout=grace_s)
+            await asyncio.sleep(0)  # the answers are sent by done callbacks, queued behind the wait's own
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> Any:
@@ -102,6 +118,7 @@ class Codet5Protocol(LanguageServerProtocol):
         uri = getattr(getattr(params, "text_document", None), "uri", None)
         document = open_document(self._workspace, uri) if isinstance(uri, str) and self._workspace is not None else None
         _RECEIVED.set(None if document is None else (uri, copy.copy(document)))
+        _REQUEST_ID.set(msg_id)
         super()._handle_request(msg_id, method_name, params)
 
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:

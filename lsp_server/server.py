@@ -15,6 +15,9 @@ from .requests import code_action, commands, completion, hover, inline_completio
 from .session import Codet5Server
 
 TOKEN_OPTION = "token"  # initializationOptions key a daemon's token comes in; no setting
+# How long `shutdown` lets the requests it cancels send their answers (a generation stops at its
+# next token, a docstring edit waits for the client's reply to applyEdit: this bounds that wait).
+SHUTDOWN_GRACE_S = 2.0
 REQUESTS = (inline_completion, completion, hover, code_action)
 
 __all__ = ["Codet5Server", "TOKEN_OPTION", "create_server"]
@@ -62,8 +65,9 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
         server.command(name)(command)
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: Codet5Server, *args: Any) -> None:
+    async def shutdown(ls: Codet5Server, *args: Any) -> None:
         ls.close()
+        await ls.protocol.end_requests_in_flight(SHUTDOWN_GRACE_S)
 
     return server
 

@@ -401,6 +401,35 @@ def test_requests_before_initialize_are_refused_and_initialize_still_works(tmp_p
         exchange.close()
 
 
+def test_requests_in_flight_are_answered_before_shutdown(tmp_path, options):
+    """An editor that quits sends `shutdown` with requests still running: each gets its answer
+    (here RequestCancelled, from inside a 2 s debounce) before the answer to shutdown, so that
+    nobody is left waiting (an outside run left 29 requests of 8 editors unanswered)."""
+    exchange = Exchange.start(tmp_path)
+    try:
+        initialize(exchange, options)
+        probe_completion(exchange, {**options, "debounceMs": 2000})
+        waiting = [exchange.request("textDocument/inlineCompletion", {
+            "textDocument": {"uri": "file:///fuzz/probe.py"}, "position": PROBE_END, "context": {"triggerKind": 2}})
+            for _ in range(3)]
+        shutdown = exchange.request("shutdown", None)
+
+        async def answers_in_order() -> list[dict]:
+            arrived: list[dict] = []
+            while not arrived or arrived[-1].get("id") != shutdown:
+                message = await exchange.raw.receive(30)
+                if "method" not in message:
+                    arrived.append(message)
+            return arrived
+
+        arrived = exchange.loop.run_until_complete(answers_in_order())
+        assert [message["id"] for message in arrived] == [*waiting, shutdown]
+        assert all(message["error"]["code"] == -32800 for message in arrived[:-1]), arrived  # RequestCancelled
+        assert arrived[-1]["result"] is None
+    finally:
+        exchange.close()
+
+
 def test_requests_after_shutdown_are_invalid_and_exit_ends_the_process(tmp_path, options):
     """LSP: after `shutdown`, requests get InvalidRequest (-32600); `exit` then ends the process with 0."""
     exchange = Exchange.start(tmp_path)
