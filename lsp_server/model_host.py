@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import concurrent.futures
-import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from inference.openai_backend import is_remote_spec
 from inference.stream import JobStopped
 
 from .config import Settings
+from .job_queue import Clock, JobQueue
 
 if TYPE_CHECKING:
     from inference.completion_model import CompletionModel
@@ -40,6 +39,7 @@ PRIORITY_COMPLETION = 0
 _CLOSE_PRIORITY = -1  # the worker's last item
 TRIM_INTERVAL_S = 10.0  # under constant load, give freed heap memory back this often
 PRIORITY_SUMMARY = 10
+SUMMARY_WAIT_LIMIT_S = 1.0  # a summary queued this long runs before newer completions (job_queue)
 PRIORITY_SPECULATIVE = 20  # the next suggestion computed ahead: only while nothing else waits
 ROLE_COMPLETION = "completion"  # the job runs on the completion model
 ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
@@ -99,7 +99,7 @@ def load_code_model(settings: Settings, progress: Callable[[str], None]) -> Comp
 class ModelHost:
     """The loaded models, the completion model's load state, and the job queue in front of them."""
 
-    def __init__(self, factory: ModelFactory = load_code_model) -> None:
+    def __init__(self, factory: ModelFactory = load_code_model, clock: Clock = time.monotonic) -> None:
         self._factory = factory
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
@@ -111,7 +111,7 @@ class ModelHost:
         self._summary_loaded: concurrent.futures.Future[CompletionModel] | None = None
         self._summary_pending: tuple[Settings, concurrent.futures.Future] | None = None  # the embedded summarizer, loaded at first use
         self.status = HostStatus(ModelState.IDLE, "")
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._jobs = JobQueue({PRIORITY_SUMMARY: SUMMARY_WAIT_LIMIT_S}, clock)
         self._seq = itertools.count()
         self._running: threading.Event | None = None  # the stop event of the job running now
         self._loaders: list[threading.Thread] = []
@@ -269,22 +269,15 @@ class ModelHost:
         without pause queue thousands of them (each holding its prompt and its request): the
         process grew by that backlog and the superseded requests were answered only minutes later.
         """
-        with self._jobs.mutex:
-            queued = self._jobs.queue
-            withdrawn = [item for item in queued if item[2] is not None and (item[2].cancelled() or item[3].is_set())]
-            if not withdrawn:
-                return
-            dropped = {id(item) for item in withdrawn}
-            queued[:] = [item for item in queued if id(item) not in dropped]
-            heapq.heapify(queued)
+        withdrawn = self._jobs.drop(lambda item: item[2] is not None and (item[2].cancelled() or item[3].is_set()))
         for _, _, future, _, _, _ in withdrawn:
             if future.set_running_or_notify_cancel():
                 future.set_exception(JobStopped())
 
     def more_urgent_waiting(self, priority: int) -> bool:
         """Whether a job of a more urgent priority (a lower number) is queued."""
-        with self._jobs.mutex:
-            return bool(self._jobs.queue) and self._jobs.queue[0][0] < priority
+        head = self._jobs.head_priority()
+        return head is not None and head < priority
 
     def _work(self) -> None:
         while True:

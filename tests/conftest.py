@@ -57,6 +57,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "test_fuzz_protocol.py": ("server",),
     "test_gguf_ct2.py": ("model",),  # random GGUF decoders, converted and run
     "test_healing.py": (),
+    "test_job_queue.py": (),
     "test_hostile_docstrings.py": ("server",),
     "test_hostile_documents.py": (),
     "test_hostile_transport.py": ("server",),
@@ -78,6 +79,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "test_speed_mechanisms.py": (),
     "test_structure.py": (),
     "test_summaries.py": (),
+    "test_summarizer_qwen.py": (),
     "test_summarizer_recipe.py": (),
     "test_summary_bench.py": (),
     "test_summary_cache.py": (),

@@ -1,0 +1,63 @@
+"""The model host's job queue: the most urgent priority first, without starving the others.
+
+Jobs are `(priority, seq, ...)` tuples: a lower priority number runs first, and the older job
+(lower `seq`) within one priority. Editors typing without pause keep completion jobs queued all
+the time, so a strict order would make a hover's summary wait for as long as anyone types (an
+outside run saw a request wait 63 s). Priorities given a wait limit therefore age: a job of such a
+priority that has waited its limit runs before any newer job, whatever their priorities. Negative
+priorities (the host's own control items) always come first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import time
+from collections.abc import Callable, Mapping
+
+Clock = Callable[[], float]
+
+
+class JobQueue(queue.PriorityQueue):
+    """A thread-safe priority queue whose priorities in `wait_limits_s` cannot be starved."""
+
+    def __init__(self, wait_limits_s: Mapping[int, float], clock: Clock = time.monotonic) -> None:
+        super().__init__()
+        self._wait_limits_s = dict(wait_limits_s)
+        self._clock = clock
+        self._queued_at: dict[int, float] = {}  # seq -> when the job was queued
+
+    def drop(self, withdrawn: Callable[[tuple], bool]) -> list[tuple]:
+        """Take the jobs for which `withdrawn(job)` is true out of the queue, and return them."""
+        with self.mutex:
+            dropped = [job for job in self.queue if withdrawn(job)]
+            if dropped:
+                gone = {id(job) for job in dropped}
+                self.queue[:] = [job for job in self.queue if id(job) not in gone]
+                heapq.heapify(self.queue)
+                for job in dropped:
+                    self._queued_at.pop(job[1], None)
+            return dropped
+
+    def head_priority(self) -> int | None:
+        """The priority of the most urgent job queued (ageing aside), None when empty."""
+        with self.mutex:
+            return self.queue[0][0] if self.queue else None
+
+    # queue.Queue's hooks, called with the mutex held
+    def _put(self, job: tuple) -> None:
+        self._queued_at[job[1]] = self._clock()
+        super()._put(job)
+
+    def _get(self) -> tuple:
+        now = self._clock()
+        overdue = [] if self.queue[0][0] < 0 else [job for job in self.queue
+                   if job[0] in self._wait_limits_s and now - self._queued_at[job[1]] >= self._wait_limits_s[job[0]]]
+        if overdue:
+            job = min(overdue, key=lambda item: item[1])
+            self.queue.remove(job)
+            heapq.heapify(self.queue)
+        else:
+            job = super()._get()
+        self._queued_at.pop(job[1], None)
+        return job
