@@ -12,7 +12,7 @@ import pytest
 from lsp_server.config import Settings
 from inference.summary.summaries import code_to_summarize, first_sentence
 from lsp_server.docstring import Summarizer
-from lsp_server.model_host import PRIORITY_COMPLETION, ModelHost, ModelUnavailable
+from lsp_server.model_host import PRIORITY_COMPLETION, SUMMARY_WAIT_LIMIT_S, ModelHost, ModelUnavailable
 from inference.syntax import function_at
 
 SOURCE = '''\
@@ -92,6 +92,31 @@ async def test_a_summary_yields_the_worker_to_a_completion_and_resumes(host):
     assert finished == ["completion", "summary"]
     assert heard[-1] == ADD
     assert all(later.startswith(earlier) and later != earlier for earlier, later in zip(heard, heard[1:]))
+
+
+async def test_a_summary_that_waited_its_share_no_longer_yields(host):
+    """Editors typing without pause always have a completion queued: past its share of waiting
+    (SUMMARY_WAIT_LIMIT_S, on a fake clock) the summary finishes before the completion runs."""
+    now = [0.0]
+    summarizer = Summarizer(host, clock=lambda: now[0])
+    started, queued = threading.Event(), threading.Event()
+
+    def listen(text: str) -> None:
+        if not started.is_set():
+            now[0] += SUMMARY_WAIT_LIMIT_S
+            started.set()
+            assert queued.wait(30)
+
+    finished: list[str] = []
+    summarizing = asyncio.ensure_future(summarizer.summary(function_at(SOURCE, "python", 0, 4), listen))
+    summarizing.add_done_callback(lambda _: finished.append("summary"))
+    assert await asyncio.to_thread(started.wait, 30)
+    future, _ = host.submit(PRIORITY_COMPLETION, lambda model, stop: model.complete("def add(a, b):\n    return", max_new_tokens=4).read())
+    future.add_done_callback(lambda _: finished.append("completion"))
+    queued.set()
+    assert await summarizing == ADD
+    await asyncio.wrap_future(future)
+    assert finished == ["summary", "completion"]
 
 
 async def test_without_a_summary_model_the_completion_model_must_summarize(tiny_models):

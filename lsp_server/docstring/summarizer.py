@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 from inference.summary.cache import SummaryCache, summary_key
 from inference.summary.summaries import Summary, SummaryRun, TextListener, code_to_summarize, has_words
 from inference.syntax import FunctionInfo
 
-from ..model_host import PRIORITY_SUMMARY, ROLE_SUMMARY, ModelHost, run_job
+from ..job_queue import Clock
+from ..model_host import PRIORITY_SUMMARY, ROLE_SUMMARY, SUMMARY_WAIT_LIMIT_S, ModelHost, run_job
 
 
 class Summarizer:
     """Summaries of functions for hovers and docstrings, one cache per session."""
 
-    def __init__(self, host: ModelHost, cache: SummaryCache | None = None) -> None:
+    def __init__(self, host: ModelHost, cache: SummaryCache | None = None, clock: Clock = time.monotonic) -> None:
         self.host = host
         self.cache = cache or SummaryCache()
+        self.clock = clock
 
     async def summary(self, info: FunctionInfo, on_text: TextListener | None = None) -> str:
         """The one-sentence summary of `info`'s function ("" if the model wrote none, or nothing
@@ -34,9 +38,15 @@ class Summarizer:
         cached = self.cache.get(key)
         if cached is not None:
             return Summary(cached, model.preset.name)
-        run = SummaryRun(code, lambda: self.host.more_urgent_waiting(PRIORITY_SUMMARY), on_text)
+        asked = self.clock()
+        run = SummaryRun(code, lambda: self._yields(asked), on_text)
         while (summary := await run_job(self.host, PRIORITY_SUMMARY, run, ROLE_SUMMARY)) is None:
             pass  # yielded to a completion: queue the rest behind it
         summary = summary if has_words(summary) else ""
         self.cache.put(key, summary)
         return Summary(summary, model.preset.name)
+
+    def _yields(self, asked: float) -> bool:
+        """Whether a summary asked for at `asked` gives the worker to a waiting completion: only
+        within its share of waiting, else editors typing without pause would restart it forever."""
+        return self.clock() - asked < SUMMARY_WAIT_LIMIT_S and self.host.more_urgent_waiting(PRIORITY_SUMMARY)
