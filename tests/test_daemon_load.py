@@ -54,6 +54,23 @@ async def test_editors_typing_into_one_daemon_get_every_request_answered(tmp_pat
         await process.wait()
 
 
+async def test_editors_that_pause_hover_and_quit_mid_request_are_all_answered(tmp_path, tiny_models):
+    """The outside run's shape (whole files typed in the middle, pauses, hovers, editors that shut
+    down with requests in flight): nothing fails, nothing is left unanswered at shutdown."""
+    process, port = await start_daemon(tmp_path, "--model", str(tiny_models.llama_int8), "--threads", "1")
+    try:
+        figures = await load(port, process.pid, clients=4, seconds=SECONDS / 2, window_s=10, idle_s=1,
+                             middle=True, abrupt=True, pause_chance=0.1, hover_chance=0.5)
+        print("\nload:", json.dumps({k: v for k, v in figures.items() if k != "failures"}))
+        assert figures["failed"] == 0, figures["failures"]
+        assert figures["unanswered_at_shutdown"] == 0
+        assert figures["hovers"] > 0 and figures["shown"] + figures["empty"] > 0
+        assert process.returncode is None
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 class _Prompt:
     """Stands for what a queued completion job holds (its prompt text, its request)."""
 
