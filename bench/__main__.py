@@ -51,7 +51,7 @@ def run_replay(args: argparse.Namespace) -> None:
     else:
         names = list(replay.SCENARIOS) if args.scenario == "all" else [args.scenario]
         scenarios = dict(replay.SCENARIOS)
-    for name in names:
+    for number, name in enumerate(names):
         scenario = scenarios[name]
         scenario = replace(scenario, seed=args.seed, **({"lines": args.lines} if args.lines else {}),
                            **({"start_line": args.start_line} if args.start_line and not args.file else {}),
@@ -60,6 +60,9 @@ def run_replay(args: argparse.Namespace) -> None:
               file=sys.stderr, flush=True)
         if args.variants:
             _save(args.results, f"replay-{name}-variants", _replay_variants(replay, scenario, args))
+            continue
+        if args.peer_python:
+            _save(args.results, f"replay-{name}-peer", _replay_peer(scenario, args, first="ours" if number % 2 == 0 else "peer"))
             continue
         machine = machine_info()
         with LoadSampler() as load:
@@ -100,6 +103,22 @@ def _replay_variants(replay: Any, scenario: Any, args: argparse.Namespace) -> di
         _print_replay(result)
         runs[variant] = result
     return {"command": _command(), "variants": runs}
+
+
+def _replay_peer(scenario: Any, args: argparse.Namespace, first: str) -> dict[str, Any]:
+    """The scenario replayed by our server and by llama.cpp behind our pipeline, `first` first."""
+    from inference.model import default_threads
+
+    from . import peer_replay
+
+    if not args.peer_gguf:
+        raise SystemExit("bench: --peer-python needs --peer-gguf (the GGUF our default model was converted from)")
+    setup = peer_replay.PeerSetup(Path(args.peer_python), Path(args.peer_gguf), threads=default_threads(),
+                                  debounce_ms=args.peer_debounce_ms)
+    order = ("ours", "peer") if first == "ours" else ("peer", "ours")
+    data = peer_replay.side_by_side(scenario, setup, model=args.model, context_tokens=args.context_tokens, order=order,
+                                    progress=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
+    return {"command": _command(), **data}
 
 
 def run_humaneval(args: argparse.Namespace) -> None:
@@ -159,9 +178,10 @@ def run_load(args: argparse.Namespace) -> None:
     clients = tuple(int(n) for n in args.clients.split(","))
     machine = machine_info()
     with LoadSampler() as load:
-        result = daemon_load.run(model=args.model, clients=clients, seconds=args.seconds, threads=args.threads)
+        result = daemon_load.run(model=args.model, clients=clients, seconds=args.seconds, threads=args.threads,
+                                 greedy=args.greedy)
     result.update(command=_command(), machine=machine, load=load.summary())
-    _save(args.results, "load", result)
+    _save(args.results, "load-greedy" if args.greedy else "load", result)
 
 
 def run_py150(args: argparse.Namespace) -> None:
@@ -235,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--variants", help="comma-separated bench.replay.VARIANTS (before, after) replayed in one run")
     replay.add_argument("--profile-every", type=int, default=8,
                         help="also time the stages in-process at every Nth keystroke and every Enter (0: skip)")
+    replay.add_argument("--peer-python", help="side by side with llama.cpp: a Python with llama-cpp-python (bench.peer_replay)")
+    replay.add_argument("--peer-gguf", help="the GGUF llama.cpp runs (the one our model was converted from)")
+    replay.add_argument("--peer-debounce-ms", type=int, default=0, help="the peer's debounce (default 0, as llama.vim)")
 
     humaneval = sub.add_parser("humaneval", help="HumanEval single-line infilling: bare engine vs the server's pipeline")
     humaneval.add_argument("--limit", type=int, help="only the first N tasks")
@@ -260,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--clients", default="1,2,4,8", help="editor counts, run one after another")
     load.add_argument("--seconds", type=float, default=30.0, help="typing time per editor count (default 30)")
     load.add_argument("--threads", type=int, help="the daemon's CTranslate2 threads (default: its own)")
+    load.add_argument("--greedy", action="store_true", help="editor 0 asks for the most tokens the settings allow")
 
     py150 = sub.add_parser("py150", help="CodeXGLUE py150 line completion sample: bare engine vs the server's pipeline")
     py150.add_argument("--limit", type=int, help="only the first N samples")

@@ -143,15 +143,19 @@ def gpu_section(cuda_runs: dict[str, dict[str, Any]]) -> list[str]:
 
 def load_section(data: dict[str, Any]) -> list[str]:
     rows = [[r["clients"], r["completions"], r["cache_hits"], r["failed"], r["shown"], f"{r['completions_per_s']:.2f}",
-             r.get("p50_ms"), r.get("p95_ms"), r["rss_peak_mb"]] for r in data["runs"]]
+             r.get("p50_ms"), r.get("p95_ms"), r.get("worst_other_p95_ms"), r["rss_peak_mb"]] for r in data["runs"]]
+    greedy = any(r.get("greedy_editor") for r in data["runs"])
     return ["## Editors sharing one daemon", "",
             f"`python -m bench load`: N editors on one TCP daemon, model `{data['model']}`, "
             f"{data['seconds_per_run']:.0f} s per N, one daemon for all runs. Each editor is a closed loop: it types a real "
             "standard-library file (`bench.soak`'s regions) but waits for each keystroke's inline completion before the "
             "next key, so nothing is cancelled and completions/s is the daemon's capacity. Typed-ahead hits (answered "
-            "from the suggestion already shown) are counted from each editor's `codet5.status`. Latency in ms.", "",
+            "from the suggestion already shown) are counted from each editor's `codet5.status`. Latency in ms"
+            + (f"; editor 0 asks for the most the settings allow ({data.get('greedy_settings')}), and the worst p95 is the "
+               "other editors'." if greedy else "; the worst p95 is the slowest editor's.")
+            + (f" Load: {data['load']['mean']} mean, {data['load']['max']} max." if data.get("load") else ""), "",
             markdown_table(["editors", "completions", "typed-ahead hits", "failed", "with a suggestion", "completions/s", "p50 ms",
-                            "p95 ms", "peak RSS MB"], rows), ""]
+                            "p95 ms", "worst editor's p95 ms", "peak RSS MB"], rows), ""]
 
 
 def heap_section(data: dict[str, Any]) -> list[str]:
