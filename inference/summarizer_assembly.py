@@ -1,10 +1,12 @@
 """Assemble the embedded summarizer: the completion model's weights plus the shipped trained delta,
 written as one CTranslate2 encoder-decoder (`TransformerSpec`).
 
-The delta (`inference/data/summarizer/delta.safetensors`, made by `python -m quantize.summarizer
-train` and `ship`) holds a shallow encoder and cross-attention blocks for some decoder layers; the
-embeddings, the 30 decoder layers and the output projection come from the SmolLM2 checkpoint: the
-embedded GGUF itself (dequantized with numpy, inference/gguf_ct2.py) or a Hugging Face directory.
+The delta (`inference/data/summarizer/delta.safetensors` on SmolLM2-135M, `.../qwen2.5-coder-0.5b/`
+on Qwen2.5-Coder-0.5B; made by `python -m quantize.summarizer train` and `ship`) holds a shallow
+encoder and cross-attention blocks for some decoder layers; the embeddings, the decoder layers and
+the output projection come from the completion model's checkpoint: the embedded GGUF itself
+(dequantized with numpy, inference/gguf_ct2.py) or a Hugging Face directory. The sizes are the
+delta's recorded shape (`quantize.summarizer.seq2seq.Seq2SeqShape`).
 Decoder layers without a trained cross-attention block get one whose output projection is zero,
 so it adds nothing.
 """
@@ -24,6 +26,7 @@ from .cache import atomic_directory, building
 from .convert import FORMAT_VERSION, TOKENIZER_FILES, disk_full_hint, write_metadata
 
 SUMMARIZER_PRESET = "smollm2-135m-summarizer"
+QWEN_SUMMARIZER_PRESET = "qwen2.5-coder-0.5b-summarizer"
 # SmolLM2's: the decoder starts after a document boundary and ends with the tokenizer's EOS.
 START_TOKEN = "<|endoftext|>"
 END_TOKEN = "<|im_end|>"
@@ -103,13 +106,17 @@ def read_checkpoint(source: Path) -> Checkpoint:
 
 
 def _attention(spec: Any, weights: dict[str, np.ndarray], prefix: str, norm: np.ndarray, cross: bool) -> None:
+    """Self-attention: fused q/k/v (with their biases where the decoder has them, as Qwen2), output;
+    cross-attention: q, fused k/v, output (no biases)."""
     q, k, v, o = (weights[f"{prefix}.{name}_proj.weight"] for name in "qkvo")
     spec.layer_norm.gamma = norm
     if cross:
         spec.linear[0].weight, spec.linear[1].weight = q, np.concatenate([k, v])
         spec.linear[2].weight = o
-    else:
-        spec.linear[0].weight, spec.linear[1].weight = np.concatenate([q, k, v]), o
+        return
+    spec.linear[0].weight, spec.linear[1].weight = np.concatenate([q, k, v]), o
+    if f"{prefix}.q_proj.bias" in weights:
+        spec.linear[0].bias = np.concatenate([weights[f"{prefix}.{name}_proj.bias"] for name in "qkv"])
 
 
 def _block(spec: Any, weights: dict[str, np.ndarray], prefix: str) -> None:
@@ -135,6 +142,9 @@ def build_spec(checkpoint: Checkpoint, delta: dict[str, np.ndarray], metadata: d
     config = checkpoint.config
     shape = json.loads(metadata["shape"])
     weights = {**checkpoint.weights, **_dequantized(delta)}
+    for i in range(shape["encoder_layers"]):  # an encoder tensor the delta lacks stayed the decoder layer's
+        for name in [n for n in checkpoint.weights if n.startswith(f"decoder.{i}.")]:
+            weights.setdefault(f"encoder.{i}." + name.removeprefix(f"decoder.{i}."), checkpoint.weights[name])
     if config["hidden_size"] != shape["hidden"] or config["num_hidden_layers"] != shape["decoder_layers"]:
         raise ValueError("the delta was trained for another model than the completion checkpoint given")
     common = dict(
@@ -172,7 +182,8 @@ def build_spec(checkpoint: Checkpoint, delta: dict[str, np.ndarray], metadata: d
 
 
 def assemble_summarizer(source: Path, delta_path: Path, out: Path, quantization: str = "int8", *,
-                        source_label: str = "", metadata: dict[str, Any] | None = None) -> Path:
+                        preset: str = SUMMARIZER_PRESET, source_label: str = "",
+                        metadata: dict[str, Any] | None = None) -> Path:
     """Write the summarizer as a CTranslate2 directory at `out` (atomically), with the tokenizer.
 
     `source` is the completion model: a GGUF file (llama; read with numpy, no torch) or a Hugging
@@ -187,7 +198,7 @@ def assemble_summarizer(source: Path, delta_path: Path, out: Path, quantization:
             spec.optimize(quantization=quantization)
             spec.save(str(tmp))
             checkpoint.save_tokenizer(tmp)
-            write_metadata(tmp, {"format_version": FORMAT_VERSION, "preset": SUMMARIZER_PRESET,
+            write_metadata(tmp, {"format_version": FORMAT_VERSION, "preset": preset,
                                  "quantization": quantization, "source": source_label or f"{source} + {delta_path}",
                                  "summary_prefix": delta_metadata.get("summary_prefix", ""), **(metadata or {})})
     return out

