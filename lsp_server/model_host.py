@@ -16,7 +16,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -242,7 +242,7 @@ class ModelHost:
         running = self._running
         if running is not None:
             running.set()
-        self._jobs.put((_CLOSE_PRIORITY, next(self._seq), None, None, None, None))  # ahead of every queued job
+        self._jobs.put((_CLOSE_PRIORITY, next(self._seq), None, None, None, None, None))  # ahead of every queued job
         self._worker.join(timeout=30)
         for loader in list(self._loaders):  # a model half-built at exit aborts the process too
             loader.join(timeout=30)
@@ -253,13 +253,15 @@ class ModelHost:
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(
-        self, priority: int, job: Callable[[CompletionModel, threading.Event], T], role: str = ROLE_COMPLETION
+        self, priority: int, job: Callable[[CompletionModel, threading.Event], T], role: str = ROLE_COMPLETION,
+        session: Hashable = None,
     ) -> tuple[concurrent.futures.Future[T], threading.Event]:
-        """Queue `job(model, stop)` for the model of `role`; returns its future and the event that asks it to stop."""
+        """Queue `job(model, stop)` for the model of `role` on behalf of `session` (the queue shares
+        the worker's time between sessions); returns its future and the event that asks it to stop."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         stop = threading.Event()
         self._drop_withdrawn()
-        self._jobs.put((priority, next(self._seq), future, stop, job, role))
+        self._jobs.put((priority, next(self._seq), future, stop, job, role, session))
         return future, stop
 
     def _drop_withdrawn(self) -> None:
@@ -270,7 +272,7 @@ class ModelHost:
         process grew by that backlog and the superseded requests were answered only minutes later.
         """
         withdrawn = self._jobs.drop(lambda item: item[2] is not None and (item[2].cancelled() or item[3].is_set()))
-        for _, _, future, _, _, _ in withdrawn:
+        for _, _, future, *_ in withdrawn:
             if future.set_running_or_notify_cancel():
                 future.set_exception(JobStopped())
 
@@ -281,7 +283,7 @@ class ModelHost:
 
     def _work(self) -> None:
         while True:
-            _, _, future, stop, job, role = self._jobs.get()
+            _, _, future, stop, job, role, session = self._jobs.get()
             if future is None:  # close()
                 return
             if not future.set_running_or_notify_cancel():
@@ -294,12 +296,14 @@ class ModelHost:
                 future.set_exception(ModelUnavailable(self.status.message or "the model is not loaded"))
                 continue
             self._running = stop
+            started = time.monotonic()
             try:
                 future.set_result(job(model, stop))
             except BaseException as exc:
                 future.set_exception(exc)
             finally:
                 self._running = None
+                self._jobs.charge(session, time.monotonic() - started)
             # Idle, or busy for a while (editors typing without pause never leave the worker
             # idle): hand the generations' freed buffers back to the OS.
             if self._jobs.empty() or time.monotonic() - self._trimmed > TRIM_INTERVAL_S:
@@ -312,24 +316,27 @@ def _failed(future: concurrent.futures.Future | None) -> bool:
 
 
 class HostWorker:
-    """The completion pipeline's `Worker` on a host: the completion model, jobs at `priority`."""
+    """The completion pipeline's `Worker` on a host: the completion model, jobs at `priority` on
+    behalf of `session` (None: the host's only client)."""
 
-    def __init__(self, host: ModelHost, priority: int) -> None:
+    def __init__(self, host: ModelHost, priority: int, session: Hashable = None) -> None:
         self.host = host
         self.priority = priority
+        self.session = session
 
     async def model(self) -> CompletionModel:
         return await self.host.ready()
 
     async def run(self, job: Callable[[CompletionModel, threading.Event], T]) -> T:
-        return await run_job(self.host, self.priority, job)
+        return await run_job(self.host, self.priority, job, session=self.session)
 
 
 async def run_job(
-    host: ModelHost, priority: int, job: Callable[[CompletionModel, threading.Event], Any], role: str = ROLE_COMPLETION
+    host: ModelHost, priority: int, job: Callable[[CompletionModel, threading.Event], Any], role: str = ROLE_COMPLETION,
+    session: Hashable = None,
 ) -> Any:
     """Run a job on the host from asyncio; cancelling the awaiting task stops the job."""
-    future, stop = host.submit(priority, job, role)
+    future, stop = host.submit(priority, job, role, session)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:

@@ -227,7 +227,7 @@ class Codet5Server(LanguageServer):
         number = self.requests[key] = self.requests.get(key, 0) + 1
         assert rules.priority is not None
         task = asyncio.ensure_future(self._after(speculation, self.pipeline.suggest(
-            request, HostWorker(self.host, rules.priority), on_empty=lambda why: self.no_suggestion(why, uri, position),
+            request, HostWorker(self.host, rules.priority, self), on_empty=lambda why: self.no_suggestion(why, uri, position),
             trace=lambda event: self._count(event.stage), stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False)))
         if rules.supersedes:
             self.latest[key] = task
@@ -300,7 +300,7 @@ class Codet5Server(LanguageServer):
         cancelled = threading.Event()
         host = self.host
         task = asyncio.ensure_future(self.pipeline.suggest(
-            accepted, HostWorker(host, PRIORITY_SPECULATIVE), speculative=True,
+            accepted, HostWorker(host, PRIORITY_SPECULATIVE, self), speculative=True,
             trace=lambda event: self._count("speculative." + event.stage), stale=lambda: cancelled.is_set() or host.more_urgent_waiting(PRIORITY_SPECULATIVE)))
         task.add_done_callback(_consume)
         if previous is not None:
