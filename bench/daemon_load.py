@@ -115,6 +115,7 @@ async def _one_run(port: int, pid: int, clients: int, seconds: float, seed: int,
             "p95_ms": _p95(latencies),
             "greedy_editor": greedy,
             "p95_ms_per_editor": [_p95(e.latencies_ms) for e in editors],
+            "completions_per_editor": [len(e.latencies_ms) for e in editors],
             "worst_other_p95_ms": max((_p95(e.latencies_ms) or 0.0 for e in editors[1 if greedy else 0:]), default=None),
             "rss_peak_mb": round(rss.peak / 2**20, 1)}
 
