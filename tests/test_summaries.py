@@ -67,16 +67,22 @@ async def test_summaries_come_from_the_summary_model_and_then_the_cache(host):
     assert heard == [] and (summarizer.cache.hits, summarizer.cache.misses) == (1, 1)
 
 
-async def test_a_summary_yields_the_worker_to_a_completion_and_resumes(host):
+@pytest.mark.parametrize(("waited_s", "order"), [(0.0, ["completion", "summary"]),
+                                                 (SUMMARY_WAIT_LIMIT_S, ["summary", "completion"])])
+async def test_a_summary_yields_the_worker_to_a_completion_within_its_share(host, waited_s, order):
     """The completion is queued while the summary is between two tokens: it runs first, then
-    the summary finishes with the same text, its listener hearing only growing text."""
-    summarizer = Summarizer(host)
+    the summary finishes with the same text, its listener hearing only growing text. Unless the
+    summary has waited its share (SUMMARY_WAIT_LIMIT_S, on a fake clock): editors typing without
+    pause always have a completion queued, and it would restart for as long as they type."""
+    now = [0.0]
+    summarizer = Summarizer(host, clock=lambda: now[0])
     started, queued = threading.Event(), threading.Event()
     heard: list[str] = []
 
     def listen(text: str) -> None:  # on the worker thread, between two tokens of the summary
         heard.append(text)
         if len(heard) == 1:
+            now[0] += waited_s
             started.set()
             assert queued.wait(30)
 
@@ -89,34 +95,9 @@ async def test_a_summary_yields_the_worker_to_a_completion_and_resumes(host):
     queued.set()
     assert (await asyncio.wrap_future(future)).startswith(" a + b")
     assert await summarizing == ADD
-    assert finished == ["completion", "summary"]
+    assert finished == order
     assert heard[-1] == ADD
     assert all(later.startswith(earlier) and later != earlier for earlier, later in zip(heard, heard[1:]))
-
-
-async def test_a_summary_that_waited_its_share_no_longer_yields(host):
-    """Editors typing without pause always have a completion queued: past its share of waiting
-    (SUMMARY_WAIT_LIMIT_S, on a fake clock) the summary finishes before the completion runs."""
-    now = [0.0]
-    summarizer = Summarizer(host, clock=lambda: now[0])
-    started, queued = threading.Event(), threading.Event()
-
-    def listen(text: str) -> None:
-        if not started.is_set():
-            now[0] += SUMMARY_WAIT_LIMIT_S
-            started.set()
-            assert queued.wait(30)
-
-    finished: list[str] = []
-    summarizing = asyncio.ensure_future(summarizer.summary(function_at(SOURCE, "python", 0, 4), listen))
-    summarizing.add_done_callback(lambda _: finished.append("summary"))
-    assert await asyncio.to_thread(started.wait, 30)
-    future, _ = host.submit(PRIORITY_COMPLETION, lambda model, stop: model.complete("def add(a, b):\n    return", max_new_tokens=4).read())
-    future.add_done_callback(lambda _: finished.append("completion"))
-    queued.set()
-    assert await summarizing == ADD
-    await asyncio.wrap_future(future)
-    assert finished == ["summary", "completion"]
 
 
 async def test_without_a_summary_model_the_completion_model_must_summarize(tiny_models):
