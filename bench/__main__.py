@@ -61,8 +61,8 @@ def run_replay(args: argparse.Namespace) -> None:
         if args.variants:
             _save(args.results, f"replay-{name}-variants", _replay_variants(replay, scenario, args))
             continue
-        if args.peer_python:
-            _save(args.results, f"replay-{name}-peer", _replay_peer(scenario, args, first="ours" if number % 2 == 0 else "peer"))
+        if args.peer_python or args.peer_server:
+            _save(args.results, f"replay-{name}-peers", _replay_peers(scenario, args, ours_first=number % 2 == 0))
             continue
         machine = machine_info()
         with LoadSampler() as load:
@@ -105,19 +105,20 @@ def _replay_variants(replay: Any, scenario: Any, args: argparse.Namespace) -> di
     return {"command": _command(), "variants": runs}
 
 
-def _replay_peer(scenario: Any, args: argparse.Namespace, first: str) -> dict[str, Any]:
-    """The scenario replayed by our server and by llama.cpp behind our pipeline, `first` first."""
+def _replay_peers(scenario: Any, args: argparse.Namespace, ours_first: bool) -> dict[str, Any]:
+    """The scenario replayed by our server and by llama.cpp behind our pipeline, one after the other."""
     from inference.model import default_threads
 
     from . import peer_replay
 
     if not args.peer_gguf:
-        raise SystemExit("bench: --peer-python needs --peer-gguf (the GGUF our default model was converted from)")
-    setup = peer_replay.PeerSetup(Path(args.peer_python), Path(args.peer_gguf), threads=default_threads(),
-                                  debounce_ms=args.peer_debounce_ms)
-    order = ("ours", "peer") if first == "ours" else ("peer", "ours")
-    data = peer_replay.side_by_side(scenario, setup, model=args.model, context_tokens=args.context_tokens, order=order,
-                                    progress=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
+        raise SystemExit("bench: --peer-python/--peer-server need --peer-gguf (the GGUF our default model was converted from)")
+    programs = {"llama-cpp-python": args.peer_python,
+                **{f"llama-server {e}": args.peer_server for e in ("/completion", "/infill") if args.peer_server}}
+    peers = [peer_replay.PeerSetup(engine, Path(program), Path(args.peer_gguf), threads=default_threads(),
+                                   debounce_ms=args.peer_debounce_ms) for engine, program in programs.items() if program]
+    data = peer_replay.side_by_side(scenario, peers, model=args.model, context_tokens=args.context_tokens,
+                                    ours_first=ours_first, progress=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
     return {"command": _command(), **data}
 
 
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--profile-every", type=int, default=8,
                         help="also time the stages in-process at every Nth keystroke and every Enter (0: skip)")
     replay.add_argument("--peer-python", help="side by side with llama.cpp: a Python with llama-cpp-python (bench.peer_replay)")
+    replay.add_argument("--peer-server", help="side by side with a llama-server binary, /completion and /infill")
     replay.add_argument("--peer-gguf", help="the GGUF llama.cpp runs (the one our model was converted from)")
     replay.add_argument("--peer-debounce-ms", type=int, default=0, help="the peer's debounce (default 0, as llama.vim)")
 

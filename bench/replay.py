@@ -86,6 +86,13 @@ class Keystroke:
     text: str  # inserted text: one character, or "\n" + indentation for Enter
     delay_ms: float  # pause after this key
 
+    @property
+    def end(self) -> tuple[int, int]:
+        """The cursor (line, character) once the text is inserted."""
+        if "\n" in self.text:
+            return self.line + self.text.count("\n"), len(self.text) - self.text.rfind("\n") - 1
+        return self.line, self.character + len(self.text)
+
 
 @dataclass
 class Request:
@@ -131,6 +138,21 @@ def document_and_keys(source: str, scenario: Scenario) -> tuple[str, int, int, l
             keys.append(Keystroke(line, character, ch, rng.uniform(*(scenario.pause_ms if pause else scenario.key_ms))))
             character += 1
     return document, first - 1, len(lines[first - 1].rstrip("\r\n")), keys
+
+
+def next_key(keys: list[Keystroke], index: int, requests: list[Request], accept: bool) -> tuple[Keystroke, int, str]:
+    """The change typed at `keys[index]`, the index after it and its kind (char, enter, accept).
+
+    With `accept`, the suggestion on screen (the last request's, once answered) is taken when the
+    next keys of the line would type it (Tab: one change inserts it).
+    """
+    key = keys[index]
+    shown = requests[-1].text if requests and requests[-1].latency_ms is not None else None
+    if accept and shown and "\n" not in key.text:
+        end = next((i for i in range(index, len(keys)) if "\n" in keys[i].text), len(keys))
+        if "".join(k.text for k in keys[index:end]).startswith(shown):
+            return Keystroke(key.line, key.character, shown, keys[index + len(shown) - 1].delay_ms), index + len(shown), "accept"
+    return key, index + 1, "enter" if "\n" in key.text else "char"
 
 
 def _utf16(line_text: str, character: int) -> int:
@@ -277,31 +299,15 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             if request.text and not request.cache_hit:
                 shadow.store(uri, prefix, suffix, request.text)
 
-        def typed_next(index: int) -> str:
-            """What keys[index:] type before the next Enter."""
-            end = next((i for i in range(index, len(keys)) if "\n" in keys[i].text), len(keys))
-            return "".join(k.text for k in keys[index:end])
-
         index = 0
         while index < len(keys):
-            key = keys[index]
-            shown = requests[-1].text if requests and requests[-1].latency_ms is not None else None
-            accepting = bool(scenario.accept and shown and "\n" not in key.text and typed_next(index).startswith(shown))
-            if accepting:  # Tab: the suggestion on screen is what the next keys would type
-                assert shown is not None
-                skipped = keys[index: index + len(shown)]
-                key = Keystroke(key.line, key.character, shown, skipped[-1].delay_ms)
-                index += len(shown)
-            else:
-                index += 1
+            key, index, kind = next_key(keys, index, requests, scenario.accept)
             params = document.insert(key.line, key.character, key.text)
             params.text_document.uri = uri
             client.text_document_did_change(params)
-            cursor_line = key.line + key.text.count("\n")
-            cursor_char = (len(key.text) - key.text.rfind("\n") - 1) if "\n" in key.text else key.character + len(key.text)
+            cursor_line, cursor_char = key.end
             offset = document.offset(cursor_line, cursor_char)
             prefix, suffix = document.text[:offset], document.text[offset:]
-            kind = "accept" if accepting else "enter" if "\n" in key.text else "char"
             request = Request(len(requests), cursor_line, cursor_char, kind, time.perf_counter() - began, key.delay_ms)
             request.cache_hit = shadow.lookup(uri, prefix, suffix) is not None
             requests.append(request)
