@@ -138,6 +138,24 @@ def test_training_lowers_the_loss_and_uses_the_code(gguf: Path, tmp_path: Path) 
     with torch.no_grad():
         right, wrong = float(batch_loss(model, examples, start, end)), float(batch_loss(model, swapped, start, end))
     assert wrong > right + 0.5, (right, wrong)
+    _ship(tmp_path, gguf)
+
+
+def _ship(work: Path, gguf: Path) -> None:
+    """The shipped delta (int8 rows) assembles, and the card names the decoder and the layout."""
+    from quantize.summarizer.ship import ship
+
+    manifest = {"seed": 1, "sources": [{"name": "python-stdlib", "version": "3", "licence": "PSF-2.0", "files": 1,
+                                        "pairs": 96, "pairs_after_dedup": 96}], "excluded_distributions": [],
+                "pairs_before_dedup": 108, "pairs": {"train": 96, "valid": 12, "test": 0},
+                "modules": {"train": 96, "valid": 12, "test": 0}}
+    (work / "data" / "manifest.json").write_text(json.dumps(manifest))
+    (work / "command.txt").write_text("python -m quantize.summarizer train --decoder qwen2.5-coder-0.5b\n")
+    out = ship(work / "out", work, "qwen2.5-coder-0.5b", work / "shipped")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "on Qwen2.5-Coder-0.5B-Instruct" in card and "block in layers 3, 2;" in card
+    assert "Layers 0-1 never see the encoder" in card and "q/k/v biases" in card
+    assert (assemble_summarizer(gguf, out / "delta.safetensors", work / "ct2", "int8") / "model.bin").is_file()
 
 
 @pytest.mark.parametrize("quantization", ["float32", "int8"])

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the encoder and cross-attention on the collected pairs")
     _add_train_options(train)
     ship = commands.add_parser("ship", help="put the trained delta and its model card into the package")
-    ship.add_argument("--out", type=Path, default=None, help="output directory (default: the package's data dir)")
+    ship.add_argument("--decoder", choices=sorted(DECODERS), default=DEFAULT_DECODER, help="the decoder it was trained on")
+    ship.add_argument("--out", type=Path, default=None, help="output directory (default: the package's data dir for --decoder)")
     everything = commands.add_parser("all", help="data, train and ship")
     everything.add_argument("--seed", type=int, default=DEFAULT_SEED)
     everything.add_argument("--out", type=Path, default=None)
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("train", "all"):
         run_train(work, args.base, args.decoder, _train_config(args))
     if args.command in ("ship", "all"):
-        from quantize.summarizer.ship import PACKAGE_DIR, ship
+        from quantize.summarizer.ship import package_dir, ship
 
-        print(ship(work / "model", work, args.out or PACKAGE_DIR))
+        print(ship(work / "model", work, args.decoder, args.out or package_dir(args.decoder)))
     return 0

@@ -10,13 +10,22 @@ from pathlib import Path
 from inference.summarizer_assembly import END_TOKEN, START_TOKEN
 from quantize.summarizer.training import DELTA_FILE, LOG_FILE
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2] / "inference" / "data" / "summarizer"
 CARD = "MODEL_CARD.md"
-SCORES_PLACEHOLDER = "<!-- scores:start -->\n(run `python -m bench.summarization --card inference/data/summarizer/MODEL_CARD.md`)\n<!-- scores:end -->"
+SCORES_PLACEHOLDER = "<!-- scores:start -->\n(run `python -m bench.summarization --summarizer PRESET --card MODEL_CARD.md`)\n<!-- scores:end -->"
+# The decoders the recipe runs on: their names and licences, for the model card.
+DECODER_NAMES = {"smollm2-135m": ("SmolLM2-135M", "Apache-2.0"),
+                 "qwen2.5-coder-0.5b": ("Qwen2.5-Coder-0.5B-Instruct", "Apache-2.0")}
 
 
-def ship(run_dir: Path, work: Path, out: Path = PACKAGE_DIR) -> Path:
-    """Copy `run_dir`'s delta into `out` (default: the package) and write the model card there."""
+def package_dir(decoder: str) -> Path:
+    """Where the package keeps the delta of the summarizer on `decoder` (see `inference.embedded.SUMMARIZERS`)."""
+    from inference.embedded import SUMMARIZERS
+
+    return SUMMARIZERS[f"{decoder}-summarizer"][1].parent
+
+
+def ship(run_dir: Path, work: Path, decoder: str, out: Path) -> Path:
+    """Copy `run_dir`'s delta into `out` and write the model card there."""
     delta = run_dir / DELTA_FILE
     if not delta.is_file():
         raise FileNotFoundError(f"no trained delta at {delta}; run `python -m quantize.summarizer train` first")
@@ -24,7 +33,7 @@ def ship(run_dir: Path, work: Path, out: Path = PACKAGE_DIR) -> Path:
     tmp = out / f".{DELTA_FILE}.tmp"
     pack_delta(delta, tmp)
     os.replace(tmp, out / DELTA_FILE)
-    (out / CARD).write_text(model_card(run_dir, work, out / DELTA_FILE), encoding="utf-8")
+    (out / CARD).write_text(model_card(run_dir, work, out / DELTA_FILE, decoder), encoding="utf-8")
     return out
 
 
@@ -69,7 +78,11 @@ def _continued(config: dict) -> str:
             "the figures below are the second's.")
 
 
-def model_card(run_dir: Path, work: Path, delta: Path) -> str:
+def _cross_layers(shape: dict) -> str:
+    return ", ".join(str(i) for i in range(shape["decoder_layers"] - 1, shape.get("cross_start", 0) - 1, -shape["cross_every"]))
+
+
+def model_card(run_dir: Path, work: Path, delta: Path, decoder: str) -> str:
     """The model card text: data, licences, sizes, architecture, training, and a scores section to fill."""
     from safetensors import safe_open
 
@@ -83,15 +96,24 @@ def model_card(run_dir: Path, work: Path, delta: Path) -> str:
     command = (work / "command.txt").read_text(encoding="utf-8").strip()
     excluded = ", ".join(f"{e['name']} {e['version']} ({e['licence']})" for e in manifest["excluded_distributions"])
     curve = "\n".join(f"| {r['step']} | {r.get('minutes', 0)} | {r.get('train_loss', '')} | {r['valid_loss']:.4f} | "
-                      f"{r['valid_bleu']:.2f} |" for r in log)
-    cross = ", ".join(str(i) for i in range(shape["decoder_layers"] - 1, -1, -shape["cross_every"]))
+                      f"{r['valid_bleu']:.2f} |" if "valid_bleu" in r else
+                      f"| {r['step']} | {r.get('minutes', 0)} | {r.get('train_loss', '')} | {r['valid_loss']:.4f} | |" for r in log)
+    cross = _cross_layers(shape)
+    name, licence = DECODER_NAMES[decoder]
+    frozen_below = (f" Layers 0-{min(int(c) for c in cross.split(', ')) - 1} never see the encoder: during training they "
+                    "run once per batch without gradients." if shape.get("cross_start", 0) else "")
+    encoder_mlp = ("" if shape.get("encoder_mlp_trained", True) else
+                   " The encoder's feed-forward blocks stay the decoder's (frozen, not shipped: the assembly takes them "
+                   "from the GGUF); its attention and norms are trained.")
+    bleu_note = (f", greedy smoothed BLEU-4 on {config['valid_bleu_examples']} others" if config["valid_bleu_examples"] else
+                 " (no greedy BLEU during training: without a cache it costs more than the training steps on this decoder)")
     pairs, modules = manifest["pairs"], manifest["modules"]
-    return f"""# Embedded summarizer
+    return f"""# Embedded summarizer on {name}
 
-Writes a one-sentence summary of a Python function: the offline default for hover summaries and
-"Generate docstring". Built by CodeT5+'s recipe for scaling an encoder-decoder from a decoder-only
-model: a shallow encoder and a deep decoder initialized from the completion model (SmolLM2-135M,
-Apache-2.0), the decoder frozen, only the encoder and new cross-attention blocks trained.
+Writes a one-sentence summary of a Python function (preset `{decoder}-summarizer`). Built by CodeT5+'s
+recipe for scaling an encoder-decoder from a decoder-only model: a shallow encoder and a deep
+decoder initialized from the completion model ({name}, {licence}), the decoder frozen, only the
+encoder and new cross-attention blocks trained.
 
 The package ships only what was trained: `delta.safetensors` ({delta.stat().st_size / 1e6:.1f} MB,
 {parameters / 1e6:.1f}M parameters, int8 rows with float32 scales). At first use it is assembled with the completion model's weights
@@ -124,31 +146,30 @@ normalized code (comments and layout ignored) and by (name, summary). Split by m
 
 ## Model
 
-SmolLM2-135M's tokenizer and embeddings (shared by encoder and decoder, frozen). Encoder:
-{shape['encoder_layers']} bidirectional layers initialized from SmolLM2's first {shape['encoder_layers']}
-(RMSNorm, rotary embeddings, {shape['heads']} query / {shape['kv_heads']} key-value heads, SwiGLU), then RMSNorm.
-Decoder: SmolLM2's {shape['decoder_layers']} layers, frozen, with a pre-norm cross-attention block
-({shape['heads']} query / {shape['kv_heads']} key-value heads, no rotary) between self-attention and the feed-forward
-block in layers {cross}; the other layers' blocks are zero when assembled. Cross-attention output
+{name}'s tokenizer and embeddings (shared by encoder and decoder, frozen). Encoder:
+{shape['encoder_layers']} bidirectional layers initialized from the decoder's first {shape['encoder_layers']}
+(RMSNorm, rotary embeddings, {shape['heads']} query / {shape['kv_heads']} key-value heads{', q/k/v biases' if shape.get('qkv_bias') else ''}, SwiGLU), then RMSNorm.{encoder_mlp}
+Decoder: {name}'s {shape['decoder_layers']} layers, frozen, with a pre-norm cross-attention block
+({shape['heads']} query / {shape['kv_heads']} key-value heads, no rotary, no biases) between self-attention and the feed-forward
+block in layers {cross}; the other layers' blocks are zero when assembled.{frozen_below} Cross-attention output
 projections start at zero, so training starts from the language model itself. The encoder sees the
 code's tokens cut to {config['max_source_tokens']}; the decoder starts from `{metadata.get('start_token', START_TOKEN)}`, is
 given `{metadata.get('summary_prefix', '')}` (forced, so the first word is not read from the language model's attention
-sink at position 0, whose few huge values leave nothing else once int8 quantizes the activations) and ends
-with `{metadata.get('end_token', END_TOKEN)}`; targets are at most {config['max_target_tokens']} tokens.
+sink at position 0) and ends with `{metadata.get('end_token', END_TOKEN)}`; targets are at most {config['max_target_tokens']} tokens.
 
 ## Training
 
 ```
 {command}
-python -m quantize.summarizer ship
+python -m quantize.summarizer ship --decoder {decoder}
 ```
 
-The base checkpoint is SmolLM2-135M dequantized from the embedded GGUF.{_continued(config)} AdamW (learning rate {config['encoder_learning_rate']} for the encoder,
+The decoder's weights are its embedded GGUF, dequantized with numpy.{_continued(config)} AdamW (learning rate {config['encoder_learning_rate']} for the encoder,
 {config['cross_learning_rate']} for cross-attention, weight decay {config['weight_decay']}), {config['warmup_steps']} warmup steps
 then cosine decay to a tenth at step {config['steps']} (or {config['max_minutes']} minutes), batch {config['batch_size']}
-of similar source lengths, gradient clipping 1.0, seed {config['seed']}, torch on {config['threads']} CPU threads.
+of similar source lengths, gradient clipping 1.0, seed {config['seed']}, torch on {config['threads']} CPU threads{' (matrix products in bfloat16 autocast)' if config.get('bf16') else ''}.
 It ran {info['steps']} steps in {info['minutes']} minutes on {info['train_examples']} training pairs.
-Validation: loss on {config['valid_loss_examples']} validation pairs, greedy smoothed BLEU-4 on {config['valid_bleu_examples']} others.
+Validation: loss on {config['valid_loss_examples']} validation pairs{bleu_note}.
 
 | step | minutes | training loss (since the last row) | validation loss | validation BLEU-4 |
 |---:|---:|---:|---:|---:|
