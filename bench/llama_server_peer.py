@@ -74,8 +74,9 @@ class LlamaServer:
 
 class LlamaServerEngine:
     """A `DecoderBackend` (inference.engine_protocols) served by a `LlamaServer` at `endpoint`;
-    `jobs` records the server's timings per generation that ran to its end (prompt ids, ids
-    taken from its cache, prompt and decode ms) and the ones closed early."""
+    `jobs` records the server's timings per generation (`timings_per_token`: prompt ids as the
+    server counts them, ids taken from its cache, prompt and decode ms; none when closed before its
+    first token)."""
 
     def __init__(self, server: LlamaServer, tokenizer: CodeTokenizer, endpoint: str) -> None:
         if endpoint not in ENDPOINTS:
@@ -87,7 +88,7 @@ class LlamaServerEngine:
 
     def _body(self, prompt_ids: list[int], max_new_tokens: int, k: int) -> dict[str, Any]:
         body: dict[str, Any] = {"n_predict": max_new_tokens, "stream": True, "cache_prompt": True, "return_tokens": True,
-                                "temperature": 0.0, "top_k": 1, "n_probs": k}
+                                "timings_per_token": True, "temperature": 0.0, "top_k": 1, "n_probs": k}
         if self.endpoint == "/completion":
             body["prompt"] = list(prompt_ids)
         else:
@@ -103,12 +104,13 @@ class LlamaServerEngine:
         response = connection.getresponse()
         if response.status != 200:
             raise RuntimeError(f"llama-server {self.endpoint}: {response.status} {response.read()[:300]!r}")
-        produced, finished = 0, False
+        produced, timings, reason = 0, {}, "stop"  # closed early unless the server says otherwise
         try:
             for raw in response:
                 if not raw.startswith(b"data: "):
                     continue
                 chunk = json.loads(raw[6:])
+                timings = chunk.get("timings", timings)
                 for token in chunk.get("tokens", []):
                     if token in end:
                         break
@@ -118,16 +120,12 @@ class LlamaServerEngine:
                     produced += 1
                     yield token
                 if chunk.get("stop"):
-                    timings = chunk.get("timings", {})
-                    self.jobs.append({"done": chunk.get("stop_type", "end"), "prompt": len(prompt_ids),
-                                      "reused": timings.get("cache_n"), "prompt_ms": timings.get("prompt_ms"),
-                                      "decode_ms": timings.get("predicted_ms"), "tokens": produced})
-                    finished = True
+                    reason = chunk.get("stop_type", "end")
                     return
         finally:
-            if not finished:
-                self.jobs.append({"done": "stop", "prompt": len(prompt_ids), "reused": None, "prompt_ms": None,
-                                  "decode_ms": None, "tokens": produced})
+            self.jobs.append({"done": reason, "prompt": timings.get("cache_n", 0) + timings.get("prompt_n", 0) or None,
+                              "reused": timings.get("cache_n"), "prompt_ms": timings.get("prompt_ms"),
+                              "decode_ms": timings.get("predicted_ms"), "tokens": produced})
             connection.close()
 
     def stream(self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
