@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .humaneval import DATA
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--model", default="default", help="model to measure (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--model", default="default", help="model to measure (default: the embedded default, Qwen2.5-Coder-0.5B)")
     parser.add_argument("--context-tokens", type=int, default=1024, help="the server's context budget (default 1024)")
     parser.add_argument("--humaneval-limit", type=int, help="with no command: only the first N HumanEval tasks")
     parser.add_argument("--replay-lines", type=int, help="with no command: lines typed per replay scenario (default 30)")
