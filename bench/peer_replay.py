@@ -367,9 +367,15 @@ def markdown(name: str, data: dict[str, Any]) -> list[str]:
              markdown_table(["side", "load", "cold request ms", "pauses ending with a suggestion visible [95% CI]",
                              "pause to suggestion p50 ms [95% CI]", "p95 ms [95% CI]", "model runs p50 / p95 ms",
                              "suggestions shown", "superseded", "KV reuse"], rows), ""]
+    def count(run: dict[str, Any], figures: str) -> int:
+        summary = run["summary"]
+        return (summary["pauses"]["time_to_suggestion"] if figures == "pauses" else summary["model_runs"])["count"]
+
     for peer, r in data["ours_over_peer"].items():
         lines.append(f"- ours / {peer}: " + ", ".join(
-            f"{label} {r[key] if r[key] is not None else '-'}" for key, label in (
-                ("cold_request", "cold request"), ("pause_to_suggestion_p50", "pause to suggestion p50"),
-                ("pause_to_suggestion_p95", "p95"), ("model_runs_p50", "model runs p50"), ("model_runs_p95", "p95"))))
+            f"{label} {r[key] if r[key] is not None else '-'}" + (f" (n={count(ours, n)} vs {count(runs[peer], n)})" if n else "")
+            for key, label, n in (
+                ("cold_request", "cold request", ""), ("pause_to_suggestion_p50", "pause to suggestion p50", ""),
+                ("pause_to_suggestion_p95", "p95", "pauses"), ("model_runs_p50", "model runs p50", ""),
+                ("model_runs_p95", "p95", "runs"))))
     return [*lines, ""]

@@ -186,4 +186,4 @@ def test_the_results_table_has_a_row_per_side_and_a_ratio_line_per_peer():
     text = "\n".join(markdown("small", data))
     assert "| ours: CTranslate2 int8" in text and "| llama-cpp-python Q4_K_M behind our pipeline, debounce 0 ms" in text
     assert "90 of 100 prompt ids reused" in text and "static prompt hit / fill 5 / 1" in text
-    assert "- ours / llama-cpp-python: cold request 3.0, pause to suggestion p50 0.5, p95 0.5" in text
+    assert "- ours / llama-cpp-python: cold request 3.0, pause to suggestion p50 0.5, p95 0.5 (n=3 vs 3)" in text
