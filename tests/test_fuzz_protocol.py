@@ -403,14 +403,17 @@ def test_requests_before_initialize_are_refused_and_initialize_still_works(tmp_p
 
 def test_requests_in_flight_are_answered_before_shutdown(tmp_path, options):
     """An editor that quits sends `shutdown` with requests still running: each gets its answer
-    (here RequestCancelled, from inside a 2 s debounce) before the answer to shutdown, so that
-    nobody is left waiting (an outside run left 29 requests of 8 editors unanswered)."""
+    (the last one RequestCancelled from inside a 2 s debounce, the others that or empty, superseded
+    by the next) before the answer to shutdown, so that nobody is left waiting (an outside run left
+    29 requests of 8 editors unanswered)."""
     exchange = Exchange.start(tmp_path)
     try:
         initialize(exchange, options)
         probe_completion(exchange, {**options, "debounceMs": 2000})
+        text = "def mul(a, b):\n    return"  # not the probe's text: nothing cached for it
+        exchange.notify("textDocument/didOpen", {"textDocument": {"uri": "file:///fuzz/quit.py", "languageId": "python", "version": 1, "text": text}})
         waiting = [exchange.request("textDocument/inlineCompletion", {
-            "textDocument": {"uri": "file:///fuzz/probe.py"}, "position": PROBE_END, "context": {"triggerKind": 2}})
+            "textDocument": {"uri": "file:///fuzz/quit.py"}, "position": {"line": 1, "character": 10}, "context": {"triggerKind": 2}})
             for _ in range(3)]
         shutdown = exchange.request("shutdown", None)
 
@@ -423,9 +426,10 @@ def test_requests_in_flight_are_answered_before_shutdown(tmp_path, options):
             return arrived
 
         arrived = exchange.loop.run_until_complete(answers_in_order())
-        assert [message["id"] for message in arrived] == [*waiting, shutdown]
-        assert all(message["error"]["code"] == -32800 for message in arrived[:-1]), arrived  # RequestCancelled
-        assert arrived[-1]["result"] is None
+        assert sorted(message["id"] for message in arrived[:-1]) == waiting  # each answered once, before shutdown
+        for message in arrived[:-1]:  # RequestCancelled, or superseded by the next one (an empty answer)
+            assert message.get("error", {}).get("code") == -32800 or not (message.get("result") or {}).get("items"), message
+        assert arrived[-1] == {"jsonrpc": "2.0", "id": shutdown, "result": None}
     finally:
         exchange.close()
 
