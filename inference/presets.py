@@ -139,19 +139,6 @@ PRESETS: dict[str, Preset] = {
             aliases=("default-summarizer",),
         ),
         Preset(
-            name="qwen2.5-coder-0.5b-summarizer",
-            hub_id=None,
-            architecture=Architecture.ENCODER_DECODER,
-            completion_format=None,
-            summarizes=True,
-            licence="Apache-2.0",
-            description="Summarizer on the default's decoder: Qwen2.5-Coder-0.5B-Instruct frozen, with a trained "
-            "2-layer encoder and cross-attention in its upper layers (inference/data/summarizer/qwen2.5-coder-0.5b), "
-            "assembled as CTranslate2 int8",
-            max_context_tokens=256,
-            embedded=True,
-        ),
-        Preset(
             name="codet5-base-multi-sum",
             hub_id="Salesforce/codet5-base-multi-sum",
             architecture=Architecture.ENCODER_DECODER,

@@ -1,8 +1,7 @@
 """Assemble the embedded summarizer: the completion model's weights plus the shipped trained delta,
 written as one CTranslate2 encoder-decoder (`TransformerSpec`).
 
-The delta (`inference/data/summarizer/delta.safetensors` on SmolLM2-135M, `.../qwen2.5-coder-0.5b/`
-on Qwen2.5-Coder-0.5B; made by `python -m quantize.summarizer train` and `ship`) holds a shallow
+The delta (`inference/data/summarizer/delta.safetensors` on SmolLM2-135M; made by `python -m quantize.summarizer train` and `ship`) holds a shallow
 encoder and cross-attention blocks for some decoder layers; the embeddings, the decoder layers and
 the output projection come from the completion model's checkpoint: the embedded GGUF itself
 (dequantized with numpy, inference/gguf_ct2.py) or a Hugging Face directory. The sizes are the
@@ -26,7 +25,6 @@ from .cache import atomic_directory, building
 from .convert import FORMAT_VERSION, TOKENIZER_FILES, disk_full_hint, write_metadata
 
 SUMMARIZER_PRESET = "smollm2-135m-summarizer"
-QWEN_SUMMARIZER_PRESET = "qwen2.5-coder-0.5b-summarizer"
 # SmolLM2's: the decoder starts after a document boundary and ends with the tokenizer's EOS.
 START_TOKEN = "<|endoftext|>"
 END_TOKEN = "<|im_end|>"

@@ -18,10 +18,9 @@ DECODER_NAMES = {"smollm2-135m": ("SmolLM2-135M", "Apache-2.0"),
 
 
 def package_dir(decoder: str) -> Path:
-    """Where the package keeps the delta of the summarizer on `decoder` (see `inference.embedded.SUMMARIZERS`)."""
-    from inference.embedded import SUMMARIZERS
-
-    return SUMMARIZERS[f"{decoder}-summarizer"][1].parent
+    """Where the package keeps the delta of the summarizer on `decoder` (SmolLM2's at the top, others in a subfolder)."""
+    top = Path(__file__).resolve().parents[2] / "inference" / "data" / "summarizer"
+    return top if decoder == "smollm2-135m" else top / decoder
 
 
 def ship(run_dir: Path, work: Path, decoder: str, out: Path) -> Path:
