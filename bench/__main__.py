@@ -107,7 +107,7 @@ def _replay_variants(replay: Any, scenario: Any, args: argparse.Namespace) -> di
 
 def _replay_peers(scenario: Any, args: argparse.Namespace, ours_first: bool) -> dict[str, Any]:
     """The scenario replayed by our server and by llama.cpp behind our pipeline, one after the other."""
-    from inference.model import default_threads
+    from inference.engines.model import default_threads
 
     from . import peer_replay
 
@@ -150,7 +150,7 @@ def run_humaneval(args: argparse.Namespace) -> None:
 
 
 def run_peers(args: argparse.Namespace) -> None:
-    from inference.embedded import ensure_embedded_model
+    from inference.models.embedded import ensure_embedded_model
 
     from . import artifacts, bandwidth, peers
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from inference.cache import models_dir
 from inference.convert import check_quantization, convert_to_ct2, gguf_to_hf, is_ct2_dir
-from inference.presets import PRESETS
+from inference.models.presets import PRESETS
 from inference.wheel_sources import SMOLLM2_135M, fetch_gguf
 
 EMBEDDED_NAME = "smollm2-135m"

@@ -140,7 +140,7 @@ def run(quantizations: tuple[str, ...] = QUANTIZATIONS, *, device: str = "cpu", 
         py150_limit: int | None = None, speed_tasks: int = SPEED_TASKS, results: Path = RESULTS,
         name: str = "fidelity") -> dict[str, Any]:
     """Measure each quantization in its own process, compare each with the first; write `results/<name>.json`."""
-    from inference.embedded import ensure_embedded_model
+    from inference.models.embedded import ensure_embedded_model
 
     started = time.perf_counter()
     models: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Decoding speed under glibc's mmap threshold: the server's setting against glibc's default and 1 MB.
 
-The server fixes glibc's mmap threshold (`inference.memory.map_large_buffers`) so that large
+The server fixes glibc's mmap threshold (`inference.engines.memory.map_large_buffers`) so that large
 freed buffers go back to the OS. A threshold below the buffers CTranslate2 allocates at every
 decoding step (a layer's keys and values over the whole context) makes every step map, fault in
 and unmap them again. Each threshold runs in its own process (the setting is process-wide), the
@@ -41,7 +41,7 @@ def _timed(generator: Any, tokens: list[str], length: int) -> tuple[float, int]:
 
 def measure(model_dir: Path, threshold: int | None, contexts: list[int], threads: int) -> list[dict[str, float]]:
     """One repetition in this process: per context, prompt-pass ms and decode ms / page faults per token."""
-    from inference.memory import map_large_buffers
+    from inference.engines.memory import map_large_buffers
 
     if threshold is not None and not map_large_buffers(threshold):
         raise SystemExit("bench: mallopt is not available here (not glibc)")
@@ -71,7 +71,7 @@ def _child(model_dir: Path, threshold: int | None, contexts: list[int], threads:
 
 def run(model_dir: Path, contexts: list[int], threads: int, repeats: int) -> dict[str, Any]:
     """Medians and p95 per context and threshold, with each threshold's decode time over the server's."""
-    from inference.memory import LARGE_BUFFER_BYTES
+    from inference.engines.memory import LARGE_BUFFER_BYTES
 
     settings = {"glibc default": None, "1 MB": MB, f"server ({LARGE_BUFFER_BYTES // MB} MB)": LARGE_BUFFER_BYTES}
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.model_dir, args.child or None, contexts, args.threads)))
         return 0
     if args.model_dir is None:
-        from inference.embedded import ensure_embedded_model
+        from inference.models.embedded import ensure_embedded_model
 
         args.model_dir = ensure_embedded_model()
     machine = machine_info()

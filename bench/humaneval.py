@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inference import CodeModel
-from inference.presets import PromptFormat
+from inference.models.presets import PromptFormat
 from inference.completion.options import CompletionOptions
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
 from inference.completion.trace import StageEvent

@@ -83,7 +83,7 @@ def _timed(tokens: Iterator[object], new_tokens: int) -> Timing:
 
 
 class Ct2Runner:
-    """ctranslate2.Generator, as `inference.ct2_engines.DecoderEngine` drives it."""
+    """ctranslate2.Generator, as `inference.engines.ct2_engines.DecoderEngine` drives it."""
 
     def __init__(self, model_dir: Path, compute_type: str, threads: int, name: str, device: str = "cpu") -> None:
         import ctranslate2
@@ -175,7 +175,7 @@ class TransformersRunner:
 
 
 class RemoteRunner:
-    """Our OpenAI-compatible backend (`inference.openai_backend`) against a llama.cpp server on the GGUF.
+    """Our OpenAI-compatible backend (`inference.engines.openai_backend`) against a llama.cpp server on the GGUF.
 
     The server is started here (`python -m llama_cpp.server`, with `--logits_all false`: the
     backend's healing fallback, which asks for log-probabilities, is not exercised by this raw
@@ -185,7 +185,7 @@ class RemoteRunner:
     """
 
     def __init__(self, gguf: Path, threads: int, name: str, tokenizer: Any, context: int = 4096) -> None:
-        from inference.openai_backend import OpenAICompletionEngine, parse_remote_spec
+        from inference.engines.openai_backend import OpenAICompletionEngine, parse_remote_spec
 
         self.name = name
         self.tokenizer = tokenizer
@@ -199,7 +199,7 @@ class RemoteRunner:
         self.model = self._wait(120)
 
     def _wait(self, timeout_s: float) -> str:
-        from inference.openai_backend import RemoteModelError
+        from inference.engines.openai_backend import RemoteModelError
 
         deadline = time.monotonic() + timeout_s
         while True:

@@ -38,7 +38,7 @@ def measure(model: str, tokens: int, entries: int, threads: int) -> dict[str, An
     """RSS after load, then after each of `entries` distinct cached prompts of `tokens` tokens, with
     the server's mmap threshold (large freed buffers go back to the OS, as in the server)."""
     from inference import CodeModel
-    from inference.memory import map_large_buffers
+    from inference.engines.memory import map_large_buffers
 
     map_large_buffers()
 

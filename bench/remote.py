@@ -15,8 +15,8 @@ import statistics
 import time
 from typing import Any
 
-from inference.openai_backend import SPEC_PREFIX, is_remote_spec
-from inference.remote_model import RemoteCodeModel
+from inference.engines.openai_backend import SPEC_PREFIX, is_remote_spec
+from inference.engines.remote_model import RemoteCodeModel
 
 
 def _sample(model: RemoteCodeModel, prompt: str, max_new_tokens: int) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 pipelines, syntax. No LSP here.
 
 Names are imported on first use (PEP 562), so `import inference.<module>` loads only what that
-module needs: the CTranslate2 runtime loads with `inference.runtime`, not with this package.
+module needs: the CTranslate2 runtime loads with `inference.engines.runtime`, not with this package.
 """
 
 from __future__ import annotations
@@ -11,26 +11,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "CapabilityError": "completion_model",
-    "CodeModel": "model",
-    "CompletionModel": "completion_model",
-    "load_model": "loading",
-    "PRESETS": "presets",
-    "Preset": "presets",
-    "find_preset": "presets",
-    "TextStream": "stream",
-    "implied_summary_model": "embedded",
+    "CapabilityError": "engines.completion_model",
+    "CodeModel": "engines.model",
+    "CompletionModel": "engines.completion_model",
+    "load_model": "engines.loading",
+    "PRESETS": "models.presets",
+    "Preset": "models.presets",
+    "find_preset": "models.presets",
+    "TextStream": "engines.stream",
+    "implied_summary_model": "models.embedded",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .embedded import implied_summary_model
-    from .completion_model import CapabilityError, CompletionModel
-    from .loading import load_model
-    from .model import CodeModel
-    from .presets import PRESETS, Preset, find_preset
-    from .stream import TextStream
+    from .engines.completion_model import CapabilityError, CompletionModel
+    from .engines.loading import load_model
+    from .engines.model import CodeModel
+    from .engines.stream import TextStream
+    from .models.embedded import implied_summary_model
+    from .models.presets import PRESETS, Preset, find_preset
 
 
 def __getattr__(name: str) -> Any:

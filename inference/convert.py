@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from inference.conversion_errors import CacheWriteError, ConversionError, CorruptModelError
+from inference.models.conversion_errors import CacheWriteError, ConversionError, CorruptModelError
 from inference.cache import CACHE_ENV, atomic_directory, building, models_dir
 
 Progress = Callable[[str], None] | None

@@ -27,8 +27,8 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from .conversion_errors import ConversionError
-from .memory import release_free_memory
+from .models.conversion_errors import ConversionError
+from .engines.memory import release_free_memory
 
 Progress = Callable[[str], None] | None
 
@@ -301,7 +301,7 @@ class GGUFTokenizer:
     chat_template: str | None
 
     def config(self) -> dict[str, Any]:
-        """`tokenizer_config.json`, as transformers reads it and as inference/tokenizer.py does."""
+        """`tokenizer_config.json`, as transformers reads it and as inference/engines/tokenizer.py does."""
         config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": self.add_bos,
                                   "add_eos_token": self.add_eos, "clean_up_tokenization_spaces": False,
                                   **self.specials}

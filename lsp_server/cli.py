@@ -15,7 +15,7 @@ from pathlib import Path
 
 from inference import PRESETS, find_preset
 from inference.completion.no_suggestion import NoSuggestion
-from inference.openai_backend import allow_api_key_for
+from inference.engines.openai_backend import allow_api_key_for
 
 from .config import COMPUTE_TYPES, DEVICES, Settings
 from .logs import prepare_logging, redact
@@ -186,14 +186,14 @@ def run_models(args: argparse.Namespace) -> int:
     if args.action == "where":
         print(models_dir())
     elif args.action == "list":
-        from inference.catalog import cache_state
+        from inference.models.catalog import cache_state
 
         print(f"{'MODEL':26} {'ALIASES':20} {'CACHE':11} {'LICENCE':13} DESCRIPTION")
         for preset in PRESETS.values():
             print(f"{preset.name:26} {', '.join(preset.aliases) or '-':20} {cache_state(preset).value:11} "
                   f"{preset.licence:13} {preset.description}")
     else:
-        from inference.resolve import ModelNotFoundError, resolve_model
+        from inference.models.resolve import ModelNotFoundError, resolve_model
 
         try:
             resolved = resolve_model(args.name, local_files_only=args.offline, progress=_progress)
@@ -236,7 +236,7 @@ def read_token(path: Path | None, env: str) -> str | None:
 
 
 def run_server(args: argparse.Namespace) -> int:
-    from inference.memory import map_large_buffers
+    from inference.engines.memory import map_large_buffers
 
     from .server import create_server
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from inference.completion.options import COMPLETION_MODES, CompletionOptions
-from inference.openai_backend import RemoteSpecError, is_remote_spec, parse_remote_spec
+from inference.engines.openai_backend import RemoteSpecError, is_remote_spec, parse_remote_spec
 
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")

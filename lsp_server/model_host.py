@@ -21,16 +21,16 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from inference.embedded import implied_summary_model
-from inference.memory import release_free_memory
-from inference.openai_backend import is_remote_spec
-from inference.stream import JobStopped
+from inference.models.embedded import implied_summary_model
+from inference.engines.memory import release_free_memory
+from inference.engines.openai_backend import is_remote_spec
+from inference.engines.stream import JobStopped
 
 from .config import Settings
 from .job_queue import Clock, JobQueue
 
 if TYPE_CHECKING:
-    from inference.completion_model import CompletionModel
+    from inference.engines.completion_model import CompletionModel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,10 +79,10 @@ ModelFactory = Callable[[Settings, Callable[[str], None]], "CompletionModel"]
 def load_code_model(settings: Settings, progress: Callable[[str], None]) -> CompletionModel:
     """Load the model the settings describe; a device that is not here is said first."""
     if not is_remote_spec(settings.model):
-        from inference.devices import check_device  # loads the runtime: only when a model loads
+        from inference.engines.devices import check_device  # loads the runtime: only when a model loads
 
         check_device(settings.device)
-    from inference.loading import load_model  # a local model loads the runtime: only when a model loads
+    from inference.engines.loading import load_model  # a local model loads the runtime: only when a model loads
 
     return load_model(
         settings.model,

@@ -19,7 +19,7 @@ from pygls.lsp.server import LanguageServer
 from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, Suggestion
 from inference.completion.typeahead import TypeaheadCache
-from inference.openai_backend import RemoteModelError
+from inference.engines.openai_backend import RemoteModelError
 from inference.syntax import language_for
 
 from . import __version__

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.ct2_engines import host_array
+from inference.engines.ct2_engines import host_array
 
 FIDELITY_PROMPTS: tuple[str, ...] = (
     "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",

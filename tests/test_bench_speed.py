@@ -10,7 +10,7 @@ import pytest
 
 from bench import bandwidth, daemon_load, heap, peers
 from bench.speed_report import goal_lines, heap_section, load_section, peers_section
-from inference.memory import LARGE_BUFFER_BYTES
+from inference.engines.memory import LARGE_BUFFER_BYTES
 
 
 def test_timing_figures_come_from_token_arrivals():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.presets import PRESETS, find_preset
+from inference.models.presets import PRESETS, find_preset
 
 SOURCE = "def add(a, b):\n    return\n"  # the tiny Llama completes line 2 with " a + b"
 TIMEOUT_S = 120

@@ -16,10 +16,10 @@ import pytest
 
 from inference import CodeModel
 from inference.convert import convert_to_ct2
-from inference.ct2_engines import DecoderEngine
-from inference.hf_engine import TransformersDecoderEngine
+from inference.engines.ct2_engines import DecoderEngine
+from inference.engines.hf_engine import TransformersDecoderEngine
 from inference.prompts import plain_prompt
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 from tests.test_engine import CLEAN_PREFIXES, CUT_PREFIXES, END, cache_env, long_prefix  # noqa: F401 (fixture)
 from tests.test_quantize import fidelity_figures, run_cli
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels

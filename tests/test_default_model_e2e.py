@@ -14,7 +14,7 @@ import pytest
 from lsprotocol import types
 
 from inference.cache import cache_root
-from inference.embedded import (
+from inference.models.embedded import (
     DEFAULT_EMBEDDED,
     SUMMARIZER_DELTA,
     embedded_model_dir,

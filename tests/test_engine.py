@@ -12,12 +12,12 @@ import torch
 
 from inference import CapabilityError, CodeModel
 from inference.convert import convert_to_ct2
-from inference.ct2_engines import DecoderEngine, EncoderDecoderEngine, StaticPromptCache
-from inference.hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
+from inference.engines.ct2_engines import DecoderEngine, EncoderDecoderEngine, StaticPromptCache
+from inference.engines.hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
 from inference.healing import FirstTokenRejected, heal_prefix, limit_cut
-from inference.model import pick_compute_type, pick_device
+from inference.engines.model import pick_compute_type, pick_device
 from inference.prompts import codet5_span_prompt, plain_prompt
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 from tests.test_resolve import tiny_gpt2
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels
 

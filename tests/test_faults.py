@@ -23,7 +23,7 @@ from pygls.exceptions import JsonRpcException
 
 from inference.cache import CACHE_ENV
 from inference.convert import FORMAT_VERSION, METADATA_FILE, CacheWriteError, read_metadata
-from inference.resolve import Backend, resolve_model
+from inference.models.resolve import Backend, resolve_model
 from lsp_server.model_host import ModelHost
 from lsp_server.server import create_server
 from tests.lsp_harness import (

@@ -38,7 +38,7 @@ from inference.convert import (
     read_metadata,
     verify_model_bin,
 )
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 from tests.tiny_gguf import CONTROL_TOKENS, DecoderShape, train_bpe_tokenizer, write_random_gguf
 
 HAS_HF = all(importlib.util.find_spec(name) for name in ("torch", "transformers", "accelerate"))
@@ -332,7 +332,7 @@ def test_corrupted_model_bin_is_reported_at_load(files, cache_dir):
     model = convert_gguf_to_ct2(files["qwen2"], cache_dir / "qwen2.5-coder-0.5b-int8", "int8")
     recorded = read_metadata(model)["model_bin"]
     assert recorded["size"] == (model / "model.bin").stat().st_size and model_bin_intact(model)
-    from inference.ct2_engines import DecoderEngine
+    from inference.engines.ct2_engines import DecoderEngine
 
     tokenizer = CodeTokenizer(model)
     DecoderEngine(model, tokenizer, device="cpu", compute_type="int8", threads=1, max_cached_prompts=1).release()
@@ -379,7 +379,7 @@ def test_full_disk_gives_the_hint(files, tmp_path, monkeypatch, stage):
 
 
 def test_next_start_removes_leftovers(files, cache_dir):
-    from inference.resolve import resolve_model
+    from inference.models.resolve import resolve_model
 
     model = convert_gguf_to_ct2(files["qwen2"], cache_dir / "qwen2-int8", "int8")
     leftover = _leftover(cache_dir, ".qwen2.5-coder-0.5b-build-killed")
@@ -389,7 +389,7 @@ def test_next_start_removes_leftovers(files, cache_dir):
 
 @needs_hf
 def test_corrupted_cached_conversion_is_built_again(tiny_models, cache_dir):
-    from inference.resolve import resolve_model
+    from inference.models.resolve import resolve_model
 
     first = resolve_model(str(tiny_models.llama_hf)).path
     _corrupt(first / "model.bin", (first / "model.bin").stat().st_size // 2)

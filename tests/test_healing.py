@@ -18,7 +18,7 @@ from inference.healing import (
     pick_healing_token,
     top_k,
 )
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from inference import CapabilityError, CodeModel, implied_summary_model
-from inference.embedded import SUMMARIZER_DELTA
-from inference.presets import PRESETS, SummaryFormat
+from inference.models.embedded import SUMMARIZER_DELTA
+from inference.models.presets import PRESETS, SummaryFormat
 from inference.prompts import (
     CHAT_END,
     CHAT_START,
@@ -23,7 +23,7 @@ from inference.prompts import (
     truncate_code,
 )
 from inference.summarizer_assembly import SUMMARIZER_PRESET
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 from tests.tiny_models import TinyModels
 
 ADD = "def add(a, b):\n    return a + b"

@@ -1,4 +1,4 @@
-"""inference.memory: glibc's handling of large buffers, measured in child processes."""
+"""inference.engines.memory: glibc's handling of large buffers, measured in child processes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHURN = """
 import ctypes, sys
 import psutil
-from inference.memory import map_large_buffers
+from inference.engines.memory import map_large_buffers
 if sys.argv[1] == "mapped":
     assert map_large_buffers()
 libc = ctypes.CDLL(None)

@@ -23,7 +23,7 @@ from pygls.exceptions import JsonRpcException
 
 from bench.remote import measure
 from inference import CapabilityError, CodeModel, load_model
-from inference.openai_backend import (
+from inference.engines.openai_backend import (
     API_KEY_ENV,
     BASE_URL_ENV,
     OpenAICompletionEngine,
@@ -32,7 +32,7 @@ from inference.openai_backend import (
     RemoteSpecError,
     parse_remote_spec,
 )
-from inference.remote_model import RemoteCodeModel, estimate_tokens
+from inference.engines.remote_model import RemoteCodeModel, estimate_tokens
 from lsp_server.config import parse_settings
 from tests.lsp_harness import end_of, inline, open_document, stdio_client
 

@@ -6,7 +6,7 @@ from inference.completion.options import CompletionOptions
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest
 from inference.completion.trace import StageEvent
 from inference.completion.typeahead import TypeaheadCache
-from inference.model import CodeModel
+from inference.engines.model import CodeModel
 
 ADD = "def add(a, b):\n    return"  # the tiny Llama writes " a + b" here
 

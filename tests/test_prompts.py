@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from inference.presets import FimTokens
+from inference.models.presets import FimTokens
 from inference.prompts import (
     LIVE_LINES,
     STATIC_CHUNK_LINES,
@@ -19,7 +19,7 @@ from inference.prompts import (
     stable_boundary,
     summary_prompt,
 )
-from inference.tokenizer import CodeTokenizer
+from inference.engines.tokenizer import CodeTokenizer
 from tests.tiny_models import CORPUS, TinyModels
 
 FIM = FimTokens(prefix="<fim_prefix>", suffix="<fim_suffix>", middle="<fim_middle>")

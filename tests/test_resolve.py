@@ -11,9 +11,9 @@ import pytest
 
 from inference.cache import models_dir
 from inference.convert import METADATA_FILE, is_ct2_dir, read_metadata
-from inference.embedded import EMBEDDED_BUILDERS
-from inference.presets import DEFAULT_PRESET, PRESETS, Architecture, PromptFormat, find_preset
-from inference.resolve import Backend, ModelNotFoundError, describe_local, resolve_model
+from inference.models.embedded import EMBEDDED_BUILDERS
+from inference.models.presets import DEFAULT_PRESET, PRESETS, Architecture, PromptFormat, find_preset
+from inference.models.resolve import Backend, ModelNotFoundError, describe_local, resolve_model
 from inference.summarizer_assembly import SUMMARIZER_PRESET
 from tests.tiny_models import TinyModels
 

@@ -16,8 +16,8 @@ from inference.completion.options import CompletionOptions
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
 from inference.completion.trace import StageEvent
 from inference.completion.typeahead import TypeaheadCache
-from inference.model import CodeModel
-from inference.stream import JobStopped
+from inference.engines.model import CodeModel
+from inference.engines.stream import JobStopped
 from lsp_server.config import SessionLimits, Settings, parse_settings
 from tests.lsp_harness import RecordingClient, close, end_of, initialize, inline, open_document, start_daemon, stdio_client
 

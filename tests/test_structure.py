@@ -114,7 +114,7 @@ def test_the_graph_sees_the_known_edges():
     graph = import_graph()
     assert "inference.completion.pipeline" in graph["lsp_server.session"]
     assert "inference.completion.stop" in graph["inference.completion.postprocess.chain"]
-    assert "pygls" in graph["lsp_server.session"] and "ctranslate2" in graph["inference.runtime"]
+    assert "pygls" in graph["lsp_server.session"] and "ctranslate2" in graph["inference.engines.runtime"]
 
 
 def test_no_layer_imports_a_higher_one():
@@ -141,7 +141,7 @@ def test_importing_the_server_does_not_load_the_model_runtime(module: str):
 
 def test_the_runtime_loads_with_the_passive_wait_policy():
     code = ("import os; os.environ.pop('OMP_WAIT_POLICY', None)\n"
-            "from inference.runtime import ctranslate2\n"
+            "from inference.engines.runtime import ctranslate2\n"
             "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, processors
 
-from inference.tokenizer import CodeTokenizer, IncrementalDecoder, TokenizerError
+from inference.engines.tokenizer import CodeTokenizer, IncrementalDecoder, TokenizerError
 from tests.tiny_models import CORPUS, TinyModels
 
 ODD_TEXTS = [CORPUS, "\tx = 'é ü ✓'  \r\n\n        y ;,. ?\n", "   leading and trailing   ", "日本語 = 1", ""]

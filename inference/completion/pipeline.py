@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from ..stream import JobStopped
+from ..engines.stream import JobStopped
 from .budget import clean_prefix
 from .context import CompletionContext, build_context
 from .lines import MAX_LINE_CHARS, clip_long_lines, split_lines
@@ -31,7 +31,7 @@ from .trace import StageEvent, Trace, traced
 from .typeahead import TypeaheadCache
 
 if TYPE_CHECKING:
-    from ..completion_model import CompletionModel
+    from ..engines.completion_model import CompletionModel
 
 T = TypeVar("T")
 Job = Callable[["CompletionModel", threading.Event], T]

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..stream import JobStopped
+from ..engines.stream import JobStopped
 from ..syntax import FunctionInfo
 
 if TYPE_CHECKING:
-    from ..completion_model import CompletionModel
+    from ..engines.completion_model import CompletionModel
 
 SUMMARY_MAX_TOKENS = 64
 MAX_CODE_CHARS = 8_000  # the model reads the start of a longer function (its encoder keeps ~512 tokens)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .presets import Preset
+from ..models.presets import Preset
 from .stream import StopPredicate, TextStream
 
 
@@ -13,7 +13,7 @@ class CapabilityError(ValueError):
 
 
 class CompletionModel(Protocol):
-    """A loaded model: `load_model` (inference.loading) returns one."""
+    """A loaded model: `load_model` (inference.engines.loading) returns one."""
 
     preset: Preset
     device: str

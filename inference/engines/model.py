@@ -9,9 +9,9 @@ from pathlib import Path
 from .runtime import ctranslate2
 
 from .completion_model import CapabilityError
-from .convert import read_metadata
+from ..convert import read_metadata
 from .engine_protocols import DecoderBackend, EncoderDecoderBackend
-from .healing import (
+from ..healing import (
     HEALING_CANDIDATES,
     FirstTokenRejected,
     HealedPrefix,
@@ -22,8 +22,8 @@ from .healing import (
     limit_cut,
     pick_healing_token,
 )
-from .presets import Architecture, Preset, PromptFormat
-from .prompts import (
+from ..models.presets import Architecture, Preset, PromptFormat
+from ..prompts import (
     SPAN_END,
     SPAN_SENTINEL,
     DecoderPrompt,
@@ -34,7 +34,7 @@ from .prompts import (
     plain_prompt,
     summary_prompt,
 )
-from .resolve import Backend, resolve_model
+from ..models.resolve import Backend, resolve_model
 from .stream import StopPredicate, TextStream
 from .tokenizer import CodeTokenizer, IncrementalDecoder
 
@@ -150,7 +150,7 @@ class CodeModel:
         progress: called with short messages while the model is fetched, converted and loaded.
 
     A model of an OpenAI-compatible server is a RemoteCodeModel, a sibling: `load_model`
-    (inference.loading) returns either.
+    (inference.engines.loading) returns either.
     """
 
     def __init__(

@@ -80,7 +80,7 @@ def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = Non
     return target
 
 
-SUMMARIZER_DELTA = Path(__file__).resolve().parent / "data" / "summarizer" / "delta.safetensors"
+SUMMARIZER_DELTA = Path(__file__).resolve().parents[1] / "data" / "summarizer" / "delta.safetensors"
 # Each summarizer preset: the completion model whose GGUF is its decoder, and the trained delta shipped here.
 SUMMARIZERS: dict[str, tuple[GgufSource, Path]] = {
     SUMMARIZER_PRESET: (SMOLLM2_135M, SUMMARIZER_DELTA),
@@ -142,8 +142,8 @@ def implied_summary_model(model_spec: str) -> str:
     `model_spec` is known not to summarize (a preset that neither is a summarizing encoder-decoder
     nor has an instruct summary prompt, or a remote model); else "" (summaries come from the
     completion model itself: no second model in memory)."""
-    from inference.openai_backend import is_remote_spec
-    from inference.presets import find_preset
+    from inference.engines.openai_backend import is_remote_spec
+    from inference.models.presets import find_preset
 
     preset = find_preset(model_spec or "default")
     cannot = is_remote_spec(model_spec) or (preset is not None and not preset.summarizes and preset.summary_format is None)

@@ -19,9 +19,9 @@ import math
 from collections.abc import Callable, Iterator
 
 from .completion_model import CapabilityError
-from .healing import HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
+from ..healing import HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
 from .openai_backend import DEFAULT_TIMEOUT_S, OpenAICompletionEngine, parse_remote_spec
-from .presets import Architecture, Preset, PromptFormat
+from ..models.presets import Architecture, Preset, PromptFormat
 from .stream import StopPredicate, TextStream
 
 CHARS_PER_TOKEN = 3  # token counts are estimated: the server's tokenizer is not at hand
