@@ -18,7 +18,7 @@ from inference import CodeModel
 from inference.completion.options import CompletionOptions
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest
 from inference.completion.trace import StageEvent
-from inference.healing import heal_prefix, pick_healing_token
+from inference.completion.healing import pick_healing_token
 
 from .replay import Scenario, typing_states
 from .stats import mean, median, p95
@@ -124,7 +124,7 @@ def time_completion(model: CodeModel, text: str, line: int, character: int, opti
     def trace(event: StageEvent) -> None:
         events.append(event)
         if event.stage == "prompt":  # the engine's calls start now: time them
-            timed.cut = heal_prefix(event.output.prefix).cut
+            timed.cut = event.output.cut
 
     timed = _Instrumented(engine, "", model.tokenizer.token_texts)
     model._engine = timed

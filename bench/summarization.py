@@ -163,7 +163,7 @@ def no_repeat_summarizer(model: Any, ngram: int, cpu_threads: int) -> Callable[[
     with `no_repeat_ngram_size=ngram`: what the server would write with that option."""
     import ctranslate2
 
-    from inference.prompts import summary_prompt
+    from inference.models.prompt_formats import summary_prompt
 
     translator = ctranslate2.Translator(str(model.path), compute_type=model.compute_type, intra_threads=cpu_threads)
     tokenizer = model.tokenizer

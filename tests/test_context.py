@@ -2,7 +2,7 @@ from dataclasses import replace
 
 from inference.completion.context import build_context
 from inference.completion.options import CompletionOptions
-from inference.prompts import STATIC_CHUNK_LINES
+from inference.models.prompt_formats import STATIC_CHUNK_LINES
 
 
 def words(text: str) -> int:

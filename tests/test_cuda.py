@@ -18,7 +18,7 @@ from inference import CodeModel
 from inference.convert import convert_to_ct2
 from inference.engines.ct2_engines import DecoderEngine
 from inference.engines.hf_engine import TransformersDecoderEngine
-from inference.prompts import plain_prompt
+from inference.models.prompt_formats import plain_prompt
 from inference.engines.tokenizer import CodeTokenizer
 from tests.test_engine import CLEAN_PREFIXES, CUT_PREFIXES, END, cache_env, long_prefix  # noqa: F401 (fixture)
 from tests.test_quantize import fidelity_figures, run_cli

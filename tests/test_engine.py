@@ -14,9 +14,9 @@ from inference import CapabilityError, CodeModel
 from inference.convert import convert_to_ct2
 from inference.engines.ct2_engines import DecoderEngine, EncoderDecoderEngine, StaticPromptCache
 from inference.engines.hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
-from inference.healing import FirstTokenRejected, heal_prefix, limit_cut
+from inference.completion.healing import FirstTokenRejected, heal_prefix, limit_cut
 from inference.engines.model import pick_compute_type, pick_device
-from inference.prompts import codet5_span_prompt, plain_prompt
+from inference.models.prompt_formats import codet5_span_prompt, plain_prompt
 from inference.engines.tokenizer import CodeTokenizer
 from tests.test_resolve import tiny_gpt2
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.healing import (
+from inference.completion.healing import (
     HealedPrefix,
     HealingFilter,
     accepts_first_token,

@@ -13,7 +13,7 @@ import pytest
 from inference import CapabilityError, CodeModel, implied_summary_model
 from inference.models.embedded import SUMMARIZER_DELTA
 from inference.models.presets import PRESETS, SummaryFormat
-from inference.prompts import (
+from inference.models.prompt_formats import (
     CHAT_END,
     CHAT_START,
     SUMMARY_CUT_MARK,

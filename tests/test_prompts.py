@@ -9,7 +9,7 @@ import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from inference.models.presets import FimTokens
-from inference.prompts import (
+from inference.models.prompt_formats import (
     LIVE_LINES,
     STATIC_CHUNK_LINES,
     codet5_clm_prompt,

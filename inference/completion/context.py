@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..prompts import STATIC_CHUNK_LINES
+from ..models.prompt_formats import STATIC_CHUNK_LINES
 from ..syntax import CompletionSyntax, analyze_completion
 from .indentation import lead
 from .lines import split_lines

@@ -26,6 +26,7 @@ from .lines import MAX_LINE_CHARS, clip_long_lines, split_lines
 from .no_suggestion import NoSuggestion
 from .options import CompletionOptions
 from .postprocess.chain import postprocess_explained
+from .prompt import CompletionPrompt, completion_prompt
 from .stop import StopDetector
 from .trace import StageEvent, Trace, traced
 from .typeahead import TypeaheadCache
@@ -69,17 +70,6 @@ class CompletionRequest:
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """What the model is asked: the text before and after the cursor, and the token budget that
-    holds the prompt and `max_new_tokens` (the model formats, heals and cuts it to that budget)."""
-
-    prefix: str
-    suffix: str
-    max_new_tokens: int
-    context_tokens: int
-
-
-@dataclass(frozen=True)
 class Suggestion:
     text: str  # inserted at the cursor
     from_cache: bool
@@ -116,17 +106,15 @@ class Generated:
     expired: bool = False
 
 
-def generate(prompt: Prompt, context: CompletionContext, model: CompletionModel, stop: threading.Event, *,
+def generate(prompt: CompletionPrompt, context: CompletionContext, model: CompletionModel, stop: threading.Event, *,
              budget_s: float = 0.0, clock: Clock = time.monotonic, stale: Stale | None = None) -> Generated:
-    """Run the model until the stop rule fires, or `budget_s` (0: none) has passed on `clock` since
-    the job started (then only the `budget.clean_prefix` of the text is kept), and return what it
-    wrote (post-processing applies the cut); raise JobStopped if asked to stop (`stop`, `stale`) first."""
+    """Run the model on the prompt until the stop rule fires, or `budget_s` (0: none) has passed on
+    `clock` since the job started (then only the `budget.clean_prefix` of the text is kept), and
+    return what it wrote (post-processing applies the cut); raise JobStopped if asked to stop
+    (`stop`, `stale`) first."""
     deadline = clock() + budget_s if budget_s > 0 else None
     detector = StopDetector(context.request)
-    stream = model.complete(
-        prompt.prefix, prompt.suffix, max_new_tokens=prompt.max_new_tokens, max_context_tokens=prompt.context_tokens,
-        stop=lambda text: detector.feed(text) is not None,
-    )
+    stream = model.generate(prompt, stop=lambda text: detector.feed(text) is not None)
     with stream:
         for _ in stream:
             if stop.is_set() or (stale is not None and stale()):
@@ -136,8 +124,9 @@ def generate(prompt: Prompt, context: CompletionContext, model: CompletionModel,
     return Generated(stream.text)
 
 
-# Context building is Python under the GIL: two threads for every session of the process, so that
-# many sessions (or clients that vanish mid-request) never grow the default executor's threads.
+# Context and prompt building (Python under the GIL, tokenizing): two threads for every session of
+# the process, so that many sessions (or clients that vanish mid-request) never grow the default
+# executor's threads.
 _CONTEXT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="completion-context")
 
 
@@ -196,13 +185,18 @@ class CompletionPipeline:
             trace, "context", lambda: build_context(text, line, character, request.language, options,
                                                     model.count_tokens, trace)))
         _check(stale, "context")
-        prompt = traced(trace, "prompt", lambda: Prompt(context.prefix, context.suffix, context.max_new_tokens,
-                                                         options.context_tokens))
+
+        def prompt_for(m: CompletionModel) -> CompletionPrompt:
+            return completion_prompt(m, context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
+                                     max_context_tokens=options.context_tokens)
+
+        prompt = await asyncio.get_running_loop().run_in_executor(
+            _CONTEXT_THREADS, lambda: traced(trace, "prompt", lambda: prompt_for(model)))
         _check(stale, "prompt")
         start = time.perf_counter()
-        generated = await worker.run(
-            lambda m, stop: generate(prompt, context, m, stop, budget_s=options.time_budget_ms / 1000, clock=self.clock,
-                                     stale=stale))
+        generated = await worker.run(  # a model loaded since (new settings) gets its own prompt
+            lambda m, stop: generate(prompt if m is model else prompt_for(m), context, m, stop,
+                                     budget_s=options.time_budget_ms / 1000, clock=self.clock, stale=stale))
         if trace is not None:
             trace(StageEvent("generate", generated.text, (time.perf_counter() - start) * 1000))
         _check(stale, "generate")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..models.presets import Preset
 from .stream import StopPredicate, TextStream
+
+if TYPE_CHECKING:
+    from ..completion.prompt import CompletionPrompt
+    from .tokenizer import CodeTokenizer
 
 
 class CapabilityError(ValueError):
@@ -18,6 +22,7 @@ class CompletionModel(Protocol):
     preset: Preset
     device: str
     compute_type: str
+    tokenizer: CodeTokenizer | None  # None: the model tokenizes text itself (a server's)
 
     @property
     def can_complete(self) -> bool: ...
@@ -33,7 +38,13 @@ class CompletionModel(Protocol):
         self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None,
         max_context_tokens: int | None = None,
     ) -> TextStream:
-        """Stream the code that continues `prefix`; its text always continues `prefix` exactly."""
+        """Stream the code that continues `prefix`; its text always continues `prefix` exactly.
+        `generate` on the `completion_prompt`."""
+        ...
+
+    def generate(self, prompt: CompletionPrompt, *, stop: StopPredicate | None = None) -> TextStream:
+        """Stream the continuation of a ready prompt (inference.completion.prompt); its text always
+        continues the prompt's prefix exactly."""
         ...
 
     def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:

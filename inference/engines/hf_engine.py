@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .engine_protocols import EarlyStop
-from ..healing import FirstTokenRejected, top_k
+from ..completion.healing import FirstTokenRejected, top_k
 
 
 

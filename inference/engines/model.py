@@ -11,27 +11,22 @@ from .runtime import ctranslate2
 from .completion_model import CapabilityError
 from ..convert import read_metadata
 from .engine_protocols import DecoderBackend, EncoderDecoderBackend
-from ..healing import (
+from ..completion.healing import (
     HEALING_CANDIDATES,
     FirstTokenRejected,
-    HealedPrefix,
     HealingFilter,
     NoHealingToken,
     accepts_first_token,
-    heal_prefix,
-    limit_cut,
     pick_healing_token,
 )
+from ..completion.prompt import CompletionPrompt, completion_prompt
 from ..models.presets import Architecture, Preset, PromptFormat
-from ..prompts import (
+from ..models.prompt_formats import (
     SPAN_END,
     SPAN_SENTINEL,
     DecoderPrompt,
+    EncoderDecoderPrompt,
     chat_summary_prompt,
-    codet5_clm_prompt,
-    codet5_span_prompt,
-    fim_prompt,
-    plain_prompt,
     summary_prompt,
 )
 from ..models.resolve import Backend, resolve_model
@@ -221,77 +216,50 @@ class CodeModel:
         self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None,
         max_context_tokens: int | None = None,
     ) -> TextStream:
-        """Stream the code that continues `prefix` (and fits before `suffix`, if the model infills).
+        """Stream the code that continues `prefix` (and fits before `suffix`, if the model infills):
+        `generate` on the `completion_prompt` (inference.completion.prompt), which says more."""
+        return self.generate(completion_prompt(self, prefix, suffix, max_new_tokens=max_new_tokens,
+                                               max_context_tokens=max_context_tokens), stop=stop)
 
-        Prompt and output fit in `max_context_tokens` (default and upper bound: the model's window).
-
-        The prompt is healed: it ends on a clean token boundary and only continuations that
-        re-create the text cut from it are kept, so the stream's text always continues `prefix`
-        exactly. Nothing is computed until the stream is iterated.
-        """
-        fmt = self.preset.completion_format
-        if fmt is None:
-            raise CapabilityError(f"{self.preset.name} does not complete code")
-        healed = limit_cut(heal_prefix(prefix), lambda text: self.tokenizer.encode_with_offsets(text)[1])
-        cut_tokens = len(self.tokenizer.encode(healed.cut)) + 1 if healed.cut else 0
-        new_tokens = max_new_tokens + cut_tokens
-        budget = min(max_context_tokens or self.preset.max_context_tokens, self.preset.max_context_tokens) - new_tokens
-        if suffix.strip() and self.preset.infill_format is not None:
-            fmt = self.preset.infill_format
-        if fmt is PromptFormat.CODET5_SPAN:  # the sentinel follows the prefix as in training: nothing to heal
-            healed = HealedPrefix(kept=prefix, cut="")
-        healing = HealingFilter(healed.cut) if healed.cut else None
-
+    def generate(self, prompt: CompletionPrompt, *, stop: StopPredicate | None = None) -> TextStream:
+        """Stream the engine's continuation of a ready prompt, healed: only continuations whose
+        first token re-creates `prompt.cut` are kept, so the stream's text always continues the
+        prompt's prefix exactly. Nothing is computed until the stream is iterated."""
+        fmt, cut, new_tokens = prompt.format, prompt.cut, prompt.new_tokens
+        healing = HealingFilter(cut) if cut else None
+        model_input = prompt.model_input
         if fmt in (PromptFormat.PLAIN, PromptFormat.FIM):
-            if fmt is PromptFormat.PLAIN:
-                prompt = plain_prompt(self.tokenizer, healed.kept, budget, self.preset.add_bos)
-                if not prompt.ids:  # nothing before the cursor once healed (the start of a file): start as documents do
-                    prompt = DecoderPrompt(ids=self._document_start(), static_len=0)
-            else:
-                assert self.preset.fim is not None
-                prompt = fim_prompt(self.tokenizer, healed.kept, suffix, self.preset.fim, budget)
-            if not prompt.ids:  # an engine cannot start from nothing
+            assert isinstance(model_input, DecoderPrompt)
+            if not model_input.ids:  # an engine cannot start from nothing
                 return TextStream(iter(()), IncrementalDecoder(self.tokenizer, []), None, stop)
-            context = prompt.ids
             ids = _speculatively_healed(
-                healed.cut,
+                cut,
                 self.tokenizer.token_texts,
                 lambda accept: self._engine.stream_checked(
-                    prompt.ids, prompt.static_len, new_tokens, self._end_tokens, accept, HEALING_CANDIDATES
+                    model_input.ids, model_input.static_len, new_tokens, self._end_tokens, accept, HEALING_CANDIDATES
                 ),
                 lambda first: self._engine.stream(
-                    [*prompt.ids, *first], prompt.static_len, new_tokens - len(first), self._end_tokens
+                    [*model_input.ids, *first], model_input.static_len, new_tokens - len(first), self._end_tokens
                 ),
             )
         elif fmt is PromptFormat.CODET5_CLM:
-            clm = codet5_clm_prompt(self.tokenizer, healed.kept, self.preset.clm_token, budget)
-            assert clm.prefix_ids is not None
-            context = clm.prefix_ids
-            early = _tail_stop(self.tokenizer, context, stop) if stop is not None else None
+            assert isinstance(model_input, EncoderDecoderPrompt) and model_input.prefix_ids is not None
+            clm_prefix = model_input.prefix_ids
+            early = _tail_stop(self.tokenizer, prompt.context, stop) if stop is not None else None
             ids = _healed(
-                healed.cut,
-                lambda: self._engine.next_token_candidates(clm.source_ids, clm.prefix_ids, HEALING_CANDIDATES),
+                cut,
+                lambda: self._engine.next_token_candidates(model_input.source_ids, clm_prefix, HEALING_CANDIDATES),
                 self.tokenizer.token_texts,
                 lambda first: self._engine.continue_prefix(
-                    clm.source_ids, [*clm.prefix_ids, *first], new_tokens - len(first), self._end_tokens, early
+                    model_input.source_ids, [*clm_prefix, *first], new_tokens - len(first), self._end_tokens, early
                 ),
             )
         else:
-            span = codet5_span_prompt(self.tokenizer, healed.kept, suffix, budget)
+            assert isinstance(model_input, EncoderDecoderPrompt)
             sentinel = self.tokenizer.token_id(SPAN_SENTINEL)
             ends = [*self._end_tokens, SPAN_END]
-            ids = (i for i in self._engine.stream(span.source_ids, new_tokens + 1, ends) if i != sentinel)
-            context = self.tokenizer.encode(healed.kept)
-        return TextStream(ids, IncrementalDecoder(self.tokenizer, context), healing, stop)
-
-    def _document_start(self) -> list[int]:
-        """The token a document starts after, for a prompt with nothing before the cursor: BOS,
-        else EOS (which separates documents in training; Qwen and SmolLM2 prompts have no BOS)."""
-        for token in (self.tokenizer.bos_token, self.tokenizer.eos_token):
-            token_id = self.tokenizer.token_id(token) if token else None
-            if token_id is not None:
-                return [token_id]
-        return []
+            ids = (i for i in self._engine.stream(model_input.source_ids, new_tokens + 1, ends) if i != sentinel)
+        return TextStream(ids, IncrementalDecoder(self.tokenizer, prompt.context), healing, stop)
 
     def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
         """Stream a natural-language summary of `code`: from the encoder-decoder (code in the

@@ -19,7 +19,8 @@ import math
 from collections.abc import Callable, Iterator
 
 from .completion_model import CapabilityError
-from ..healing import HealedPrefix, HealingFilter, NoHealingToken, heal_prefix, pick_healing_token
+from ..completion.healing import HealingFilter, NoHealingToken, pick_healing_token
+from ..completion.prompt import CompletionPrompt, completion_prompt
 from .openai_backend import DEFAULT_TIMEOUT_S, OpenAICompletionEngine, parse_remote_spec
 from ..models.presets import Architecture, Preset, PromptFormat
 from .stream import StopPredicate, TextStream
@@ -38,28 +39,28 @@ def _agrees(text: str, cut: str) -> bool:
     return pick_healing_token([0], cut, [text]) is not None
 
 
-def _healed_pieces(engine: OpenAICompletionEngine, model: str, healed: HealedPrefix, new_tokens: int) -> Iterator[str]:
-    """Text pieces of a healed generation of `healed.kept` (see the module's note).
+def _healed_pieces(engine: OpenAICompletionEngine, model: str, kept: str, cut: str, new_tokens: int) -> Iterator[str]:
+    """Text pieces of a healed generation of `kept` (see the module's note).
 
-    Raises NoHealingToken when no likely first token agrees with `healed.cut`.
+    Raises NoHealingToken when no likely first token agrees with `cut`.
     """
-    bet = engine.stream(model, healed.kept, new_tokens)
+    bet = engine.stream(model, kept, new_tokens)
     try:
         first = next(bet, None)
         if first is None:
             return
-        if not healed.cut or _agrees(first, healed.cut):
+        if not cut or _agrees(first, cut):
             yield first
             yield from bet
             return
     finally:
         bet.close()
-    alternatives = engine.first_token_alternatives(model, healed.kept, HEALING_ALTERNATIVES)
-    token = next((text for text in alternatives if _agrees(text, healed.cut)), None)
+    alternatives = engine.first_token_alternatives(model, kept, HEALING_ALTERNATIVES)
+    token = next((text for text in alternatives if _agrees(text, cut)), None)
     if token is None:
-        raise NoHealingToken(healed.cut)
+        raise NoHealingToken(cut)
     yield token
-    rest = engine.stream(model, healed.kept + token, new_tokens - 1)
+    rest = engine.stream(model, kept + token, new_tokens - 1)
     try:
         yield from rest
     finally:
@@ -106,6 +107,7 @@ class RemoteCodeModel:
         self.model_id = self.engine.resolve_model()
         self.device = "remote"
         self.compute_type = ""
+        self.tokenizer = None  # the server tokenizes: the prompt stage sends it text
         self.preset = Preset(
             name=f"openai:{self.model_id}", hub_id=None, architecture=Architecture.DECODER,
             completion_format=PromptFormat.PLAIN, description=f"{self.model_id} served at {spec.base_url}",
@@ -131,14 +133,17 @@ class RemoteCodeModel:
         self, prefix: str, suffix: str = "", *, max_new_tokens: int = 48, stop: StopPredicate | None = None,
         max_context_tokens: int | None = None,
     ) -> TextStream:
-        """Stream the server's code that continues `prefix` (`suffix` is not sent: left to right only).
+        """Stream the server's code that continues `prefix`: `generate` on the `completion_prompt`."""
+        return self.generate(completion_prompt(self, prefix, suffix, max_new_tokens=max_new_tokens,
+                                               max_context_tokens=max_context_tokens), stop=stop)
 
-        The prefix is sent whole: `max_context_tokens` (the caller's budget) is met by the caller's window.
+    def generate(self, prompt: CompletionPrompt, *, stop: StopPredicate | None = None) -> TextStream:
+        """Stream the server's continuation of the prompt's healed prefix, sent whole (`suffix` is not
+        sent: left to right only; the caller's window meets the budget).
 
-        The stream's text always continues `prefix` exactly (see the module's note on healing);
-        closing it closes the connection. Nothing is sent until it is iterated.
+        The stream's text always continues the prompt's prefix exactly (see the module's note on
+        healing); closing it closes the connection. Nothing is sent until it is iterated.
         """
-        healed = heal_prefix(prefix)
-        new_tokens = max_new_tokens + (estimate_tokens(healed.cut) + 1 if healed.cut else 0)
-        pieces = _healed_pieces(self.engine, self.model_id, healed, new_tokens)
-        return RemoteTextStream(pieces, HealingFilter(healed.cut) if healed.cut else None, stop)
+        assert isinstance(prompt.model_input, str)
+        pieces = _healed_pieces(self.engine, self.model_id, prompt.model_input, prompt.cut, prompt.new_tokens)
+        return RemoteTextStream(pieces, HealingFilter(prompt.cut) if prompt.cut else None, stop)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models.presets import FimTokens
-from .engines.tokenizer import CodeTokenizer
+from .presets import FimTokens
+from ..engines.tokenizer import CodeTokenizer
 
 SPAN_SENTINEL = "<extra_id_0>"
 SPAN_END = "<extra_id_1>"
