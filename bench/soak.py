@@ -22,7 +22,7 @@ function defined above the cursor (a summary, or its docstring), timed apart (`h
 
 `python -m bench.soak` runs the full soak (8 clients, 10 minutes, the embedded default model,
 offline, `CODET5_LSP_CACHE` where it is cached) and writes `bench/results/soak.json`;
-tests/test_daemon_load.py runs a short one on a tiny model.
+tests/reliability/test_daemon_load.py runs a short one on a tiny model.
 """
 
 from __future__ import annotations

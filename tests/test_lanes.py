@@ -29,7 +29,7 @@ from tests.conftest import (
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-MODULES = {path.name for path in TESTS.glob("test_*.py")}
+MODULES = {path.relative_to(TESTS).as_posix() for path in TESTS.rglob("test_*.py")}  # "unit/test_context.py"
 
 
 @functools.cache
@@ -58,11 +58,11 @@ def test_the_tables_use_the_lanes_pyproject_registers():
 
 
 def test_a_test_is_fast_only_in_no_other_lane_and_only_in_a_listed_module():
-    assert lanes_of("test_context.py", "test_x", "tests/test_context.py::test_x", ["tmp_path"], set()) == {FAST}
-    assert lanes_of("test_context.py", "test_x", "tests/test_context.py::test_x", ["tiny_models"], set()) == {"model"}
-    assert lanes_of("test_context.py", "test_x", "tests/test_context.py::test_x[1]", [], {"tests/test_context.py::test_x[1]"}) == {"slow"}
-    assert lanes_of("test_cli.py", "test_x", "tests/test_cli.py::test_x", [], set()) == {"server"}
-    assert lanes_of("test_security.py", "test_loopback_addresses_are_allowed", "", [], set()) == {FAST}
+    assert lanes_of("unit/test_context.py", "test_x", "tests/unit/test_context.py::test_x", ["tmp_path"], set()) == {FAST}
+    assert lanes_of("unit/test_context.py", "test_x", "tests/unit/test_context.py::test_x", ["tiny_models"], set()) == {"model"}
+    assert lanes_of("unit/test_context.py", "test_x", "tests/unit/test_context.py::test_x[1]", [], {"tests/unit/test_context.py::test_x[1]"}) == {"slow"}
+    assert lanes_of("server/test_cli.py", "test_x", "tests/server/test_cli.py::test_x", [], set()) == {"server"}
+    assert lanes_of("reliability/test_security.py", "test_loopback_addresses_are_allowed", "", [], set()) == {FAST}
     assert lanes_of("test_not_listed.py", "test_x", "tests/test_not_listed.py::test_x", [], set()) == set()
 
 
@@ -95,7 +95,7 @@ def collected(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     """Every test's node id, lanes and fixtures: this session's if it collected every module, else
     from a collection of tests/ in a child process."""
     seen = request.config.stash.get(COLLECTED, [])
-    if {Path(test["nodeid"].split("::")[0]).name for test in seen} >= MODULES:
+    if {test["nodeid"].split("::")[0].removeprefix("tests/") for test in seen} >= MODULES:
         return seen
     report = tmp_path_factory.mktemp("lanes") / "lanes.json"
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",

@@ -6,7 +6,7 @@ library modules; tiny Llama (SmolLM2-like), CodeGen (codegen-350M-mono-like) and
 summarization examples below), saved as Hugging Face directories and converted with the real
 CTranslate2 converter. Greedy decoding therefore reproduces known text deterministically.
 
-Facts the engine code relies on (checked by tests/test_tiny_models.py):
+Facts the engine code relies on (checked by tests/engine/test_tiny_models.py):
 - The tokenizer wraps every encoded text as `<s> ... </s>` (like CodeT5+'s RoBERTa-style
   tokenizer); decoder-only prompts use `add_special_tokens=False` and prepend `<s>` themselves.
 - Special token ids: `<pad>` 0, `</s>` 1, `<unk>` 2, `<s>` 3, `<mask>` 4, `<extra_id_0..9>` 5..14.

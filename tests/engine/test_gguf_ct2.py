@@ -310,7 +310,7 @@ def test_build_killed_mid_way_is_cleaned_at_the_next_start(cache_dir):
         "    time.sleep(60)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(cache_dir / "model-int8")], stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, CACHE_ENV: str(cache_dir.parent)}, cwd=Path(__file__).parent.parent)
+                               text=True, env={**os.environ, CACHE_ENV: str(cache_dir.parent)}, cwd=Path(__file__).parents[2])
     try:
         partial = Path(process.stdout.readline().strip())
         assert partial.is_dir()

@@ -26,7 +26,7 @@ from quantize.fidelity import (
 )
 from tests.tiny_gguf import write_llama_gguf
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIDELITY_LINE = re.compile(
     r"Fidelity vs float32 transformers: (\d+) prompts, (\d+) positions: "
     r"top-1 agreement ([\d.]+)%, max \|logit diff\| ([\d.e+-]+)"

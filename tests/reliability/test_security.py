@@ -25,7 +25,7 @@ from lsp_server.config import Settings, parse_settings
 from lsp_server.daemon import TOKEN_ENV, check_bind_address
 from tests.lsp_harness import SERVER, RecordingClient, close, end_of, inline, open_document, server_env, start_daemon, stdio_client
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 URI = "file:///work/secure.py"
 PREFIX = "def add(a, b):\n    return"
 

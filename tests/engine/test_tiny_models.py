@@ -162,7 +162,7 @@ def test_t5_float32_log_probs_match_transformers(tiny_models: TinyModels, tokeni
 
 
 def test_module_cli_prints_cached_paths(tiny_models: TinyModels) -> None:
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     completed = subprocess.run(
         [sys.executable, "-m", "tests.tiny_models"], cwd=repo, capture_output=True, text=True, check=True
     )

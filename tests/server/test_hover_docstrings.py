@@ -15,7 +15,7 @@ from lsp_server.docstring.hover import generated_markdown, own_doc_markdown, uns
 from lsp_server.docstring.markdown import MAX_DOC_CHARS, doc_markdown
 from inference.summary.summaries import MAX_CODE_CHARS, code_to_summarize, has_words
 from inference.syntax import function_at
-from tests.test_docstrings_e2e import editor, position_of
+from tests.server.test_docstrings_e2e import editor, position_of
 
 NBSP = "\u00a0"
 

@@ -1,7 +1,7 @@
 """The CUDA path: CTranslate2 int8_float16 (and the other GPU types), transformers and bitsandbytes 8/4-bit.
 
 Skipped where CTranslate2 sees no CUDA device (CI has none); run on a GPU machine with
-`pytest tests/test_cuda.py`. The tiny models memorize their corpus with wide margins, so
+`pytest tests/engine/test_cuda.py`. The tiny models memorize their corpus with wide margins, so
 greedy decoding must reproduce it exactly at float16 activations too.
 """
 
@@ -20,8 +20,8 @@ from inference.engines.ct2_engines import DecoderEngine
 from inference.engines.hf_engine import TransformersDecoderEngine
 from inference.models.prompt_formats import plain_prompt
 from inference.engines.tokenizer import CodeTokenizer
-from tests.test_engine import CLEAN_PREFIXES, CUT_PREFIXES, END, cache_env, long_prefix  # noqa: F401 (fixture)
-from tests.test_quantize import fidelity_figures, run_cli
+from tests.engine.test_engine import CLEAN_PREFIXES, CUT_PREFIXES, END, cache_env, long_prefix  # noqa: F401 (fixture)
+from tests.engine.test_quantize import fidelity_figures, run_cli
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels
 
 pytestmark = pytest.mark.skipif(ctranslate2.get_cuda_device_count() == 0, reason="no CUDA device for CTranslate2")

@@ -20,7 +20,7 @@ from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
 from inference.completion.postprocess.chain import postprocess, postprocess_explained
 from inference.completion.request import CompletionRequestText
 from lsp_server.server import create_server
-from tests.test_document_sync import PipeServer
+from tests.reliability.test_document_sync import PipeServer
 
 URI = "file:///work/why.py"
 ADD = "def add(a, b):\n    return"  # the tiny Llama writes " a + b" here

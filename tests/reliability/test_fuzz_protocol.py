@@ -14,7 +14,7 @@ message gets exactly one error response, and a normal completion still works at 
 
 Budget: `CODET5_FUZZ_EXAMPLES` batches (default 1500) or `CODET5_FUZZ_SECONDS` of sending
 (default 35), whichever ends first; `CODET5_FUZZ_LOG=FILE` keeps the servers' log.
-`python -m pytest tests/test_fuzz_protocol.py -s` prints how many messages were tried.
+`python -m pytest tests/reliability/test_fuzz_protocol.py -s` prints how many messages were tried.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN = Path(__file__).resolve().parent.parent / "editors" / "nvim"
+PLUGIN = Path(__file__).resolve().parents[2] / "editors" / "nvim"
 RUNNER = PLUGIN / "tests" / "run.lua"
 CASES = re.findall(r"^function cases\.(\w+)\(", (PLUGIN / "tests" / "cases.lua").read_text(), re.MULTILINE)
 CASE_TIMEOUT_S = 120

@@ -12,7 +12,7 @@ from bench.bleu import main, read_id_file
 from inference.summary.bleu import bleu_of_pairs, corpus_bleu, normalize, split_punctuation
 from bench.summarization import codexglue_examples, markdown, name_sentence, official_sample_score
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval"
 SAMPLE_REFERENCE = EVAL / "codexglue_code2text_sample5_reference.txt"
 SAMPLE_PREDICTIONS = EVAL / "codexglue_code2text_sample5_predictions.txt"
 CODEXGLUE_HEAD = EVAL / "codexglue_code2text_python_test_head130.jsonl"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-EXTENSION = Path(__file__).resolve().parent.parent / "editors" / "vscode"
+EXTENSION = Path(__file__).resolve().parents[2] / "editors" / "vscode"
 NPM = shutil.which("npm")
 
 pytestmark = [

@@ -19,7 +19,7 @@ from lsp_server.model_host import ModelHost
 from lsp_server.positions import cursor
 from lsp_server.server import create_server
 from lsp_server.session import MAX_DOCUMENT_CHARS
-from tests.test_document_sync import PIECES, PipeServer, apply, lsp_lines, offset_of, position_of, server_text
+from tests.reliability.test_document_sync import PIECES, PipeServer, apply, lsp_lines, offset_of, position_of, server_text
 
 HUGE = 5_000_000
 

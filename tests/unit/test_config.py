@@ -50,7 +50,7 @@ def test_json_round_trip():
 
 
 # -- the editors list exactly the server's settings ------------------------------------------
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SERVER_SETTINGS = set(settings_to_json(Settings()))
 VSCODE_ONLY = {"server.path", "server.args", "daemon.address", "daemon.tokenFile", "trace.server"}  # the client's own
 

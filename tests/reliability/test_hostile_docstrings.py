@@ -8,7 +8,7 @@ import asyncio
 
 from lsprotocol import types
 
-from tests.test_docstrings_e2e import ADD, PY_URI, PYTHON, EditorClient, editor, position_of, python_docstring, with_docstring
+from tests.server.test_docstrings_e2e import ADD, PY_URI, PYTHON, EditorClient, editor, position_of, python_docstring, with_docstring
 
 
 def options(tiny_models) -> dict:

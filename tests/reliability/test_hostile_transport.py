@@ -500,7 +500,7 @@ def test_the_demo_runs_its_server_isolated_from_the_working_directory(tmp_path, 
 def test_python_subprocesses_in_the_server_and_tools_run_isolated():
     """Every `sys.executable` launch in lsp_server/ and quantize/ passes -I (no import from the
     working directory, no PYTHON* variables)."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     launches = []
     for path in [*repo.joinpath("lsp_server").rglob("*.py"), *repo.joinpath("quantize").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "editors" / "vscode"
 BROWSER_TEST = EXTENSION / "browser-test"
 CODE_SERVER = BROWSER_TEST / "node_modules" / "code-server" / "out" / "node" / "entry.js"

@@ -16,7 +16,7 @@ from pathlib import Path
 import ctranslate2
 import pytest
 
-from inference import embedded
+from inference.models import embedded
 from inference.cache import CACHE_ENV
 from inference.convert import METADATA_FILE, convert_to_ct2, read_metadata
 from inference.models.embedded import (
@@ -231,5 +231,5 @@ def test_the_runtime_needs_no_torch(tmp_path):
         "import sys, lsp_server.server, lsp_server.cli, inference.models.embedded, inference.engines.model, inference.gguf_ct2\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr

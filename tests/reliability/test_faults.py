@@ -38,7 +38,7 @@ from tests.lsp_harness import (
     start_daemon,
     stdio_client,
 )
-from tests.test_document_sync import PipeServer
+from tests.reliability.test_document_sync import PipeServer
 
 URI = "file:///work/faults.py"
 PREFIX = "def add(a, b):\n    return"

@@ -18,7 +18,7 @@ from inference.completion.healing import FirstTokenRejected, heal_prefix, limit_
 from inference.engines.model import pick_compute_type, pick_device
 from inference.models.prompt_formats import codet5_span_prompt, plain_prompt
 from inference.engines.tokenizer import CodeTokenizer
-from tests.test_resolve import tiny_gpt2
+from tests.engine.test_resolve import tiny_gpt2
 from tests.tiny_models import CORPUS, INFILL_EXAMPLES, SUMMARIES, TinyModels
 
 DECODERS = ["llama_int8", "llama_float32", "codegen_int8", "codegen_float32"]
