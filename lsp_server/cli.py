@@ -153,7 +153,8 @@ def run_complete(args: argparse.Namespace) -> int:
     from inference.completion.pipeline import CompletionPipeline, CompletionRequest
     from inference.syntax import language_for
 
-    from .model_host import PRIORITY_COMPLETION, HostWorker
+    from .model_host import HostWorker
+    from .requests.rules import PRIORITY_COMPLETION
 
     path, line, col = parse_location(args.location)
     try:

@@ -28,6 +28,7 @@ from inference.engines.stream import JobStopped
 
 from .config import Settings
 from .job_queue import Clock, JobQueue
+from .requests.rules import PRIORITY_SUMMARY, SUMMARY_WAIT_LIMIT_S
 
 if TYPE_CHECKING:
     from inference.engines.completion_model import CompletionModel
@@ -35,12 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PRIORITY_COMPLETION = 0
 _CLOSE_PRIORITY = -1  # the worker's last item
 TRIM_INTERVAL_S = 10.0  # under constant load, give freed heap memory back this often
-PRIORITY_SUMMARY = 10
-SUMMARY_WAIT_LIMIT_S = 1.0  # a summary queued this long runs before newer completions (job_queue)
-PRIORITY_SPECULATIVE = 20  # the next suggestion computed ahead: only while nothing else waits
 ROLE_COMPLETION = "completion"  # the job runs on the completion model
 ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
 

@@ -28,7 +28,6 @@ from .documents import LspTextDocument, open_document
 from .docstring import Summarizer
 from .load_progress import LoadProgress
 from .model_host import (
-    PRIORITY_SPECULATIVE,
     HostStatus,
     HostWorker,
     JobStopped,
@@ -38,7 +37,7 @@ from .model_host import (
 )
 from .positions import cursor
 from .protocol import Codet5Protocol, document_at_receipt
-from .requests.rules import RequestRules
+from .requests.rules import PRIORITY_SPECULATIVE, RequestRules
 
 log = logging.getLogger(__name__)
 

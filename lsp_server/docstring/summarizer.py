@@ -9,7 +9,8 @@ from inference.summary.summaries import Summary, SummaryRun, TextListener, code_
 from inference.syntax import FunctionInfo
 
 from ..job_queue import Clock
-from ..model_host import PRIORITY_SUMMARY, ROLE_SUMMARY, SUMMARY_WAIT_LIMIT_S, ModelHost, run_job
+from ..model_host import ROLE_SUMMARY, ModelHost, run_job
+from ..requests.rules import PRIORITY_SUMMARY, SUMMARY_WAIT_LIMIT_S
 
 
 class Summarizer:

@@ -8,9 +8,8 @@ from lsprotocol import types
 
 from ..config import settings_to_json
 from ..docstring import GENERATE_DOCSTRING_COMMAND, write_docstring
-from ..model_host import PRIORITY_SUMMARY
 from ..session import Codet5Server
-from .rules import RequestRules
+from .rules import PRIORITY_SUMMARY, RequestRules
 
 STATUS_COMMAND = "codet5.status"
 # The docstring run edits the live document (each edit checked against its version), not a snapshot.

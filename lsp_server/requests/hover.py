@@ -5,9 +5,8 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..docstring import function_hover
-from ..model_host import PRIORITY_SUMMARY
 from ..session import Codet5Server
-from .rules import RequestRules
+from .rules import PRIORITY_SUMMARY, RequestRules
 
 METHOD = types.TEXT_DOCUMENT_HOVER
 OPTIONS = None

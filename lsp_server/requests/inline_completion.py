@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from ..model_host import PRIORITY_COMPLETION
 from ..session import Codet5Server
-from .rules import RequestRules
+from .rules import PRIORITY_COMPLETION, RequestRules
 
 METHOD = types.TEXT_DOCUMENT_INLINE_COMPLETION
 OPTIONS = types.InlineCompletionOptions()  # without options pygls does not advertise the feature

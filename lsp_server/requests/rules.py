@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The job host's priorities (lower runs first): a suggestion the user waits for, then a summary (a
+# hover, a generated docstring), then the next suggestion computed ahead, only while nothing else waits.
+PRIORITY_COMPLETION = 0
+PRIORITY_SUMMARY = 10
+PRIORITY_SPECULATIVE = 20
+SUMMARY_WAIT_LIMIT_S = 1.0  # a summary queued this long runs before newer completions (job_queue)
+
 
 @dataclass(frozen=True)
 class RequestRules:

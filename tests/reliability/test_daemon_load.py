@@ -24,7 +24,8 @@ from lsprotocol import types
 
 from lsp_server.config import Settings
 from lsp_server.daemon import serve
-from lsp_server.model_host import PRIORITY_COMPLETION, JobStopped, ModelHost
+from lsp_server.model_host import JobStopped, ModelHost
+from lsp_server.requests.rules import PRIORITY_COMPLETION
 from tests.lsp_harness import RecordingClient, close, end_of, initialize, inline, open_document, start_daemon
 
 CLIENTS = int(os.environ.get("CODET5_LOAD_CLIENTS", "6"))

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import lsp_server.session as session_module
-from lsp_server.model_host import PRIORITY_COMPLETION, ModelHost, load_code_model
+from lsp_server.model_host import ModelHost, load_code_model
+from lsp_server.requests.rules import PRIORITY_COMPLETION
 from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
 from inference.completion.postprocess.chain import postprocess, postprocess_explained
 from inference.completion.request import CompletionRequestText

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lsp_server.job_queue import USE_HALF_LIFE_S, JobQueue
-from lsp_server.model_host import PRIORITY_COMPLETION, PRIORITY_SPECULATIVE, PRIORITY_SUMMARY, SUMMARY_WAIT_LIMIT_S
+from lsp_server.requests.rules import PRIORITY_COMPLETION, PRIORITY_SPECULATIVE, PRIORITY_SUMMARY, SUMMARY_WAIT_LIMIT_S
 
 CLOSE = -1
 

@@ -12,7 +12,8 @@ import pytest
 from lsp_server.config import Settings
 from inference.summary.summaries import code_to_summarize, first_sentence
 from lsp_server.docstring import Summarizer
-from lsp_server.model_host import PRIORITY_COMPLETION, SUMMARY_WAIT_LIMIT_S, ModelHost, ModelUnavailable
+from lsp_server.model_host import ModelHost, ModelUnavailable
+from lsp_server.requests.rules import PRIORITY_COMPLETION, SUMMARY_WAIT_LIMIT_S
 from inference.syntax import function_at
 
 SOURCE = '''\
