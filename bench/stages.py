@@ -18,7 +18,7 @@ from inference import CodeModel
 from inference.completion.options import CompletionOptions
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest
 from inference.completion.trace import StageEvent
-from inference.completion.healing import pick_healing_token
+from inference.engines.healed_generation import pick_healing_token
 
 from .replay import Scenario, typing_states
 from .stats import mean, median, p95

@@ -26,13 +26,13 @@ from .lines import MAX_LINE_CHARS, clip_long_lines, split_lines
 from .no_suggestion import NoSuggestion
 from .options import CompletionOptions
 from .postprocess.chain import postprocess_explained
-from .prompt import CompletionPrompt, completion_prompt
+from .prompt import completion_prompt
 from .stop import StopDetector
 from .trace import StageEvent, Trace, traced
 from .typeahead import TypeaheadCache
 
 if TYPE_CHECKING:
-    from ..engines.completion_model import CompletionModel
+    from ..engines.completion_model import CompletionModel, CompletionPrompt
 
 T = TypeVar("T")
 Job = Callable[["CompletionModel", threading.Event], T]

@@ -9,10 +9,9 @@ text and tokenizes it itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..engines.completion_model import CapabilityError
+from ..engines.completion_model import CapabilityError, CompletionPrompt
 from ..models.presets import PromptFormat
 from ..models.prompt_formats import (
     DecoderPrompt,
@@ -27,22 +26,6 @@ from .healing import HealedPrefix, heal_prefix, limit_cut
 if TYPE_CHECKING:
     from ..engines.completion_model import CompletionModel
     from ..engines.tokenizer import CodeTokenizer
-
-
-@dataclass(frozen=True)
-class CompletionPrompt:
-    """One completion's prompt: what was asked (the text around the cursor, the budget) and what
-    the engine runs (`model_input`, in `format`)."""
-
-    prefix: str
-    suffix: str
-    max_new_tokens: int
-    context_tokens: int  # prompt and new tokens fit in this many tokens (at most the model's window)
-    format: PromptFormat  # the layout: the preset's completion format, or its infill format
-    cut: str  # the text healing cut from `prefix`: the first generated token must re-create it
-    new_tokens: int  # tokens to generate: `max_new_tokens` and those that re-create the cut
-    model_input: DecoderPrompt | EncoderDecoderPrompt | str  # str: the healed prefix, for a model that tokenizes it
-    context: list[int]  # the ids the generated ones follow (how the first of them decodes)
 
 
 def completion_prompt(

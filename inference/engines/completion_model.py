@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..models.presets import Preset
+from ..models.presets import Preset, PromptFormat
+from ..models.prompt_formats import DecoderPrompt, EncoderDecoderPrompt
 from .stream import StopPredicate, TextStream
 
 if TYPE_CHECKING:
-    from ..completion.prompt import CompletionPrompt
     from .tokenizer import CodeTokenizer
 
 
 class CapabilityError(ValueError):
     """The model cannot do what was asked (e.g. summarize with a decoder-only model)."""
+
+
+@dataclass(frozen=True)
+class CompletionPrompt:
+    """One completion's prompt: what was asked (the text around the cursor, the budget) and what
+    the engine runs (`model_input`, in `format`)."""
+
+    prefix: str
+    suffix: str
+    max_new_tokens: int
+    context_tokens: int  # prompt and new tokens fit in this many tokens (at most the model's window)
+    format: PromptFormat  # the layout: the preset's completion format, or its infill format
+    cut: str  # the text healing cut from `prefix`: the first generated token must re-create it
+    new_tokens: int  # tokens to generate: `max_new_tokens` and those that re-create the cut
+    model_input: DecoderPrompt | EncoderDecoderPrompt | str  # str: the healed prefix, for a model that tokenizes it
+    context: list[int]  # the ids the generated ones follow (how the first of them decodes)
 
 
 class CompletionModel(Protocol):
@@ -43,7 +60,7 @@ class CompletionModel(Protocol):
         ...
 
     def generate(self, prompt: CompletionPrompt, *, stop: StopPredicate | None = None) -> TextStream:
-        """Stream the continuation of a ready prompt (inference.completion.prompt); its text always
+        """Stream the continuation of a ready prompt (`inference.completion.prompt` builds it); its text always
         continues the prompt's prefix exactly."""
         ...
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..convert import verify_model_bin
 from .engine_protocols import EarlyStop
-from ..completion.healing import FirstTokenRejected, top_k
+from .healed_generation import FirstTokenRejected, top_k
 from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .engine_protocols import EarlyStop
-from ..completion.healing import FirstTokenRejected, top_k
+from .healed_generation import FirstTokenRejected, top_k
 
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from .runtime import ctranslate2
 
-from .completion_model import CapabilityError
+from .completion_model import CapabilityError, CompletionPrompt
 from ..convert import read_metadata
 from .engine_protocols import DecoderBackend, EncoderDecoderBackend
-from ..completion.healing import (
+from .healed_generation import (
     HEALING_CANDIDATES,
     FirstTokenRejected,
     HealingFilter,
@@ -19,7 +19,7 @@ from ..completion.healing import (
     accepts_first_token,
     pick_healing_token,
 )
-from ..completion.prompt import CompletionPrompt, completion_prompt
+from ..completion.prompt import completion_prompt
 from ..models.presets import Architecture, Preset, PromptFormat
 from ..models.prompt_formats import (
     SPAN_END,

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-from .completion_model import CapabilityError
-from ..completion.healing import HealingFilter, NoHealingToken, pick_healing_token
-from ..completion.prompt import CompletionPrompt, completion_prompt
+from .completion_model import CapabilityError, CompletionPrompt
+from .healed_generation import HealingFilter, NoHealingToken, pick_healing_token
+from ..completion.prompt import completion_prompt
 from .openai_backend import DEFAULT_TIMEOUT_S, OpenAICompletionEngine, parse_remote_spec
 from ..models.presets import Architecture, Preset, PromptFormat
 from .stream import StopPredicate, TextStream

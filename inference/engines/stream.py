@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator
 
-from ..completion.healing import HealingFilter, NoHealingToken
+from .healed_generation import HealingFilter, NoHealingToken
 from .tokenizer import IncrementalDecoder
 
 StopPredicate = Callable[[str], bool]

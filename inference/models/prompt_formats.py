@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .presets import FimTokens
-from ..engines.tokenizer import CodeTokenizer
+
+if TYPE_CHECKING:
+    from ..engines.tokenizer import CodeTokenizer
 
 SPAN_SENTINEL = "<extra_id_0>"
 SPAN_END = "<extra_id_1>"

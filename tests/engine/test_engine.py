@@ -14,7 +14,8 @@ from inference import CapabilityError, CodeModel
 from inference.convert import convert_to_ct2
 from inference.engines.ct2_engines import DecoderEngine, EncoderDecoderEngine, StaticPromptCache
 from inference.engines.hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
-from inference.completion.healing import FirstTokenRejected, heal_prefix, limit_cut
+from inference.completion.healing import heal_prefix, limit_cut
+from inference.engines.healed_generation import FirstTokenRejected
 from inference.engines.model import pick_compute_type, pick_device
 from inference.models.prompt_formats import codet5_span_prompt, plain_prompt
 from inference.engines.tokenizer import CodeTokenizer

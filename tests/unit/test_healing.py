@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.completion.healing import (
-    HealedPrefix,
-    HealingFilter,
-    accepts_first_token,
-    heal_prefix,
-    limit_cut,
-    pick_healing_token,
-    top_k,
-)
+from inference.completion.healing import HealedPrefix, heal_prefix, limit_cut
+from inference.engines.healed_generation import HealingFilter, accepts_first_token, pick_healing_token, top_k
 from inference.engines.tokenizer import CodeTokenizer
 
 
