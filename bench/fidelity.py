@@ -113,7 +113,7 @@ def _predictions(result: dict[str, Any]) -> list[Any]:
 
 def _same_bytes(a: Path, b: Path) -> bool:
     """Whether two files have the same contents."""
-    from inference.wheel_sources import sha256_file
+    from inference.models.wheel_sources import sha256_file
 
     return a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
 
@@ -197,7 +197,7 @@ def markdown(result: dict[str, Any]) -> str:
         "## Quantization fidelity (CTranslate2, same weights)",
         "",
         f"SmolLM2-135M-Instruct dequantized from the embedded Q4_1 GGUF to a float32 checkpoint, then converted by "
-        f"`inference.convert` at each quantization (`bench.artifacts`); each model runs in its own process on "
+        f"`inference.models.convert` at each quantization (`bench.artifacts`); each model runs in its own process on "
         f"{result['device']}, bare engine path, greedy: {tasks} HumanEval single-line infilling tasks (left to right) "
         f"and {samples} py150 samples. The embedded int8 model's weights are "
         f"{'byte-identical to' if result['embedded_int8_identical'] else 'NOT identical to'} the int8 row's. "

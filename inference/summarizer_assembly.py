@@ -4,7 +4,7 @@ written as one CTranslate2 encoder-decoder (`TransformerSpec`).
 The delta (`inference/data/summarizer/delta.safetensors` on SmolLM2-135M; made by `python -m quantize.summarizer train` and `ship`) holds a shallow
 encoder and cross-attention blocks for some decoder layers; the embeddings, the decoder layers and
 the output projection come from the completion model's checkpoint: the embedded GGUF itself
-(dequantized with numpy, inference/gguf_ct2.py) or a Hugging Face directory. The sizes are the
+(dequantized with numpy, inference/models/gguf_ct2.py) or a Hugging Face directory. The sizes are the
 delta's recorded shape (`quantize.summarizer.seq2seq.Seq2SeqShape`).
 Decoder layers without a trained cross-attention block get one whose output projection is zero,
 so it adds nothing.
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .cache import atomic_directory, building
-from .convert import FORMAT_VERSION, TOKENIZER_FILES, disk_full_hint, write_metadata
+from .models.cache import atomic_directory, building
+from .models.convert import FORMAT_VERSION, TOKENIZER_FILES, disk_full_hint, write_metadata
 
 SUMMARIZER_PRESET = "smollm2-135m-summarizer"
 # SmolLM2's: the decoder starts after a document boundary and ends with the tokenizer's EOS.
@@ -89,7 +89,7 @@ def _hf_checkpoint(hf_dir: Path) -> Checkpoint:
 
 
 def _gguf_checkpoint(gguf_path: Path) -> Checkpoint:
-    from .gguf_ct2 import GGUFModel, hf_weights, read_tokenizer
+    from .models.gguf_ct2 import GGUFModel, hf_weights, read_tokenizer
 
     model = GGUFModel(gguf_path)
     tokenizer = read_tokenizer(model)

@@ -182,7 +182,7 @@ def run_complete(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from inference.cache import models_dir
+    from inference.models.cache import models_dir
 
     if args.action == "where":
         print(models_dir())

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.cache import atomic_directory
+from inference.models.cache import atomic_directory
 
 BNB_BITS = (8, 4)
 INSTALL_HINT = "pip install 'codet5-lsp[cuda]'"

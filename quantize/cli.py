@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.convert import QUANTIZATIONS, ConversionError, convert_to_ct2, gguf_to_hf
+from inference.models.convert import QUANTIZATIONS, ConversionError, convert_to_ct2, gguf_to_hf
 from quantize.bnb import BNB_BITS, BnbUnavailable, check_bnb_available
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from inference.convert import is_ct2_dir
+from inference.models.convert import is_ct2_dir
 
 HUB_CONNECT_TIMEOUT_S = 5.0
 # Weights and tokenizer files only; other frameworks' weights and ONNX exports are skipped.

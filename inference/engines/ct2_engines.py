@@ -14,7 +14,7 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 
-from ..convert import verify_model_bin
+from ..models.convert import verify_model_bin
 from .engine_protocols import EarlyStop
 from .healed_generation import FirstTokenRejected, top_k
 from .stream import close_open_streams

@@ -9,7 +9,7 @@ from pathlib import Path
 from .runtime import ctranslate2
 
 from .completion_model import CapabilityError, CompletionPrompt
-from ..convert import read_metadata
+from ..models.convert import read_metadata
 from .engine_protocols import DecoderBackend, EncoderDecoderBackend
 from .healed_generation import (
     HEALING_CANDIDATES,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from ..cache import models_dir
-from ..convert import is_ct2_dir
+from .cache import models_dir
+from .convert import is_ct2_dir
 from .presets import Preset
 from .resolve import CACHE_QUANTIZATION
 

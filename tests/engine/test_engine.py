@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from inference import CapabilityError, CodeModel
-from inference.convert import convert_to_ct2
+from inference.models.convert import convert_to_ct2
 from inference.engines.ct2_engines import DecoderEngine, EncoderDecoderEngine, StaticPromptCache
 from inference.engines.hf_engine import TransformersDecoderEngine, TransformersEncoderDecoderEngine
 from inference.completion.healing import heal_prefix, limit_cut

@@ -1,4 +1,4 @@
-"""GGUF -> CTranslate2 with numpy alone (inference/gguf_ct2.py), and the build cache's robustness:
+"""GGUF -> CTranslate2 with numpy alone (inference/models/gguf_ct2.py), and the build cache's robustness:
 leftovers of killed builds, a corrupted model.bin, a full disk.
 
 The GGUFs are tiny Qwen2- and Llama-shaped decoders with random weights in the tensor types of the
@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q
 
-import inference.convert
-from inference import cache, gguf_ct2
-from inference.cache import CACHE_ENV, building, models_dir, remove_build_leftovers
-from inference.convert import (
+import inference.models.convert
+from inference.models import cache, gguf_ct2
+from inference.models.cache import CACHE_ENV, building, models_dir, remove_build_leftovers
+from inference.models.convert import (
     METADATA_FILE,
     CacheWriteError,
     ConversionError,
@@ -303,7 +303,7 @@ def test_build_killed_mid_way_is_cleaned_at_the_next_start(cache_dir):
     script = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from inference.cache import atomic_directory\n"
+        "from inference.models.cache import atomic_directory\n"
         "with atomic_directory(Path(sys.argv[1])) as tmp:\n"
         "    (tmp / 'model.bin').write_bytes(b'x' * 1000)\n"
         "    print(tmp, flush=True)\n"
@@ -366,7 +366,7 @@ def test_full_disk_gives_the_hint(files, tmp_path, monkeypatch, stage):
         "temporary directory": (cache.tempfile, "mkdtemp"),
         "tokenizer": (gguf_ct2.GGUFTokenizer, "save"),
         "weights": (ctranslate2.specs.TransformerDecoderModelSpec, "save"),
-        "metadata": (inference.convert, "model_bin_checksum"),
+        "metadata": (inference.models.convert, "model_bin_checksum"),
     }[stage]
     monkeypatch.setattr(*target, full)
     out = tmp_path / "cache" / "model-int8"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from inference.convert import is_ct2_dir, read_metadata
+from inference.models.convert import is_ct2_dir, read_metadata
 from quantize.fidelity import (
     FIDELITY_PROMPTS,
     build_cases,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.cache import models_dir
-from inference.convert import METADATA_FILE, is_ct2_dir, read_metadata
+from inference.models.cache import models_dir
+from inference.models.convert import METADATA_FILE, is_ct2_dir, read_metadata
 from inference.models.embedded import EMBEDDED_BUILDERS
 from inference.models.presets import DEFAULT_PRESET, PRESETS, Architecture, PromptFormat, find_preset
 from inference.models.resolve import Backend, ModelNotFoundError, describe_local, resolve_model

@@ -16,7 +16,7 @@ from gguf import GGMLQuantizationType as Q
 from tokenizers import Tokenizer
 
 from inference import CodeModel
-from inference.convert import convert_gguf_to_ct2
+from inference.models.convert import convert_gguf_to_ct2
 from inference.summarizer_assembly import (
     END_TOKEN,
     START_TOKEN,

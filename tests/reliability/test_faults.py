@@ -21,8 +21,8 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from inference.cache import CACHE_ENV
-from inference.convert import FORMAT_VERSION, METADATA_FILE, CacheWriteError, read_metadata
+from inference.models.cache import CACHE_ENV
+from inference.models.convert import FORMAT_VERSION, METADATA_FILE, CacheWriteError, read_metadata
 from inference.models.resolve import Backend, resolve_model
 from lsp_server.model_host import ModelHost
 from lsp_server.server import create_server

