@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from inference.healing import FirstTokenRejected
-from inference.tokenizer import CodeTokenizer
+from inference.engines.healed_generation import FirstTokenRejected
+from inference.engines.tokenizer import CodeTokenizer
 
 ENDPOINTS = ("/completion", "/infill")
 
@@ -73,7 +73,7 @@ class LlamaServer:
 
 
 class LlamaServerEngine:
-    """A `DecoderBackend` (inference.engine_protocols) served by a `LlamaServer` at `endpoint`;
+    """A `DecoderBackend` (inference.engines.engine_protocols) served by a `LlamaServer` at `endpoint`;
     `jobs` records the server's timings per generation (`timings_per_token`: prompt ids as the
     server counts them, ids taken from its cache, prompt and decode ms; none when closed before its
     first token)."""

@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 from inference.completion.options import CompletionOptions
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, Job
 from inference.completion.typeahead import TypeaheadCache
-from inference.healing import FirstTokenRejected
-from inference.stream import JobStopped
-from inference.tokenizer import CodeTokenizer
+from inference.engines.healed_generation import FirstTokenRejected
+from inference.engines.stream import JobStopped
+from inference.engines.tokenizer import CodeTokenizer
 
 from . import replay
 from .replay import Request, Scenario, _Document, classify, document_and_keys, next_key, summarize
@@ -62,7 +62,7 @@ class PeerSetup:
 
 
 class LlamaCppEngine:
-    """A `DecoderBackend` (inference.engine_protocols) served by `bench/llama_worker.py`.
+    """A `DecoderBackend` (inference.engines.engine_protocols) served by `bench/llama_worker.py`.
 
     One generation at a time; each id is asked for only when the previous one was consumed, so a
     generation that is closed stops before computing another. `jobs` records what the worker

@@ -13,8 +13,8 @@ import pytest
 
 from bench.peer_replay import LlamaCppEngine, PeerSetup, _Host, _PeerWorker, markdown, ratios
 from bench.replay import Keystroke, Request, classify, next_key, summarize
-from inference.healing import FirstTokenRejected
-from inference.stream import JobStopped
+from inference.engines.healed_generation import FirstTokenRejected
+from inference.engines.stream import JobStopped
 
 # A stand-in llama_cpp: greedy picks (last evaluated id + 1) % 50, the runner-up is + 2.
 FAKE_LLAMA_CPP = textwrap.dedent("""
