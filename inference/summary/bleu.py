@@ -8,7 +8,7 @@ min(0, 1 - (ref_len + 1) / (hyp_len + 1)) against the shortest reference; the sc
 over sentences x 100.
 
 The metric of the summarization benchmark (bench/summarization.py) and of the summarizer's
-training recipe (quantize/summarizer/smol_train.py); `python -m bench.bleu` is the evaluator's
+training recipe (quantize/summarizer/training.py); `python -m bench.bleu` is the evaluator's
 command line.
 """
 
