@@ -19,7 +19,7 @@ from quantize.summarizer.data import write_jsonl
 from quantize.summarizer.extract import Pair
 from quantize.summarizer.seq2seq import DecoderSeq2Seq, Seq2SeqShape
 from quantize.summarizer.training import TrainConfig, collate, save_delta, train
-from tests.tiny_models import CORPUS, TinyModels
+from tests.tiny_models import CORPUS, TinyModels, trained_looking
 
 START, END = "<s>", "</s>"
 CODE = "def add(a, b):\n    return a + b\n"
@@ -30,16 +30,6 @@ def _models(tiny_models: TinyModels) -> tuple[torch.nn.Module, DecoderSeq2Seq]:
     checkpoint = read_checkpoint(tiny_models.llama_hf)
     shape = Seq2SeqShape.from_config(checkpoint.config, encoder_layers=1, cross_every=1)
     return lm, DecoderSeq2Seq.from_decoder(checkpoint.weights, shape).eval()
-
-
-def _trained_looking(model: DecoderSeq2Seq) -> DecoderSeq2Seq:
-    """Make the added parts matter (cross-attention output is zero at initialization)."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name in model.trainable_names() and "norm" not in name:
-                parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
-    return model
 
 
 def test_untrained_decoder_is_the_language_model(tiny_models: TinyModels) -> None:
@@ -74,7 +64,7 @@ def test_assembled_ct2_model_computes_what_the_training_model_does(
     tiny_models: TinyModels, tmp_path: Path, quantization: str
 ) -> None:
     _, model = _models(tiny_models)
-    model = _trained_looking(model)
+    model = trained_looking(model)
     delta = save_delta(model, tmp_path / "delta", {}, START, END)
     out = assemble_summarizer(tiny_models.llama_hf, delta, tmp_path / "ct2", quantization)
     assert json.loads((out / "codet5_lsp.json").read_text())["preset"] == SUMMARIZER_PRESET
@@ -104,7 +94,7 @@ def test_assembled_model_summarizes_through_codemodel(tiny_models: TinyModels, t
     """CodeModel forces the recorded summary prefix, then writes what the training model writes."""
     monkeypatch.setenv("CODET5_LSP_CACHE", str(tmp_path / "cache"))
     _, model = _models(tiny_models)
-    model = _trained_looking(model)
+    model = trained_looking(model)
     delta = save_delta(model, tmp_path / "delta", {}, START, END, SUMMARY_PREFIX)
     out = assemble_summarizer(tiny_models.llama_hf, delta, tmp_path / "ct2", "float32")
     loaded = CodeModel(str(out), cpu_threads=1, compute_type="float32")
@@ -143,7 +133,7 @@ def test_packed_delta_assembles_the_same_int8_model(tiny_models: TinyModels, tmp
     from quantize.summarizer.ship import pack_delta
 
     _, model = _models(tiny_models)
-    delta = save_delta(_trained_looking(model), tmp_path / "delta", {}, START, END)
+    delta = save_delta(trained_looking(model), tmp_path / "delta", {}, START, END)
     packed = tmp_path / "packed.safetensors"
     pack_delta(delta, packed)
     assert packed.stat().st_size < 0.4 * delta.stat().st_size

@@ -30,6 +30,7 @@ from quantize.summarizer.extract import Pair
 from quantize.summarizer.seq2seq import DecoderSeq2Seq, Seq2SeqShape
 from quantize.summarizer.training import TrainConfig, batch_loss, encode, load_model, save_delta, train
 from tests.tiny_gguf import MIXED_TYPES, DecoderShape, train_bpe_tokenizer, write_random_gguf
+from tests.tiny_models import trained_looking
 
 QWEN = DecoderShape(layers=4)
 PRESET = "qwen2.5-coder-0.5b-summarizer"  # a name recorded in the assembled model (no such preset is shipped)
@@ -48,16 +49,6 @@ def gguf(tmp_path_factory) -> Path:
 def _model(gguf: Path, **added: int) -> DecoderSeq2Seq:
     checkpoint = read_checkpoint(gguf)
     return DecoderSeq2Seq.from_decoder(checkpoint.weights, Seq2SeqShape.from_config(checkpoint.config, **added)).eval()
-
-
-def _trained_looking(model: DecoderSeq2Seq) -> DecoderSeq2Seq:
-    """Make the added parts matter (cross-attention output is zero at initialization)."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name in model.trainable_names() and "norm" not in name:
-                parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
-    return model
 
 
 def _tokenizer(gguf: Path, directory: Path) -> Tokenizer:
@@ -104,7 +95,7 @@ def test_frozen_encoder_feed_forward_is_not_trained_nor_shipped(gguf: Path, tmp_
     model = _model(gguf, encoder_layers=2, cross_every=2, encoder_mlp_trained=False)
     names = model.trainable_names()
     assert not any(".mlp." in n for n in names) and any(n.startswith("encoder.1.self_attn.") for n in names)
-    delta = save_delta(_trained_looking(model), tmp_path / "delta", {})
+    delta = save_delta(trained_looking(model), tmp_path / "delta", {})
     out = assemble_summarizer(gguf, delta, tmp_path / "ct2", "float32")  # the encoder's MLPs come from the decoder
     assert (out / "model.bin").is_file()
 
@@ -160,7 +151,7 @@ def _ship(work: Path, gguf: Path) -> None:
 
 @pytest.mark.parametrize("quantization", ["float32", "int8"])
 def test_assembled_ct2_model_computes_what_the_training_model_does(gguf: Path, tmp_path: Path, quantization: str) -> None:
-    model = _trained_looking(_model(gguf, encoder_layers=2, cross_every=1, cross_start=1))
+    model = trained_looking(_model(gguf, encoder_layers=2, cross_every=1, cross_start=1))
     delta = save_delta(model, tmp_path / "delta", {})
     out = assemble_summarizer(gguf, delta, tmp_path / "ct2", quantization, preset=PRESET)
     assert json.loads((out / "codet5_lsp.json").read_text())["preset"] == PRESET
@@ -187,7 +178,7 @@ def test_assembled_ct2_model_computes_what_the_training_model_does(gguf: Path, t
 
 def test_assembled_model_summarizes_through_codemodel(gguf: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CODET5_LSP_CACHE", str(tmp_path / "cache"))
-    model = _trained_looking(_model(gguf, encoder_layers=1, cross_every=2))
+    model = trained_looking(_model(gguf, encoder_layers=1, cross_every=2))
     delta = save_delta(model, tmp_path / "delta", {}, summary_prefix=SUMMARY_PREFIX)
     loaded = CodeModel(str(assemble_summarizer(gguf, delta, tmp_path / "ct2", "float32")),
                        cpu_threads=1, compute_type="float32")
