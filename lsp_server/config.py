@@ -37,6 +37,7 @@ class Settings:
     # HumanEval server path fell from 52.5% to 35.7% pass@1 on this 2-core machine (bench/RESULTS.md).
     time_budget_ms: int = 0
     speculative: bool = True  # after a suggestion, compute the next one (as if accepted) while idle
+    other_files: bool = True  # completions take context from the chunks of other open documents that match
 
     def model_key(self) -> tuple:
         """The settings that require reloading the model when they change."""
@@ -134,6 +135,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
     "timeBudgetMs": ("time_budget_ms", _int_range(0, 60000)),
     "speculative": ("speculative", _is_bool),
+    "otherFiles": ("other_files", _is_bool),
 }
 
 

@@ -17,6 +17,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcPars
 from pygls.lsp.server import LanguageServer
 
 from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
+from inference.completion.other_files import OtherFile
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, Suggestion
 from inference.completion.typeahead import TypeaheadCache
 from inference.engines.openai_backend import RemoteModelError
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 STATUS_NOTIFICATION = "codet5/status"
 NO_SUGGESTION_NOTIFICATION = "codet5/noSuggestion"  # why a completion request got nothing
 MAX_DOCUMENT_CHARS = 2_000_000  # larger documents stay in sync but get no model or syntax work
+MAX_OTHER_FILES = 16  # the most recently used open documents a completion may take context from
 
 
 class RequestFailed(JsonRpcException):
@@ -90,6 +92,7 @@ class Codet5Server(LanguageServer):
         self.latest: dict[str, asyncio.Task] = {}
         self.requests: dict[str, int] = {}  # supersede key -> number of its latest request
         self.speculations: dict[str, Speculation] = {}
+        self.used: dict[str, None] = {}  # open documents by last edit or completion, most recent last
         self.limits: SessionLimits | None = None  # a shared daemon's per-session limits
         self.stages: Counter[str] = Counter()  # pipeline stages reached ("speculative." for speculations)
         self.no_suggestions = NoSuggestionLog()
@@ -152,6 +155,7 @@ class Codet5Server(LanguageServer):
 
     def edited(self, uri: str) -> None:
         """A change to `uri` arrived: a speculation for another text of it is dropped now."""
+        self._use(uri)
         speculation = self.speculations.get(uri)
         document = open_document(self.workspace, uri)
         if speculation is not None and (document is None or not speculation.leads_to(document.source)):
@@ -161,9 +165,32 @@ class Codet5Server(LanguageServer):
     def forget(self, uri: str) -> None:
         """`uri` was closed: its cached and speculative suggestions go."""
         self.pipeline.cache.forget(uri)
+        self.used.pop(uri, None)
         speculation = self.speculations.pop(uri, None)
         if speculation is not None:
             speculation.cancel()
+
+    def _use(self, uri: str) -> None:
+        self.used.pop(uri, None)
+        self.used[uri] = None
+
+    def other_files(self, uri: str) -> tuple[OtherFile, ...]:
+        """The open documents besides `uri` that completions may take context from (the setting
+        `otherFiles`; languages enabled, not too large), most recently used first."""
+        if not self.settings.other_files:
+            return ()
+        opened = self.workspace.text_documents
+        order = [*reversed(self.used), *(u for u in opened if u not in self.used)]
+        files = []
+        for other in order:
+            document = opened.get(other)
+            if other == uri or document is None or len(document.source) > MAX_DOCUMENT_CHARS:
+                continue
+            if self.settings.language_enabled(document.language_id):
+                files.append(OtherFile(other, document.source))
+            if len(files) == MAX_OTHER_FILES:
+                break
+        return tuple(files)
 
     def document(self, uri: str, rules: RequestRules) -> LspTextDocument | None:
         """The open document `uri`: as the request being handled found it when its kind runs on
@@ -215,9 +242,10 @@ class Codet5Server(LanguageServer):
             self.no_suggestion(reason, uri, position)
             return None, position
 
+        self._use(uri)
         request = CompletionRequest(uri, document.source, position.line, character,
                                     language_for(document.language_id, uri), self.settings.completion_options(),
-                                    automatic=automatic)
+                                    automatic=automatic, other_files=self.other_files(uri))
         speculation = self._speculation_for(request)
         key = uri if self.limits is None else ""  # a shared daemon: one completion per session
         previous = self.latest.get(key) if rules.supersedes else None

@@ -6,7 +6,9 @@ window starts on a line that is a multiple of the prompt's STATIC_CHUNK_LINES, t
 the cached part of a prompt grows, so while the user types on one line (or moves a few lines)
 the start of the prompt stays byte-identical and the engine can reuse the model state it
 computed for it. Imports and the enclosing definitions' signatures that fall above the window
-are put in front of it.
+are put in front of it; in front of all, when the model has a file separator, the chunks of the
+user's other open documents that look most like the code above the cursor (`other_files.py`),
+within 1/OTHER_FILES_SHARE of the prefix's budget.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..syntax import CompletionSyntax, analyze_completion
 from .indentation import lead
 from .lines import split_lines
 from .options import CompletionOptions
+from .other_files import OtherFile, pick_chunks, query_lines, render
 from .request import CompletionRequestText
 from .trace import Trace, traced
 
@@ -27,6 +30,7 @@ NEIGHBOUR_LINES = 5
 SUFFIX_SHARE = 4
 MAX_CHARS_PER_TOKEN = 12  # the suffix gets at most 1/SUFFIX_SHARE of the prompt budget
 PROMPT_RESERVE_TOKENS = 8  # of the budget, for the prompt format's own tokens and the healing cut
+OTHER_FILES_SHARE = 3  # other files' chunks take at most a third of the prefix's budget
 
 TokenCounter = Callable[[str], int]
 
@@ -37,6 +41,16 @@ class CompletionContext:
     suffix: str  # text after the cursor, within budget
     request: CompletionRequestText  # what post-processing needs to know
     max_new_tokens: int
+    other_files: str = ""  # chunks of other files, each after the file separator, then the current file's
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """The user's other open documents and how the model separates files (its file separator)."""
+
+    uri: str  # the document being completed
+    files: tuple[OtherFile, ...]
+    separator: str
 
 
 def _fit_prefix(lines: list[str], line: int, line_prefix: str, budget: int, count: TokenCounter) -> int:
@@ -83,6 +97,7 @@ def build_context(
     options: CompletionOptions,
     count_tokens: TokenCounter,
     trace: Trace | None = None,
+    neighbourhood: Neighbourhood | None = None,
 ) -> CompletionContext:
     """The prompt text and post-processing facts for a completion at (line, character).
 
@@ -102,6 +117,12 @@ def build_context(
 
     budget = max(32, options.context_tokens - max_new - PROMPT_RESERVE_TOKENS)
     suffix_budget = budget // SUFFIX_SHARE
+    others = ""
+    if neighbourhood is not None and neighbourhood.files:
+        chunks = pick_chunks(neighbourhood.files, query_lines(lines, line, STATIC_CHUNK_LINES),
+                             (budget - suffix_budget) // OTHER_FILES_SHARE, count_tokens, exclude=text)
+        others = render(chunks, neighbourhood.separator, neighbourhood.uri)
+        budget -= count_tokens(others) if others else 0
     start = _fit_prefix(lines, line, line_prefix, budget - suffix_budget, count_tokens)
     window = "".join(lines[start:line])
     prefix_line = line_prefix
@@ -123,6 +144,7 @@ def build_context(
         suffix=_fit_suffix(lines, line, character, suffix_budget, count_tokens),
         request=request,
         max_new_tokens=max_new,
+        other_files=others,
     )
 
 

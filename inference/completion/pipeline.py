@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..engines.stream import JobStopped
 from .budget import clean_prefix
-from .context import CompletionContext, build_context
+from .context import CompletionContext, Neighbourhood, build_context
 from .lines import MAX_LINE_CHARS, clip_long_lines, split_lines
 from .no_suggestion import NoSuggestion
 from .options import CompletionOptions
+from .other_files import OtherFile
 from .postprocess.chain import postprocess_explained
 from .prompt import completion_prompt
 from .stop import StopDetector
@@ -53,6 +54,7 @@ class CompletionRequest:
     language: str | None  # a tree-sitter grammar name (`syntax.language_for`), None: no syntax
     options: CompletionOptions = CompletionOptions()
     automatic: bool = False  # triggered by typing (debounced), not asked for by the user
+    other_files: tuple[OtherFile, ...] = ()  # the user's other open documents, most recently used first
 
     @property
     def offset(self) -> int:
@@ -181,14 +183,16 @@ class CompletionPipeline:
         if max(map(len, lines), default=0) > MAX_LINE_CHARS:
             text, character = clip_long_lines(lines, line, character)
         options = replace(request.options, context_tokens=min(request.options.context_tokens, model.preset.max_context_tokens))
+        separator = model.preset.file_separator
+        neighbourhood = Neighbourhood(request.uri, request.other_files, separator) if separator else None
         context = await asyncio.get_running_loop().run_in_executor(_CONTEXT_THREADS, lambda: traced(
             trace, "context", lambda: build_context(text, line, character, request.language, options,
-                                                    model.count_tokens, trace)))
+                                                    model.count_tokens, trace, neighbourhood)))
         _check(stale, "context")
 
         def prompt_for(m: CompletionModel) -> CompletionPrompt:
             return completion_prompt(m, context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
-                                     max_context_tokens=options.context_tokens)
+                                     max_context_tokens=options.context_tokens, other_files=context.other_files)
 
         prompt = await asyncio.get_running_loop().run_in_executor(
             _CONTEXT_THREADS, lambda: traced(trace, "prompt", lambda: prompt_for(model)))

@@ -30,13 +30,15 @@ if TYPE_CHECKING:
 
 def completion_prompt(
     model: CompletionModel, prefix: str, suffix: str = "", *, max_new_tokens: int = 48,
-    max_context_tokens: int | None = None,
+    max_context_tokens: int | None = None, other_files: str = "",
 ) -> CompletionPrompt:
     """The prompt of `model` for the code between `prefix` and `suffix`; CapabilityError if the
     model does not complete code.
 
     Prompt and output fit in `max_context_tokens` (default and upper bound: the model's window).
     An infilling format is used when the preset has one and `suffix` is more than whitespace.
+    `other_files` (chunks of other files, rendered by the context stage) comes first, before an
+    infilling format's own tokens.
     """
     preset = model.preset
     fmt = preset.completion_format
@@ -49,7 +51,7 @@ def completion_prompt(
         healed = heal_prefix(prefix)
         new_tokens = max_new_tokens + (model.count_tokens(healed.cut) + 1 if healed.cut else 0)
         return CompletionPrompt(prefix, suffix, max_new_tokens, context_tokens, fmt, healed.cut, new_tokens,
-                                healed.kept, [])
+                                other_files + healed.kept, [])
     healed = limit_cut(heal_prefix(prefix), lambda text: tokenizer.encode_with_offsets(text)[1])
     new_tokens = max_new_tokens + (len(tokenizer.encode(healed.cut)) + 1 if healed.cut else 0)
     budget = context_tokens - new_tokens
@@ -59,13 +61,13 @@ def completion_prompt(
         healed = HealedPrefix(kept=prefix, cut="")
     model_input: DecoderPrompt | EncoderDecoderPrompt
     if fmt is PromptFormat.PLAIN:
-        model_input = plain_prompt(tokenizer, healed.kept, budget, preset.add_bos)
+        model_input = plain_prompt(tokenizer, other_files + healed.kept, budget, preset.add_bos)
         if not model_input.ids:  # nothing before the cursor once healed (the start of a file): start as documents do
             model_input = DecoderPrompt(ids=document_start(tokenizer), static_len=0)
         context = model_input.ids
     elif fmt is PromptFormat.FIM:
         assert preset.fim is not None
-        model_input = fim_prompt(tokenizer, healed.kept, suffix, preset.fim, budget)
+        model_input = fim_prompt(tokenizer, healed.kept, suffix, preset.fim, budget, other_files)
         context = model_input.ids
     elif fmt is PromptFormat.CODET5_CLM:
         model_input = codet5_clm_prompt(tokenizer, healed.kept, preset.clm_token, budget)

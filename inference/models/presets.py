@@ -53,6 +53,7 @@ class Preset:
     add_bos: bool | None = None  # prepend BOS to decoder prompts; None: when the tokenizer's template does
     extra_end_tokens: tuple[str, ...] = ()
     fim: FimTokens | None = None
+    file_separator: str | None = None  # starts each file of a repository-level prompt (then its name and a newline)
     clm_token: str = "<unk>"  # CodeT5+ [CLM] marker; `<unk>` in the released tokenizer
     max_context_tokens: int = 2048
     embedded: bool = False  # built offline from a package registry, no hub needed
@@ -60,6 +61,7 @@ class Preset:
 
 
 _QWEN_FIM = FimTokens(prefix="<|fim_prefix|>", suffix="<|fim_suffix|>", middle="<|fim_middle|>")
+_QWEN_FILE_SEPARATOR = "<|file_sep|>"
 _QWEN_END_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>")
 _CODET5P_NOTE = "CodeT5+ encoder-decoder; decoder-only mode for completion, span infilling with a suffix"
 
@@ -77,6 +79,7 @@ PRESETS: dict[str, Preset] = {
                 "converted to CTranslate2 int8" + (" (the embedded default)" if size == "0.5b" else " (opt-in)"),
                 extra_end_tokens=_QWEN_END_TOKENS,
                 fim=_QWEN_FIM,
+                file_separator=_QWEN_FILE_SEPARATOR,
                 summary_format=SummaryFormat.CHAT,
                 max_context_tokens=2048,
                 embedded=True,
@@ -95,6 +98,7 @@ PRESETS: dict[str, Preset] = {
                 description=f"Qwen2.5-Coder-{size.upper()} base checkpoint (trained for fill-in-the-middle); needs a model hub",
                 extra_end_tokens=_QWEN_END_TOKENS,
                 fim=_QWEN_FIM,
+                file_separator=_QWEN_FILE_SEPARATOR,
                 max_context_tokens=2048,
             )
             for size in ("0.5b", "1.5b")

@@ -64,15 +64,18 @@ def plain_prompt(tok: CodeTokenizer, prefix: str, budget: int, add_bos: bool | N
     return DecoderPrompt(ids=bos + ids, static_len=static + len(bos) if static else 0)
 
 
-def fim_prompt(tok: CodeTokenizer, prefix: str, suffix: str, fim: FimTokens, budget: int) -> DecoderPrompt:
-    """Prefix-suffix-middle order: the stable prefix comes first and can be cached."""
+def fim_prompt(tok: CodeTokenizer, prefix: str, suffix: str, fim: FimTokens, budget: int,
+               before: str = "") -> DecoderPrompt:
+    """Prefix-suffix-middle order: the stable prefix comes first and can be cached; `before`
+    (other files) precedes the FIM tokens, as in repository-level training, and is cached with it."""
     specials = [tok.token_id(t) for t in (fim.prefix, fim.suffix, fim.middle)]
     if any(s is None for s in specials):
         raise ValueError(f"the tokenizer lacks the FIM tokens {fim}")
+    before_ids = tok.encode(before) if before else []
     suffix_ids = tok.encode(suffix)[: max(0, budget // 4)]
-    prefix_ids, static = _encode_left_truncated(tok, prefix, budget - len(suffix_ids) - 3)
-    ids = [specials[0], *prefix_ids, specials[1], *suffix_ids, specials[2]]
-    return DecoderPrompt(ids=ids, static_len=static + 1 if static else 0)
+    prefix_ids, static = _encode_left_truncated(tok, prefix, budget - len(suffix_ids) - 3 - len(before_ids))
+    ids = [*before_ids, specials[0], *prefix_ids, specials[1], *suffix_ids, specials[2]]
+    return DecoderPrompt(ids=ids, static_len=len(before_ids) + 1 + static if static or before_ids else 0)
 
 
 def codet5_clm_prompt(tok: CodeTokenizer, prefix: str, clm_token: str, budget: int) -> EncoderDecoderPrompt:

@@ -54,3 +54,25 @@ async def test_the_typed_ahead_cache_is_the_first_stage(tiny_models):
     again = await pipeline.suggest(typed, DirectWorker(model), trace=events.append)
     assert again is not None and again.from_cache and again.text == first.text[2:]
     assert [e.stage for e in events] == ["cache"]
+
+
+def test_other_open_files_go_in_front_of_the_prompt_when_the_model_separates_files(tiny_models):
+    from dataclasses import replace
+
+    from inference.completion.other_files import OtherFile
+
+    model = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
+    maths = OtherFile("file:///lib/maths.py", "def add(a, b):\n    return a + b\n\n\ndef greet(name):\n    return name\n")
+    text = "import maths\nresult = maths."
+    request = CompletionRequest("file:///app/main.py", text, 1, len("result = maths."), "python", other_files=(maths,))
+
+    def prompt_text() -> str:
+        events: list[StageEvent] = []
+        CompletionPipeline().complete(request, model, trace=events.append)
+        prompt = next(e.output for e in events if e.stage == "prompt")
+        return model.tokenizer.decode(prompt.model_input.ids)
+
+    assert "def add" not in prompt_text()  # the tiny Llama's preset has no file separator
+    model.preset = replace(model.preset, file_separator="#file ")
+    laid_out = "#file lib/maths.py\ndef add(a, b):\ndef greet(name):\n#file app/main.py\nimport maths\nresult = maths"
+    assert prompt_text() == laid_out  # the outline of the imported module, then this file (its "." healed off)

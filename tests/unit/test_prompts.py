@@ -144,6 +144,18 @@ def test_fim_prompt_static_prefix_and_budget(fim_tok: CodeTokenizer) -> None:
     assert len(small.ids) == budget and small.static_len == 0
 
 
+def test_fim_prompt_puts_other_files_before_its_tokens_and_caches_them(fim_tok: CodeTokenizer) -> None:
+    p, s, m = (fim_tok.token_id(t) for t in (FIM.prefix, FIM.suffix, FIM.middle))
+    before, prefix, suffix = "# maths.py\ndef add(a, b):\n# main.py\n", "total = ", "\nprint(total)\n"
+    short = fim_prompt(fim_tok, prefix, suffix, FIM, 200, before)
+    before_ids = fim_tok.encode(before)
+    assert short.ids == [*before_ids, p, *fim_tok.encode(prefix), s, *fim_tok.encode(suffix), m]
+    assert short.static_len == len(before_ids) + 1  # the other files and the prefix token stay while typing
+    long = fim_prompt(fim_tok, numbered_lines(40), suffix, FIM, 100_000, before)
+    alone = fim_prompt(fim_tok, numbered_lines(40), suffix, FIM, 100_000)
+    assert long.static_len == len(before_ids) + alone.static_len
+
+
 def test_fim_prompt_needs_fim_tokens(tok: CodeTokenizer) -> None:
     with pytest.raises(ValueError, match="lacks the FIM tokens"):
         fim_prompt(tok, "a", "b", FIM, 100)

@@ -34,6 +34,7 @@ export const SERVER_SETTINGS = [
   "debounceMs",
   "timeBudgetMs",
   "speculative",
+  "otherFiles",
 ] as const;
 
 /** Settings that choose and load the model: a daemon takes them from its own command line. */

@@ -51,7 +51,7 @@ M.defaults = {
 M.server_setting_names = {
   "model", "device", "computeType", "threads", "contextTokens", "maxNewTokens", "completionMode",
   "enabled", "disabledLanguages", "localFilesOnly", "trustRemoteCode", "maxCachedPrompts", "summaryModel",
-  "debounceMs", "timeBudgetMs", "speculative",
+  "debounceMs", "timeBudgetMs", "speculative", "otherFiles",
 }
 
 --- Settings that choose and load the model: a daemon takes them from its own command line.

@@ -1,0 +1,174 @@
+"""Context from other files: what the user's other open documents say that the code at the
+cursor may need.
+
+An editor's other tabs often hold what the line being written needs: the class it calls, the
+function it imports. Two kinds of chunk go in front of the prompt, each after the model's file
+separator and its file's name, within a token budget:
+
+- the *outline* of each other document the code above the cursor refers to (its file's stem is
+  one of the query's identifiers, as an imported module is, or it defines one of them): its
+  definition lines (`def`, `class`, `function`, `fn`, `func`, ... at the top or one level in), the
+  API a call into it needs;
+- then the windows of CHUNK_LINES lines of any other document whose identifiers are most like the
+  query's (Jaccard similarity).
+
+The query is the lines above the cursor's chunk and the import lines above them; it ends where the
+prompt's cached part can end (`STATIC_CHUNK_LINES`), so while the user types inside one chunk the
+choice, and with it the start of the prompt, stays the same and the engine keeps reusing its
+cached state. The best chunk comes last, nearest the code.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
+
+CHUNK_LINES = 16  # lines of a window of another file
+CHUNK_STRIDE = 8  # windows start every this many lines (they overlap by half)
+QUERY_LINES = 48  # lines above the cursor's chunk whose identifiers are matched
+MIN_SCORE = 0.08  # windows less similar than this are not worth their tokens
+MAX_CHUNKS = 4
+MAX_FILE_CHARS = 500_000  # a larger document is not searched
+_DEFINITION = re.compile(
+    r"^(?:(?:export|default|pub(?:\([^)]*\))?|public|private|protected|internal|static|abstract|final|async|unsafe)\s+)*"
+    r"(?:def|class|function|interface|type|enum|struct|trait|fn|func|impl|record)\s+[A-Za-z_]"
+)
+_IMPORT = re.compile(r"^\s*(?:import|from|use|using|#include|package)\s|\brequire\(")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+_COMMON = frozenset(
+    "and any args assert async await bool break case catch class const continue def default del elif else "
+    "enum except export extends false final finally for from func function impl import int interface kwargs "
+    "lambda len let list match mut new none not null package pass print private protected pub public raise "
+    "return self self_ static str string struct super switch this throw throws true try type use var void "
+    "while with yield None True False".split()
+)
+
+
+@dataclass(frozen=True)
+class OtherFile:
+    """A document the user has open besides the one being completed."""
+
+    uri: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A window of another file's lines, with the name the prompt gives its file."""
+
+    name: str
+    first_line: int
+    text: str
+    score: float
+
+
+def file_name(uri: str) -> str:
+    """The name a file goes by in a prompt: its last two path components (`package/module.py`)."""
+    path = unquote(urlparse(uri).path) or uri
+    return "/".join(part for part in path.split("/")[-2:] if part)
+
+
+def identifiers(text: str) -> frozenset[str]:
+    """The distinctive identifiers of `text` (three characters or more, common keywords left out)."""
+    return frozenset(_IDENTIFIER.findall(text)) - _COMMON
+
+
+@functools.lru_cache(maxsize=32)
+def _windows(text: str) -> tuple[tuple[int, str, frozenset[str]], ...]:
+    """(first line, text, identifiers) of each window of `text` (none for binary text); cached per document text."""
+    if "\x00" in text:
+        return ()
+    lines = text.splitlines(keepends=True)
+    starts = range(0, max(1, len(lines) - CHUNK_LINES + CHUNK_STRIDE), CHUNK_STRIDE)
+    windows = []
+    for start in starts:
+        window = "".join(lines[start: start + CHUNK_LINES])
+        if window.strip():
+            windows.append((start, window if window.endswith("\n") else window + "\n", identifiers(window)))
+    return tuple(windows)
+
+
+@functools.lru_cache(maxsize=32)
+def _outline(text: str) -> tuple[str, frozenset[str]]:
+    """The top-level definition lines of `text`, and the names they define."""
+    if "\x00" in text:
+        return "", frozenset()
+    kept = []
+    for line in text.splitlines():
+        if _DEFINITION.match(line):
+            kept.append(line.rstrip() + "\n")
+    names = frozenset(m.group(1) for m in map(re.compile(r"\b(?:def|class|function|interface|type|enum|struct|trait|fn|func|record)\s+([A-Za-z_]\w*)").search, kept) if m)
+    return "".join(kept), names
+
+
+def query_lines(lines: Sequence[str], line: int, chunk_lines: int) -> str:
+    """The lines whose identifiers pick the chunks for a cursor on `line`: the QUERY_LINES above the
+    start of its `chunk_lines`-line chunk (the lines above the cursor in a document's first chunk),
+    after the import lines above them."""
+    end = (line // chunk_lines) * chunk_lines or line
+    first = max(0, end - QUERY_LINES)
+    return "".join([*(ln for ln in lines[:first] if _IMPORT.search(ln)), *lines[first:end]])
+
+
+def _stem(uri: str) -> str:
+    return file_name(uri).rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def _fit_lines(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
+    """The first whole lines of `text` that fit `budget` tokens."""
+    lines = text.splitlines(keepends=True)
+    while lines and count_tokens("".join(lines)) > budget:
+        lines = lines[: len(lines) * 3 // 4] if len(lines) > 4 else lines[:-1]
+    return "".join(lines)
+
+
+def pick_chunks(
+    files: Sequence[OtherFile], query: str, budget_tokens: int, count_tokens: Callable[[str], int],
+    exclude: str = "",
+) -> list[Chunk]:
+    """The outlines of the `files` that `query` refers to, then their windows most similar to it,
+    that fit `budget_tokens`, best last; windows whose text is part of `exclude` (already in the
+    prompt) are left out."""
+    wanted = identifiers(query)
+    if not wanted or budget_tokens <= 0:
+        return []
+    picked: list[Chunk] = []
+    spent = 0
+    for other in files:
+        if len(other.text) > MAX_FILE_CHARS or len(picked) == MAX_CHUNKS:
+            continue
+        outline, names = _outline(other.text)
+        if outline and (_stem(other.uri) in wanted or names & wanted):
+            text = _fit_lines(outline, budget_tokens - spent - 8, count_tokens)
+            if text:
+                picked.append(Chunk(file_name(other.uri), -1, text, 1.0))
+                spent += count_tokens(text) + 8
+    scored: list[tuple[float, int, str, int, str]] = []
+    for order, other in enumerate(files):
+        if len(other.text) > MAX_FILE_CHARS:
+            continue
+        for start, text, names in _windows(other.text):
+            score = len(wanted & names) / len(wanted | names) if names else 0.0
+            if score >= MIN_SCORE:
+                scored.append((score, -order, other.uri, start, text))
+    scored.sort(reverse=True)
+    for score, _, uri, start, text in scored:
+        if len(picked) == MAX_CHUNKS:
+            break
+        if any(c.name == file_name(uri) and abs(c.first_line - start) < CHUNK_LINES for c in picked) or text in exclude:
+            continue
+        cost = count_tokens(text) + 8  # the separator and the file's name
+        if spent + cost <= budget_tokens:
+            picked.append(Chunk(file_name(uri), start, text, score))
+            spent += cost
+    return picked[::-1]
+
+
+def render(chunks: Sequence[Chunk], separator: str, current_uri: str) -> str:
+    """The chunks as the prompt's first files, then the header of the current file."""
+    if not chunks:
+        return ""
+    return "".join(f"{separator}{c.name}\n{c.text}" for c in chunks) + f"{separator}{file_name(current_uri)}\n"
