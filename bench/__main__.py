@@ -1,4 +1,4 @@
-"""`python -m bench [replay|humaneval|py150|fidelity|peers|load|summarization|report]`: run the benchmarks, save their results, write RESULTS.md.
+"""`python -m bench [replay|humaneval|repo|py150|fidelity|peers|load|summarization|report]`: run the benchmarks, save their results, write RESULTS.md.
 
 With no command, runs everything (replay, HumanEval, py150, quantization fidelity, peers, daemon
 load, summarization), then writes the report.
@@ -149,6 +149,25 @@ def run_humaneval(args: argparse.Namespace) -> None:
     _save(args.results, args.output, result)
 
 
+def run_repo(args: argparse.Namespace) -> None:
+    from inference.completion.options import CompletionOptions
+
+    from . import repo_check
+
+    model = _model(args.model)
+    options = CompletionOptions(context_tokens=args.context_tokens)
+    machine = machine_info()
+    with LoadSampler() as load:
+        result = repo_check.run(model, args.split, args.per_package, args.seed, options, args.limit)
+    result.update(command=_command(), machine=machine, load=load.summary(), model=args.model)
+    for variant, summary in result["variants"].items():
+        print(f"bench: repo {args.split} {variant:10} name hit {100 * summary['name_hit']:.1f}% "
+              f"EM {100 * summary['exact']:.1f}% ES {100 * summary['similarity']:.1f} "
+              f"p50 {summary['latency_ms_median']:.0f} ms (n={summary['tasks']})", file=sys.stderr)
+    print(f"bench: McNemar p (name hits) {result['name_hit_mcnemar_p']:.4f}", file=sys.stderr)
+    _save(args.results, args.output or f"repo-{args.split}", result)
+
+
 def run_peers(args: argparse.Namespace) -> None:
     from inference.models.embedded import ensure_embedded_model
 
@@ -274,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     humaneval.add_argument("--check-canonical", action="store_true", help="first check that every canonical line passes")
     humaneval.add_argument("--output", default="humaneval", help="results file name in bench/results (default humaneval)")
 
+    repo = sub.add_parser("repo", help="repository-level check: lines that need a name from another open file")
+    repo.add_argument("--split", choices=("dev", "held-out"), default="held-out")
+    repo.add_argument("--per-package", type=int, default=20, help="tasks per package (seeded sample)")
+    repo.add_argument("--seed", type=int, default=13)
+    repo.add_argument("--limit", type=int, help="only the first N tasks")
+    repo.add_argument("--output", help="results file name in bench/results (default repo-SPLIT)")
     peers = sub.add_parser("peers", help="CTranslate2 vs llama.cpp vs transformers float32, same model and prompts")
     peers.add_argument("--threads", type=int, default=2, help="threads for every runner (default 2)")
     peers.add_argument("--lengths", default="128,512,1024,2048", help="prompt lengths in tokens")
@@ -307,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"replay": run_replay, "humaneval": run_humaneval, "py150": run_py150, "fidelity": run_fidelity,
+COMMANDS = {"replay": run_replay, "humaneval": run_humaneval, "repo": run_repo, "py150": run_py150, "fidelity": run_fidelity,
             "peers": run_peers, "load": run_load, "summarization": run_summarization, "report": run_report}
 
 
