@@ -68,7 +68,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(
         model=args.model, summary_model=args.summary_model, device=args.device, compute_type=args.compute_type, threads=args.threads,
         local_files_only=args.offline, trust_remote_code=args.trust_remote_code,
+        summary_idle_unload_s=args.summary_idle_unload_s, prompt_cache_idle_release_s=args.prompt_cache_idle_release_s,
     )
+
+
+def _seconds(text: str) -> int:
+    """An idle period: whole seconds, 0 (never) or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-remote", action="store_true", help="allow a daemon address other than loopback")
     parser.add_argument("--token-file", type=Path, help="daemon: serve only clients that send the token in this file as "
                         "initializationOptions.token (default: $CODET5_LSP_TOKEN when set)")
+    parser.add_argument("--summary-idle-unload-s", type=_seconds, default=Settings.summary_idle_unload_s,
+                        help="unload the summary model after this many seconds without summaries; the next one loads it "
+                        f"again (default {Settings.summary_idle_unload_s}; 0: never)")
+    parser.add_argument("--prompt-cache-idle-release-s", type=_seconds, default=Settings.prompt_cache_idle_release_s,
+                        help="free the completion model's cached prompts after this many seconds without a job "
+                        f"(default {Settings.prompt_cache_idle_release_s}; 0: never)")
     parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr (created readable by you alone)")
     add_limit_options(parser)
     sub = parser.add_subparsers(dest="command")

@@ -38,11 +38,18 @@ class Settings:
     time_budget_ms: int = 0
     speculative: bool = True  # after a suggestion, compute the next one (as if accepted) while idle
     other_files: bool = True  # completions take context from the chunks of other open documents that match
+    summary_idle_unload_s: int = 300  # a summary model unused this long is unloaded until the next summary (0: never)
+    prompt_cache_idle_release_s: int = 300  # the completion model's cached prompts are freed after this long without jobs (0: never)
 
     def model_key(self) -> tuple:
         """The settings that require reloading the model when they change."""
         return (self.model, self.device, self.compute_type, self.threads, self.local_files_only,
                 self.trust_remote_code, self.max_cached_prompts)
+
+    def host_key(self) -> tuple:
+        """The settings of the model host, which every session of a daemon shares (so a daemon
+        takes them from its command line)."""
+        return (self.model_key(), self.summary_model, self.summary_idle_unload_s, self.prompt_cache_idle_release_s)
 
     def language_enabled(self, language_id: str | None) -> bool:
         return self.enabled and (language_id or "") not in self.disabled_languages
@@ -136,6 +143,8 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "timeBudgetMs": ("time_budget_ms", _int_range(0, 60000)),
     "speculative": ("speculative", _is_bool),
     "otherFiles": ("other_files", _is_bool),
+    "summaryIdleUnloadS": ("summary_idle_unload_s", _int_range(0, 86400)),
+    "promptCacheIdleReleaseS": ("prompt_cache_idle_release_s", _int_range(0, 86400)),
 }
 
 

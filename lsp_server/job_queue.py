@@ -56,6 +56,11 @@ class JobQueue(queue.PriorityQueue):
                     self._queued_at.pop(job[1], None)
             return dropped
 
+    def holds(self, queued: Callable[[tuple], bool]) -> bool:
+        """Whether a job for which `queued(job)` is true is in the queue."""
+        with self.mutex:
+            return any(queued(job) for job in self.queue)
+
     def head_priority(self) -> int | None:
         """The priority of the most urgent job queued (ageing aside), None when empty."""
         with self.mutex:

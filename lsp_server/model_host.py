@@ -5,6 +5,11 @@ Shared by every client of a daemon. It holds the completion model and, when
 in priority order (completions before summaries); a job that was cancelled before it started
 is skipped, a running job is told to stop through its `threading.Event`, and a long job can
 ask `more_urgent_waiting` between steps to yield the worker.
+
+Memory a model holds for nobody is released on the worker, between jobs: a summary model
+unused for `Settings.summary_idle_unload_s` is unloaded (the next summary loads it again, as the
+first did), and the completion model's cached prompts are freed after
+`Settings.prompt_cache_idle_release_s` without a job on it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import gc
 import concurrent.futures
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -36,8 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_CLOSE_PRIORITY = -1  # the worker's last item
+_CONTROL_PRIORITY = -1  # the host's own items (close, an idle check): before every job
 TRIM_INTERVAL_S = 10.0  # under constant load, give freed heap memory back this often
+IDLE_CHECK_S = 5.0  # a worker without jobs looks for idle models this often
 ROLE_COMPLETION = "completion"  # the job runs on the completion model
 ROLE_SUMMARY = "summary"  # the job runs on the summary model (the completion model if none is set)
 
@@ -106,9 +113,16 @@ class ModelHost:
         self._summary_model: CompletionModel | None = None
         self._summary_key: tuple | None = None  # None: the completion model summarizes
         self._summary_loaded: concurrent.futures.Future[CompletionModel] | None = None
-        self._summary_pending: tuple[Settings, concurrent.futures.Future] | None = None  # the embedded summarizer, loaded at first use
+        self._summary_pending: tuple[Settings, concurrent.futures.Future] | None = None  # loaded at its next use
+        self._summary_settings: Settings | None = None  # how the summary model loads
         self.status = HostStatus(ModelState.IDLE, "")
+        self._clock = clock
         self._jobs = JobQueue({PRIORITY_SUMMARY: SUMMARY_WAIT_LIMIT_S}, clock)
+        # Per model slot (ROLE_COMPLETION, ROLE_SUMMARY): the seconds of disuse after which its memory is
+        # released (0: never), and when it was last asked for.
+        self._idle_after_s = {ROLE_COMPLETION: 0.0, ROLE_SUMMARY: 0.0}
+        self._last_used = dict.fromkeys(self._idle_after_s, clock())
+        self.summary_unloads = 0
         self._seq = itertools.count()
         self._running: threading.Event | None = None  # the stop event of the job running now
         self._loaders: list[threading.Thread] = []
@@ -134,8 +148,11 @@ class ModelHost:
     def ensure(self, settings: Settings) -> None:
         """Start loading the models `settings` describe, unless they are the ones loaded or loading.
 
-        A load that failed is tried again: the user may have fixed the fault.
+        A load that failed is tried again: the user may have fixed the fault. The idle periods
+        take effect at once.
         """
+        self._idle_after_s = {ROLE_COMPLETION: settings.prompt_cache_idle_release_s,
+                              ROLE_SUMMARY: settings.summary_idle_unload_s}
         self._ensure_summarizer(settings)
         with self._lock:
             if settings.model_key() == self._key and not _failed(self._loaded):
@@ -176,10 +193,11 @@ class ModelHost:
         with self._lock:
             if key == self._summary_key and not _failed(self._summary_loaded):
                 return
-            self._summary_key, self._summary_model = key, None
+            self._summary_key, self._summary_model, self._summary_settings = key, None, summary
             future: concurrent.futures.Future[CompletionModel] | None = None if key is None else concurrent.futures.Future()
             self._summary_loaded = future
             self._summary_pending = (summary, future) if future is not None and not settings.summary_model else None
+            self._last_used[ROLE_SUMMARY] = self._clock()
         if future is not None and settings.summary_model:
             self._start_loader(self._load_summarizer, summary, future, "summary-loader")
 
@@ -198,8 +216,10 @@ class ModelHost:
             log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))
             future.set_exception(ModelUnavailable(message))
             return
-        if future is self._summary_loaded:
-            self._summary_model = model
+        with self._lock:
+            if future is self._summary_loaded:
+                self._summary_model = model
+                self._last_used[ROLE_SUMMARY] = self._clock()  # its idle period starts now, not when its load began
         future.set_result(model)
 
     async def summarizer(self) -> CompletionModel:
@@ -207,6 +227,7 @@ class ModelHost:
         when one is set, else the completion model. ModelUnavailable if it cannot summarize."""
         with self._lock:
             pending, self._summary_pending = self._summary_pending, None
+            self._last_used[ROLE_SUMMARY] = self._clock()
         if pending is not None:
             self._start_loader(self._load_summarizer, *pending, "summary-loader")
         future = self._summary_loaded
@@ -221,6 +242,13 @@ class ModelHost:
         """The completion model's static-prompt (KV) cache counters, if its engine has that cache."""
         cache = getattr(getattr(self._model, "_engine", None), "static_cache", None)
         return cache.stats() if cache is not None else None
+
+    def summary_model_stats(self) -> dict[str, Any] | None:
+        """Whether the summary model is in memory and how often it was unloaded for disuse; None
+        when the completion model summarizes."""
+        if self._summary_key is None:
+            return None
+        return {"model": self._summary_key[0], "loaded": self._summary_model is not None, "idleUnloads": self.summary_unloads}
 
     async def ready(self) -> CompletionModel:
         """The loaded model, waiting for a load in progress; ModelUnavailable if it failed."""
@@ -239,14 +267,22 @@ class ModelHost:
         running = self._running
         if running is not None:
             running.set()
-        self._jobs.put((_CLOSE_PRIORITY, next(self._seq), None, None, None, None, None))  # ahead of every queued job
+        self._jobs.put((_CONTROL_PRIORITY, next(self._seq), None, None, None, None, None))  # ahead of every queued job
         self._worker.join(timeout=30)
         for loader in list(self._loaders):  # a model half-built at exit aborts the process too
             loader.join(timeout=30)
         with self._lock:
             self._model = self._summary_model = None
-            self._key = self._summary_key = self._summary_pending = None
+            self._key = self._summary_key = self._summary_pending = self._summary_settings = None
         gc.collect()
+
+    def check_idle(self) -> concurrent.futures.Future[bool]:
+        """Have the worker release what went unused for its idle period, after the job running
+        now (it also looks after every job, and every IDLE_CHECK_S without one); the future
+        tells whether anything was released."""
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        self._jobs.put((_CONTROL_PRIORITY, next(self._seq), future, threading.Event(), None, None, None))
+        return future
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(
@@ -258,8 +294,13 @@ class ModelHost:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         stop = threading.Event()
         self._drop_withdrawn()
+        self._last_used[self._slot(role)] = self._clock()
         self._jobs.put((priority, next(self._seq), future, stop, job, role, session))
         return future, stop
+
+    def _slot(self, role: str | None) -> str:
+        """The model a job of `role` runs on: ROLE_SUMMARY for the summary model, else ROLE_COMPLETION."""
+        return ROLE_SUMMARY if role == ROLE_SUMMARY and self._summary_key is not None else ROLE_COMPLETION
 
     def _drop_withdrawn(self) -> None:
         """Take the jobs that were cancelled or told to stop out of the queue now.
@@ -280,32 +321,85 @@ class ModelHost:
 
     def _work(self) -> None:
         while True:
-            _, _, future, stop, job, role, session = self._jobs.get()
+            try:
+                _, _, future, stop, job, role, session = self._jobs.get(timeout=IDLE_CHECK_S)
+            except queue.Empty:
+                if self._release_idle():
+                    release_free_memory()
+                continue
             if future is None:  # close()
                 return
-            if not future.set_running_or_notify_cancel():
-                continue
-            if stop.is_set():
-                future.set_exception(JobStopped())
-                continue
-            model = self._summary_model if role == ROLE_SUMMARY and self._summary_key is not None else self._model
-            if model is None:
-                future.set_exception(ModelUnavailable(self.status.message or "the model is not loaded"))
-                continue
-            self._running = stop
-            started = time.monotonic()
-            try:
-                future.set_result(job(model, stop))
-            except BaseException as exc:
-                future.set_exception(exc)
-            finally:
-                self._running = None
-                self._jobs.charge(session, time.monotonic() - started)
+            if job is not None:
+                self._run(future, stop, job, role, session)
+            released = self._release_idle()
+            if job is None and future.set_running_or_notify_cancel():  # check_idle()
+                future.set_result(released)
             # Idle, or busy for a while (editors typing without pause never leave the worker
             # idle): hand the generations' freed buffers back to the OS.
-            if self._jobs.empty() or time.monotonic() - self._trimmed > TRIM_INTERVAL_S:
+            if released or self._jobs.empty() or time.monotonic() - self._trimmed > TRIM_INTERVAL_S:
                 release_free_memory()
                 self._trimmed = time.monotonic()
+
+    def _run(self, future: concurrent.futures.Future, stop: threading.Event, job: Callable, role: str,
+             session: Hashable) -> None:
+        """Run one job on its model, unless it was cancelled or told to stop while queued."""
+        if not future.set_running_or_notify_cancel():
+            return
+        if stop.is_set():
+            future.set_exception(JobStopped())
+            return
+        summary = self._slot(role) == ROLE_SUMMARY
+        model = self._summary_model if summary else self._model
+        if model is None:
+            future.set_exception(ModelUnavailable("the summary model is not loaded" if summary
+                                                  else self.status.message or "the model is not loaded"))
+            return
+        self._running = stop
+        started = time.monotonic()
+        try:
+            result, error = job(model, stop), None
+        except BaseException as exc:
+            result, error = None, exc
+        self._running = None
+        self._jobs.charge(session, time.monotonic() - started)
+        self._last_used[self._slot(role)] = self._clock()  # before the caller hears of the result
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def _idle(self, slot: str, now: float) -> bool:
+        """Whether the model of `slot` went unused for its idle period, with no job queued for it."""
+        period = self._idle_after_s[slot]
+        return (0 < period <= now - self._last_used[slot]
+                and not self._jobs.holds(lambda item: item[4] is not None and self._slot(item[5]) == slot))
+
+    def _release_idle(self) -> bool:
+        """Release the memory of the models that went unused for their idle period (on the worker,
+        between jobs); whether anything was released."""
+        now = self._clock()
+        released = self._unload_summarizer(now)
+        if self._model is not None and self._idle(ROLE_COMPLETION, now) and (prompts := self._model.release_cached_prompts()):
+            log.info("freed %d cached prompt(s) of the completion model: no job for %g s (promptCacheIdleReleaseS)",
+                     prompts, self._idle_after_s[ROLE_COMPLETION])
+            released = True
+        return released
+
+    def _unload_summarizer(self, now: float) -> bool:
+        """Drop the summary model if it went unused for its idle period; the next `summarizer()`
+        loads it again. Whether it was dropped."""
+        with self._lock:  # a `summarizer()` call either comes first (and it is in use) or loads it again
+            if self._summary_model is None or self._summary_settings is None or not self._idle(ROLE_SUMMARY, now):
+                return False
+            name = self._summary_model.preset.name
+            future: concurrent.futures.Future[CompletionModel] = concurrent.futures.Future()
+            self._summary_model, self._summary_loaded = None, future
+            self._summary_pending = (self._summary_settings, future)
+            self.summary_unloads += 1
+        gc.collect()  # a model in a reference cycle would hold its memory until the next collection
+        log.info("unloaded the summary model %s: no summary for %g s (summaryIdleUnloadS); the next summary loads it again",
+                 name, self._idle_after_s[ROLE_SUMMARY])
+        return True
 
 
 def _failed(future: concurrent.futures.Future | None) -> bool:

@@ -103,7 +103,7 @@ class Codet5Server(LanguageServer):
     def apply_settings(self, raw: Any, load: bool = True) -> None:
         """Validate client settings, report what was rejected, and (re)load the model if needed."""
         settings, errors = parse_settings(raw, self.settings)
-        if self.pinned is not None and (settings.model_key(), settings.summary_model) != (self.pinned.model_key(), self.pinned.summary_model):
+        if self.pinned is not None and settings.host_key() != self.pinned.host_key():
             errors.append("this daemon serves a model chosen on its command line; model settings from the editor are ignored")
             settings = parse_settings(settings_to_json(self.pinned), settings)[0]
         if self.limits is not None:

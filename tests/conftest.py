@@ -85,6 +85,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "unit/test_context.py": (),
     "unit/test_other_files.py": (),
     "unit/test_healing.py": (),
+    "unit/test_idle_release.py": (),
     "unit/test_job_queue.py": (),
     "unit/test_pipeline.py": (),
     "unit/test_postprocess.py": (),

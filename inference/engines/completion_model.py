@@ -67,3 +67,9 @@ class CompletionModel(Protocol):
     def summarize(self, code: str, *, max_new_tokens: int = 48) -> TextStream:
         """Stream a natural-language summary of `code`; CapabilityError if the model cannot."""
         ...
+
+    def release_cached_prompts(self) -> int:
+        """Free the memory of the prompts the model keeps cached for reuse (their KV state) now;
+        how many there were (0 for a model without such a cache). Never while a generation runs:
+        the runtime reloads the model to empty its cache. Later generations fill it again."""
+        ...

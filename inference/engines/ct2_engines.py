@@ -61,6 +61,7 @@ class StaticPromptCache:
         self.hits = 0  # requests whose static prompt was cached already
         self.fills = 0  # requests that cached a new static prompt
         self.refused = 0  # requests run uncached (the cache was full of prompts in use)
+        self.released = 0  # prompts dropped by `release` (the model went unused for a while)
 
     def admit(self, static_tokens: list[str]) -> bool:
         """Whether `static_tokens` may be cached for this request (False: run it uncached)."""
@@ -70,9 +71,7 @@ class StaticPromptCache:
             if now - next(iter(self._last_used.values())) < self.stale_after_s:
                 self.refused += 1
                 return False
-            self._generator.unload_model()
-            self._generator.load_model()
-            self._last_used.clear()
+            self._empty()
             self.resets += 1
         if key in self._last_used:
             self.hits += 1
@@ -82,12 +81,27 @@ class StaticPromptCache:
         self._last_used.move_to_end(key)
         return True
 
+    def release(self) -> int:
+        """Empty the cache now, freeing its entries' memory (the model is reloaded); the number of
+        prompts it held. Not during a generation."""
+        held = len(self._last_used)
+        if held:
+            self._empty()
+            self.released += held
+        return held
+
+    def _empty(self) -> None:
+        self._generator.unload_model()
+        self._generator.load_model()
+        self._last_used.clear()
+
     def __len__(self) -> int:
         return len(self._last_used)
 
     def stats(self) -> dict[str, int]:
         """The counters, as `codet5.status` reports them."""
-        return {"hits": self.hits, "fills": self.fills, "refused": self.refused, "resets": self.resets}
+        return {"hits": self.hits, "fills": self.fills, "refused": self.refused, "resets": self.resets,
+                "released": self.released}
 
 
 class DecoderEngine:
@@ -115,6 +129,10 @@ class DecoderEngine:
         """Drop the CTranslate2 model now."""
         self.generator = None
         self.static_cache = None
+
+    def release_cached_prompts(self) -> int:
+        """Free the cached static prompts now; how many there were."""
+        return self.static_cache.release()
 
     def _static_options(self, tokens: list[str], static_len: int) -> tuple[int, dict]:
         static_len = min(static_len, len(tokens) - 1)

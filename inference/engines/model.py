@@ -208,6 +208,12 @@ class CodeModel:
             return self.preset.summary_format is not None
         return self.preset.summarizes
 
+    def release_cached_prompts(self) -> int:
+        """Free the cached static prompts (CTranslate2 decoders cache them; the other engines do
+        not); how many there were. Never while a generation runs."""
+        release = getattr(self._engine, "release_cached_prompts", None)
+        return release() if release is not None else 0
+
     def count_tokens(self, text: str) -> int:
         """Number of model tokens in `text`."""
         return len(self.tokenizer.encode(text))

@@ -125,6 +125,10 @@ class RemoteCodeModel:
         """Always CapabilityError: summaries stay with a local model."""
         raise CapabilityError(f"{self.preset.name} does not summarize code")
 
+    def release_cached_prompts(self) -> int:
+        """Always 0: nothing is cached here (the server manages its own cache)."""
+        return 0
+
     def count_tokens(self, text: str) -> int:
         """An estimate: see `estimate_tokens`."""
         return estimate_tokens(text)

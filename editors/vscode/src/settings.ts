@@ -35,9 +35,11 @@ export const SERVER_SETTINGS = [
   "timeBudgetMs",
   "speculative",
   "otherFiles",
+  "summaryIdleUnloadS",
+  "promptCacheIdleReleaseS",
 ] as const;
 
-/** Settings that choose and load the model: a daemon takes them from its own command line. */
+/** Settings that choose and load the model, or say when it frees memory: a daemon takes them from its own command line. */
 export const MODEL_SETTINGS: ReadonlySet<string> = new Set([
   "model",
   "device",
@@ -46,6 +48,8 @@ export const MODEL_SETTINGS: ReadonlySet<string> = new Set([
   "localFilesOnly",
   "trustRemoteCode",
   "maxCachedPrompts",
+  "summaryIdleUnloadS",
+  "promptCacheIdleReleaseS",
 ]);
 
 /** Settings whose change needs a new connection rather than `workspace/didChangeConfiguration`. */

@@ -51,13 +51,14 @@ M.defaults = {
 M.server_setting_names = {
   "model", "device", "computeType", "threads", "contextTokens", "maxNewTokens", "completionMode",
   "enabled", "disabledLanguages", "localFilesOnly", "trustRemoteCode", "maxCachedPrompts", "summaryModel",
-  "debounceMs", "timeBudgetMs", "speculative", "otherFiles",
+  "debounceMs", "timeBudgetMs", "speculative", "otherFiles", "summaryIdleUnloadS", "promptCacheIdleReleaseS",
 }
 
---- Settings that choose and load the model: a daemon takes them from its own command line.
+--- Settings that choose and load the model, or say when it frees memory: a daemon takes them from its own command line.
 M.model_settings = {
   model = true, device = true, computeType = true, threads = true,
   localFilesOnly = true, trustRemoteCode = true, maxCachedPrompts = true,
+  summaryIdleUnloadS = true, promptCacheIdleReleaseS = true,
 }
 
 ---@param address string
