@@ -10,7 +10,9 @@ has typed `module.` and waits for the member). Variants, each through the server
 
 - ``alone``: only A is open;
 - ``with-files``: B and two other modules of the package (seeded picks) are open too, most recently
-  used first in a seeded order, as the server passes a session's other open documents.
+  used first in a seeded order, as the server passes a session's other open documents;
+- ``unrelated-files``: three other modules of the package that do not define the name are open (the
+  control: what other files cost when they hold nothing the line needs).
 
 Scores per variant: *name hit* (the completion starts with the needed name), exact match of the
 rest of the line (whitespace-normalized), edit similarity; McNemar's exact test on the paired name hits.
@@ -39,7 +41,7 @@ from .stats import mcnemar_exact, mean, wilson_interval
 DEV_PACKAGES = ("asyncio", "email", "jinja2")
 HELD_OUT_PACKAGES = ("multiprocessing", "importlib", "logging", "http", "xml", "unittest", "concurrent",
                      "urllib", "pygls", "cattrs", "click", "markdown_it", "networkx", "huggingface_hub")
-VARIANTS = ("alone", "with-files")
+VARIANTS = ("alone", "with-files", "unrelated-files")
 DISTRACTORS = 2
 MAX_MODULE_CHARS = 200_000
 _USE = re.compile(r"(?<![\w.])(?:([A-Za-z_]\w*)\.)?([A-Za-z_]\w{3,})")
@@ -190,11 +192,14 @@ def document(task: Task, text: str) -> tuple[str, int, int]:
     return "".join(lines), task.line, len(typed)
 
 
-def open_files(task: Task, sources: dict[str, str], seed: int) -> tuple[OtherFile, ...]:
-    """The module defining the name and DISTRACTORS other modules, in a seeded order."""
+def open_files(task: Task, sources: dict[str, str], seed: int, related: bool = True) -> tuple[OtherFile, ...]:
+    """The module defining the name and DISTRACTORS other modules, in a seeded order; not `related`:
+    DISTRACTORS + 1 modules that do not define it."""
     rng = random.Random(f"{seed}:{task.package}:{task.module}:{task.line}")
-    others = sorted(p for p in sources if p not in (task.module, task.defined_in))
-    picked = [task.defined_in, *rng.sample(others, min(DISTRACTORS, len(others)))]
+    others = sorted(p for p in sources if p not in (task.module, task.defined_in)
+                    and (related or task.needed not in definitions(sources[p])))
+    picked = rng.sample(others, min(DISTRACTORS + (not related), len(others)))
+    picked = [task.defined_in, *picked] if related else picked
     rng.shuffle(picked)
     return tuple(OtherFile(f"file:///{task.package}/{path}", sources[path]) for path in picked)
 
@@ -203,7 +208,7 @@ def attempt(pipeline: CompletionPipeline, worker: DirectWorker, task: Task, sour
             variant: str, options: CompletionOptions, seed: int) -> Attempt:
     """One completion of the task's line."""
     text, line, character = document(task, sources[task.module])
-    others = open_files(task, sources, seed) if variant == "with-files" else ()
+    others = open_files(task, sources, seed, related=variant == "with-files") if variant != "alone" else ()
     request = CompletionRequest(f"file:///{task.package}/{task.module}", text, line, character, "python", options,
                                 other_files=others)
     start = time.perf_counter()
@@ -230,28 +235,33 @@ def summarize(attempts: list[Attempt]) -> dict[str, object]:
 
 
 def run(model, split: str, per_package: int, seed: int, options: CompletionOptions,
-        limit: int | None = None) -> dict[str, object]:
-    """Both variants on the split's tasks, paired, interleaved task by task."""
+        limit: int | None = None, variants: tuple[str, ...] = VARIANTS) -> dict[str, object]:
+    """The variants on the split's tasks, paired, interleaved task by task."""
     packages = DEV_PACKAGES if split == "dev" else HELD_OUT_PACKAGES
     tasks, sources = load_tasks(packages, per_package, seed)
     tasks = tasks[:limit] if limit else tasks
     worker = DirectWorker(model)
-    by_variant: dict[str, list[Attempt]] = {v: [] for v in VARIANTS}
+    by_variant: dict[str, list[Attempt]] = {v: [] for v in variants}
     for number, task in enumerate(tasks, 1):
-        for variant in VARIANTS:
+        for variant in variants:
             pipeline = CompletionPipeline(None)
             by_variant[variant].append(attempt(pipeline, worker, task, sources[task.package], variant,
                                                replace(options, debounce_ms=0), seed))
         if number % 10 == 0:
             print(f"bench: repo check {split}: {number}/{len(tasks)} "
-                  + ", ".join(f"{v} {sum(a.name_hit for a in by_variant[v])}" for v in VARIANTS),
+                  + ", ".join(f"{v} {sum(a.name_hit for a in by_variant[v])}" for v in variants),
                   file=sys.stderr, flush=True)
-    pairs = list(zip(by_variant["alone"], by_variant["with-files"]))
+    versus = {}
+    for variant in (v for v in variants if v != "alone" and "alone" in by_variant):
+        pairs = list(zip(by_variant["alone"], by_variant[variant]))
+        only_alone = sum(a.name_hit and not b.name_hit for a, b in pairs)
+        only_variant = sum(b.name_hit and not a.name_hit for a, b in pairs)
+        versus[variant] = {"only_alone": only_alone, "only_this": only_variant,
+                           "mcnemar_p": mcnemar_exact(only_alone, only_variant)}
     return {
         "split": split, "seed": seed, "per_package": per_package,
         "packages": sorted({t.package for t in tasks}),
         "variants": {v: summarize(a) for v, a in by_variant.items()},
-        "name_hit_mcnemar_p": mcnemar_exact(sum(a.name_hit and not b.name_hit for a, b in pairs),
-                                            sum(b.name_hit and not a.name_hit for a, b in pairs)),
-        "attempts": [asdict(a) for v in VARIANTS for a in by_variant[v]],
+        "name_hits_versus_alone": versus,
+        "attempts": [asdict(a) for v in variants for a in by_variant[v]],
     }

@@ -41,3 +41,5 @@ def test_tasks_are_the_first_uses_of_names_from_other_modules() -> None:
     assert task.target[task.typed:] == "compute_total(items)"
     opened = open_files(task, SOURCES, 13)
     assert "file:///pkg/helpers.py" in {f.uri for f in opened} and "file:///pkg/report.py" not in {f.uri for f in opened}
+    unrelated = {f.uri for f in open_files(task, SOURCES, 13, related=False)}
+    assert unrelated == {"file:///pkg/other.py", "file:///pkg/sub/deep.py"}  # all that do not define compute_total
