@@ -9,8 +9,8 @@ separator and its file's name, within a token budget:
   one of the query's identifiers, as an imported module is, or it defines one of them): its
   definition lines (`def`, `class`, `function`, `fn`, `func`, ... at the top or one level in), the
   API a call into it needs;
-- then the windows of CHUNK_LINES lines of any other document whose identifiers are most like the
-  query's (Jaccard similarity).
+- then the windows of CHUNK_LINES lines of the other documents (those without an outline in)
+  whose identifiers are most like the query's (Jaccard similarity).
 
 The query is the lines above the cursor's chunk and the import lines above them; it ends where the
 prompt's cached part can end (`STATIC_CHUNK_LINES`), so while the user types inside one chunk the
@@ -125,8 +125,24 @@ def _fit_lines(text: str, budget: int, count_tokens: Callable[[str], int]) -> st
     return "".join(lines)
 
 
+@functools.lru_cache(maxsize=4)
+def _similar_windows(files: tuple[OtherFile, ...], query: str) -> tuple[tuple[float, int, str, int, str], ...]:
+    """(score, -order, uri, first line, text) of the windows of `files` at least MIN_SCORE like
+    `query`, best first; cached, as the query stays the same while the user types in one chunk."""
+    wanted = identifiers(query)
+    scored = []
+    for order, other in enumerate(files):
+        if len(other.text) > MAX_FILE_CHARS:
+            continue
+        for start, text, names in _windows(other.text):
+            score = len(wanted & names) / len(wanted | names) if names else 0.0
+            if score >= MIN_SCORE:
+                scored.append((score, -order, other.uri, start, text))
+    return tuple(sorted(scored, reverse=True))
+
+
 def pick_chunks(
-    files: Sequence[OtherFile], query: str, budget_tokens: int, count_tokens: Callable[[str], int],
+    files: tuple[OtherFile, ...], query: str, budget_tokens: int, count_tokens: Callable[[str], int],
     exclude: str = "",
 ) -> list[Chunk]:
     """The outlines of the `files` that `query` refers to, then their windows most similar to it,
@@ -146,23 +162,15 @@ def pick_chunks(
             if text:
                 picked.append(Chunk(file_name(other.uri), -1, text, 1.0))
                 spent += count_tokens(text) + 8
-    scored: list[tuple[float, int, str, int, str]] = []
-    for order, other in enumerate(files):
-        if len(other.text) > MAX_FILE_CHARS:
-            continue
-        for start, text, names in _windows(other.text):
-            score = len(wanted & names) / len(wanted | names) if names else 0.0
-            if score >= MIN_SCORE:
-                scored.append((score, -order, other.uri, start, text))
-    scored.sort(reverse=True)
-    for score, _, uri, start, text in scored:
+    for score, _, uri, start, text in _similar_windows(files, query):
         if len(picked) == MAX_CHUNKS:
             break
-        if any(c.name == file_name(uri) and abs(c.first_line - start) < CHUNK_LINES for c in picked) or text in exclude:
-            continue
+        name = file_name(uri)
+        if any(c.name == name and (c.first_line < 0 or abs(c.first_line - start) < CHUNK_LINES) for c in picked):
+            continue  # the file's outline is in, or the window overlaps one of it already picked
         cost = count_tokens(text) + 8  # the separator and the file's name
-        if spent + cost <= budget_tokens:
-            picked.append(Chunk(file_name(uri), start, text, score))
+        if spent + cost <= budget_tokens and text not in exclude:
+            picked.append(Chunk(name, start, text, score))
             spent += cost
     return picked[::-1]
 
