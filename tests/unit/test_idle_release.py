@@ -98,6 +98,7 @@ async def test_the_cached_prompts_are_freed_after_the_idle_period_and_completion
     host.ensure(settings)
     session = Codet5Server(host)
     try:
+        await host.ready()  # a job before the load ends would be refused (the model is loading)
         before = await _complete(host, long_prefix("a"))
         assert before
         assert status(session)["promptCache"] == {"hits": 0, "fills": 1, "refused": 0, "resets": 0, "released": 0}
