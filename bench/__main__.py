@@ -55,7 +55,8 @@ def run_replay(args: argparse.Namespace) -> None:
         scenario = scenarios[name]
         scenario = replace(scenario, seed=args.seed, **({"lines": args.lines} if args.lines else {}),
                            **({"start_line": args.start_line} if args.start_line and not args.file else {}),
-                           pause_chance=args.pause_chance, accept=args.accept)
+                           pause_chance=args.pause_chance, accept=args.accept,
+                           others=tuple(Path(p) for p in args.open.split(",") if p) if args.open else ())
         print(f"bench: replay {name}: typing {scenario.lines} lines of {scenario.path} from line {scenario.start_line}",
               file=sys.stderr, flush=True)
         if args.variants:
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="type a standard-library file into the LSP server, keystroke by keystroke")
     replay.add_argument("--scenario", choices=("small", "large", "all"), default="all")
     replay.add_argument("--file", help="type this file instead of a scenario's")
+    replay.add_argument("--open", help="comma-separated files opened in the editor before the typed one")
     replay.add_argument("--start-line", type=int, help="first line typed (1-based)")
     replay.add_argument("--lines", type=int, help="lines typed")
     replay.add_argument("--seed", type=int, default=0, help="seed of the typing pauses")

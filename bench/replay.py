@@ -53,6 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"debounce{ms}": {"debounceMs": ms} for ms in (0, 50, 150, 200)},
     **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
     "no-speculation": {"speculative": False},
+    "no-other-files": {"otherFiles": False},
     **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (0, 50, 100, 150) for b in (800, 1000, 1500)},
 }
 
@@ -71,6 +72,7 @@ class Scenario:
     pause_chance: float = 0.0  # chance that a key in a line is followed by a thinking pause
     pause_ms: tuple[float, float] = (300.0, 1200.0)  # such a pause, uniform
     accept: bool = False  # take a suggestion on screen that the next keys would type
+    others: tuple[Path, ...] = ()  # opened in the editor before the typed file (context from other files)
 
 
 SCENARIOS = {
@@ -273,6 +275,9 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             raise RuntimeError(f"the server's model did not load (see {log_file})")
         ready_s = time.perf_counter() - launched
         rss_at_ready = rss.current()
+        for other in scenario.others:
+            client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+                uri=other.resolve().as_uri(), language_id="python", version=1, text=other.read_text(encoding="utf-8"))))
         document = _Document(opening)
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=opening)))
@@ -403,7 +408,7 @@ def run(scenario: Scenario, *, model: str = "default", context_tokens: int = 102
     cache = raw["server_cache"]
     lookups = cache["hits"] + cache["misses"]
     return {
-        "scenario": {**asdict(scenario), "path": str(scenario.path), "file_bytes": len(source.encode("utf-8")),
+        "scenario": {**asdict(scenario), "path": str(scenario.path), "others": [str(p) for p in scenario.others], "file_bytes": len(source.encode("utf-8")),
                      "file_lines": len(source.splitlines())},
         "options": options,
         "server": server,

@@ -5,8 +5,9 @@ An editor's other tabs often hold what the line being written needs: the class i
 function it imports. Two kinds of chunk go in front of the prompt, each after the model's file
 separator and its file's name, within a token budget:
 
-- the *outline* of each other document the code above the cursor refers to (its file's stem is
-  one of the query's identifiers, as an imported module is, or it defines one of them): its
+- the *outline* of each other document the code above the cursor refers to (its module's name,
+  the file's stem or a package file's folder, is one of the query's words, as an imported module
+  is, or it defines one of its identifiers): its
   definition lines (`def`, `class`, `function`, `fn`, `func`, ... at the top or one level in), the
   API a call into it needs;
 - then the windows of CHUNK_LINES lines of the other documents (those without an outline in)
@@ -37,6 +38,7 @@ _DEFINITION = re.compile(
     r"(?:def|class|function|interface|type|enum|struct|trait|fn|func|impl|record)\s+[A-Za-z_]"
 )
 _IMPORT = re.compile(r"^\s*(?:import|from|use|using|#include|package)\s|\brequire\(")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 _COMMON = frozenset(
     "and any args assert async await bool break case catch class const continue def default del elif else "
@@ -113,8 +115,15 @@ def query_lines(lines: Sequence[str], line: int, chunk_lines: int) -> str:
     return "".join([*(ln for ln in lines[:first] if _IMPORT.search(ln)), *lines[first:end]])
 
 
-def _stem(uri: str) -> str:
-    return file_name(uri).rsplit("/", 1)[-1].split(".", 1)[0]
+_PACKAGE_FILES = frozenset({"__init__", "index", "mod", "lib"})  # a file named for its folder's module
+
+
+def _module_names(uri: str) -> set[str]:
+    """The names code uses for the module in `uri`: its file's stem, or its folder's name for a
+    package's own file (`re/__init__.py` is `re`)."""
+    parts = file_name(uri).split("/")
+    stem = parts[-1].split(".", 1)[0]
+    return {parts[-2]} if stem in _PACKAGE_FILES and len(parts) > 1 else {stem}
 
 
 def _fit_lines(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
@@ -151,13 +160,14 @@ def pick_chunks(
     wanted = identifiers(query)
     if not wanted or budget_tokens <= 0:
         return []
+    used = set(_WORD.findall(query))  # module names may be short (`re`, `os`)
     picked: list[Chunk] = []
     spent = 0
     for other in files:
         if len(other.text) > MAX_FILE_CHARS or len(picked) == MAX_CHUNKS:
             continue
         outline, names = _outline(other.text)
-        if outline and (_stem(other.uri) in wanted or names & wanted):
+        if outline and (_module_names(other.uri) & used or names & wanted):
             text = _fit_lines(outline, budget_tokens - spent - 8, count_tokens)
             if text:
                 picked.append(Chunk(file_name(other.uri), -1, text, 1.0))

@@ -49,6 +49,14 @@ def test_the_outline_of_a_module_the_code_imports_is_picked_and_an_unrelated_fil
     assert chunks[0].text == ("class Handle:\n" "def get_running_loop():\n" "def _set_running_loop(loop):\n")
 
 
+def test_short_module_names_and_a_package_s_own_file_are_recognized() -> None:
+    files = (OtherFile("file:///lib/re/__init__.py", "def compile(pattern, flags=0):\n    pass\n"),
+             OtherFile("file:///lib/os.py", "def getcwd():\n    pass\n"))
+    chunks = pick_chunks(files, "import re\nimport os\nvalue = os.getcwd(); rx = re.", 200, words)
+    assert sorted(c.name for c in chunks) == ["lib/os.py", "re/__init__.py"]
+    assert pick_chunks(files, "import json\nvalue = json.", 200, words) == []
+
+
 def test_similar_windows_of_other_files_are_picked_best_last_within_the_budget() -> None:
     near = "".join(f"total_{i} = compute(value_{i}, scale)\n" for i in range(40))
     files = (OtherFile("file:///p/colours.py", UNRELATED), OtherFile("file:///p/sums.py", near))
