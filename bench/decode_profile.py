@@ -74,9 +74,13 @@ VARIANTS = {
     "int8_float32": Variant("compute type int8_float32", compute_type="int8_float32"),
     "float32": Variant("compute type float32 (the int8 weights dequantized at load)", compute_type="float32"),
     "glibc-mmap": Variant("glibc's default (dynamic) mmap threshold instead of the server's", mmap_threshold=None),
+    "trim-64mb": Variant("glibc keeps up to 64 MB free at the heap's top (MALLOC_TRIM_THRESHOLD_; default 128 kB)",
+                         env=(("MALLOC_TRIM_THRESHOLD_", str(64 << 20)),)),
     "untied": Variant("output projection untied: its own full copy of the embedding", untie=True),
     "cut-32768": Variant("untied output projection of the first 32,768 rows only", untie=True, projection_rows=32768),
     "omp-active": Variant("OMP_WAIT_POLICY=ACTIVE", env=(("OMP_WAIT_POLICY", "ACTIVE"),)),
+    "dnnl-avx512-core": Variant("oneDNN kept to AVX-512 without VNNI", env=(("ONEDNN_MAX_CPU_ISA", "AVX512_CORE"),)),
+    "dnnl-avx2": Variant("oneDNN kept to AVX2", env=(("ONEDNN_MAX_CPU_ISA", "AVX2"),)),
 }
 
 
@@ -215,8 +219,9 @@ def summarize(runs: dict[str, list[list[dict[str, Any]]]], contexts: list[int]) 
 
 
 def run(model_dir: Path, names: list[str], contexts: list[int], repeats: int, new_tokens: int, samples: int,
-        perf_contexts: list[int], perf_seconds: float) -> dict[str, Any]:
-    """The whole benchmark: variants interleaved, then the perf profiles, then the bandwidth bound."""
+        perf_contexts: list[int], perf_seconds: float, llama: tuple[Path, Path] | None = None) -> dict[str, Any]:
+    """The whole benchmark: variants interleaved, then the perf profiles, llama.cpp's decode on
+    `llama` (a Python with llama-cpp-python, the GGUF) if given, then the bandwidth bound."""
     runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="decode-profile-") as scratch:
         dirs = _model_dirs(model_dir, names, Path(scratch))
@@ -227,6 +232,12 @@ def run(model_dir: Path, names: list[str], contexts: list[int], repeats: int, ne
                 runs[name].append(_run_child(name, dirs[name], contexts, new_tokens, samples))
     unavailable = perf_shares.available() if perf_contexts else "not asked for"
     perf = [] if unavailable else [_perf_child(model_dir, context, new_tokens, perf_seconds) for context in perf_contexts]
+    reference = None
+    if llama:
+        from . import llama_decode
+
+        reference = llama_decode.measure(*llama, model_dir, SOURCE.read_text(encoding="utf-8"), contexts, new_tokens,
+                                         max(samples, repeats), threads_of(VARIANTS[BASELINE]))
     summary = summarize(runs, contexts)
     shortest = summary[str(min(contexts))]
     bound = [bandwidth.decode_bound(model_dir, threads_of(VARIANTS[name]), shortest[name]["step_ms"]["median"])
@@ -234,7 +245,7 @@ def run(model_dir: Path, names: list[str], contexts: list[int], repeats: int, ne
     return {"variants": {name: asdict(VARIANTS[name]) | {"threads": threads_of(VARIANTS[name])} for name in names},
             "contexts": contexts, "repeats": repeats, "new_tokens": new_tokens, "samples_per_process": samples,
             "prompt_tokens": PROMPT_TOKENS, "source": SOURCE.name, "bound": bound, "summary": summary,
-            "perf": perf, "perf_unavailable": unavailable, "runs": runs}
+            "perf": perf, "perf_unavailable": unavailable, "llama_cpp": reference, "runs": runs}
 
 
 def tables(result: dict[str, Any]) -> str:
@@ -253,6 +264,19 @@ def tables(result: dict[str, Any]) -> str:
                          f["faults_per_step"], f"{f['fill_ms']:.0f}"])
     parts.append(markdown_table(["cached tokens", "variant", "first token ms", "decode step ms", "step / default",
                                  "first token / default", "page faults/step", "fill ms"], rows))
+    reference = result.get("llama_cpp")
+    if reference and BASELINE in result["variants"]:
+        bandwidth_gbs = next(b["bandwidth_gbs"] for b in result["bound"] if b["threads"] == reference["threads"])
+        parts.append(f"llama.cpp ({Path(reference['gguf']).name}, {reference['gguf_mb']} MB: bound "
+                     f"{reference['gguf_mb'] / bandwidth_gbs:.1f} ms/step at {bandwidth_gbs} GB/s), {reference['threads']} threads, "
+                     "beside ours (default):\n\n" + markdown_table(
+                         ["cached tokens", "llama.cpp first token ms", "llama.cpp decode step ms", "ours first token ms",
+                          "ours decode step ms"],
+                         [[int(context), f"{r['first_token_ms']['median']:.0f} / {r['first_token_ms']['p95']:.0f}",
+                           f"{r['step_ms']['median']:.1f} / {r['step_ms']['p95']:.1f}",
+                           f"{result['summary'][context][BASELINE]['first_token_ms']['median']:.0f}",
+                           f"{result['summary'][context][BASELINE]['step_ms']['median']:.1f}"]
+                          for context, r in reference["results"].items()]))
     for profile in result["perf"]:
         parts.append(f"perf, decoding after {profile['context']} cached tokens ({profile['samples']} samples, "
                      f"{profile['seconds']} s at {profile['frequency_hz']} Hz):\n\n"
@@ -275,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=2, help="requests of each kind per context and process (default 2)")
     parser.add_argument("--perf-contexts", default="8,1024", help="contexts profiled with perf ('' to skip)")
     parser.add_argument("--perf-seconds", type=float, default=8.0)
+    parser.add_argument("--llama-python", type=Path, help="also llama.cpp's decode: a Python with llama-cpp-python")
+    parser.add_argument("--llama-gguf", type=Path, help="with --llama-python: the GGUF the default was converted from")
     parser.add_argument("--out", type=Path, default=RESULTS / "decode-profile.json")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one process of this variant
     parser.add_argument("--loop", action="store_true", help=argparse.SUPPRESS)  # with --child: decode until stdin closes
@@ -287,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(measure(decoder, contexts, args.new_tokens, args.samples)))
         return 0
+    if bool(args.llama_python) != bool(args.llama_gguf):
+        parser.error("--llama-python and --llama-gguf go together")
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
@@ -298,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     started, machine = time.perf_counter(), machine_info()
     with LoadSampler() as load:
         result = run(args.model_dir, names, contexts, args.repeats, args.new_tokens, args.samples,
-                     _numbers(args.perf_contexts), args.perf_seconds)
+                     _numbers(args.perf_contexts), args.perf_seconds,
+                     (args.llama_python, args.llama_gguf) if args.llama_python else None)
     result.update(command="python -m bench.decode_profile " + " ".join(sys.argv[1:]), model_dir=str(args.model_dir),
                   machine=machine, load=load.summary(), seconds=round(time.perf_counter() - started))
     args.out.parent.mkdir(parents=True, exist_ok=True)

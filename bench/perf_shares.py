@@ -3,8 +3,8 @@
 `profile(pid, seconds)` samples the process (`perf record -F 499 -p PID`) and reads the samples
 back by shared object and symbol (`perf report --stdio --sort dso,sym`); `shares` groups them.
 oneDNN's JIT kernels have no symbols unless the process runs with `ONEDNN_JIT_PROFILE=2` (oneDNN
-then writes their names to /tmp/perf-PID.map), which tells its packing (`*_copy_*` kernels) from
-its multiply-accumulate kernels (`*gemm*_kern`). oneDNN's compiled code and CTranslate2's own
+then writes their names to /tmp/perf-PID.map), which tells its int8 packing (`*_u8_copy_*`
+kernels) from its int8 multiply-accumulate (`*_s8u8s32_kern`) and its float32 kernels. oneDNN's compiled code and CTranslate2's own
 operators both live in libctranslate2; their symbols tell them apart.
 """
 
@@ -22,8 +22,9 @@ FREQUENCY_HZ = 499
 # "  75.35%  [JIT] tid 29641   [.] jit_avx512_core_u8_copy_at_kern"
 SAMPLE_LINE = re.compile(r"^\s*(?P<share>\d+(?:\.\d+)?)%\s+(?P<dso>.+?)\s+\[(?P<space>[.kgu])\]\s+(?P<symbol>.*?)\s*$")
 COMPONENTS = (
-    "oneDNN JIT: packing (copy kernels)",
-    "oneDNN JIT: multiply (gemm kernels)",
+    "oneDNN JIT: int8 packing (u8/s8 copy kernels)",
+    "oneDNN JIT: int8 multiply (s8u8s32 kernels)",
+    "oneDNN JIT: float32 (attention products)",
     "oneDNN JIT: other",
     "oneDNN compiled code",
     "CTranslate2 own operators",
@@ -38,20 +39,22 @@ COMPONENTS = (
 def component(dso: str, symbol: str) -> str:
     """The component of COMPONENTS a sample in `dso` at `symbol` belongs to."""
     if dso.startswith("[JIT]"):
-        if "_copy_" in symbol:
+        if "u8_copy" in symbol or "s8_copy" in symbol:
             return COMPONENTS[0]
-        return COMPONENTS[1] if "gemm" in symbol else COMPONENTS[2]
+        if "s8u8s32" in symbol or "s8s8s32" in symbol:
+            return COMPONENTS[1]
+        return COMPONENTS[2] if "f32" in symbol else COMPONENTS[3]
     if "libctranslate2" in dso:
-        return COMPONENTS[3] if symbol.startswith("dnnl::") else COMPONENTS[4]
+        return COMPONENTS[4] if symbol.startswith("dnnl::") else COMPONENTS[5]
     if dso.startswith("[kernel"):
-        return COMPONENTS[5]
-    if dso.startswith("libc.so") or dso.startswith("libc-"):
         return COMPONENTS[6]
-    if dso.startswith("libgomp"):
+    if dso.startswith("libc.so") or dso.startswith("libc-"):
         return COMPONENTS[7]
-    if dso.startswith("python") or dso.startswith("libpython"):
+    if dso.startswith("libgomp"):
         return COMPONENTS[8]
-    return COMPONENTS[9]
+    if dso.startswith("python") or dso.startswith("libpython"):
+        return COMPONENTS[9]
+    return COMPONENTS[10]
 
 
 def parse_report(text: str) -> list[tuple[float, str, str]]:

@@ -54,7 +54,8 @@ REPORT = """\
     60.00%  [JIT] tid 29641                   [.] jit_avx512_core_u8_copy_at_kern
     10.00%  [JIT] tid 29642                   [.] jit_avx512_core_u8_copy_at_kern
      5.00%  [JIT] tid 29641                   [.] jit_avx512_core_gemm_s8u8s32_kern
-     1.00%  [JIT] tid 29641                   [.] 0x00007f667003b073
+     1.00%  [JIT] tid 29641                   [.] jit_sse41_gemv_n_f32_kern
+     0.25%  [JIT] tid 29641                   [.] 0x00007f667003b073
      8.00%  [kernel.kallsyms]                 [k] finish_task_switch.isra.0
      4.00%  libctranslate2-a7a60d30.so.4.8.5  [.] dnnl::impl::cpu::x64::gemm_kernel<signed char, unsigned char, int>
      3.00%  libctranslate2-a7a60d30.so.4.8.5  [.] ctranslate2::cpu::quantize_s8<(ctranslate2::cpu::CpuIsa)2>
@@ -67,10 +68,10 @@ REPORT = """\
 
 def test_perf_samples_are_grouped_by_component():
     rows = perf_shares.parse_report(REPORT)
-    assert len(rows) == 11 and rows[0] == (60.0, "[JIT] tid 29641", "jit_avx512_core_u8_copy_at_kern")
+    assert len(rows) == 12 and rows[0] == (60.0, "[JIT] tid 29641", "jit_avx512_core_u8_copy_at_kern")
     assert perf_shares.shares(rows) == {
-        "oneDNN JIT: packing (copy kernels)": 70.0, "oneDNN JIT: multiply (gemm kernels)": 5.0,
-        "oneDNN JIT: other": 1.0, "oneDNN compiled code": 4.0, "CTranslate2 own operators": 3.0, "kernel": 8.0,
+        "oneDNN JIT: int8 packing (u8/s8 copy kernels)": 70.0, "oneDNN JIT: int8 multiply (s8u8s32 kernels)": 5.0,
+        "oneDNN JIT: float32 (attention products)": 1.0, "oneDNN JIT: other": 0.25, "oneDNN compiled code": 4.0, "CTranslate2 own operators": 3.0, "kernel": 8.0,
         "libc": 2.0, "libgomp (OpenMP)": 1.5, "Python": 0.5, "other": 5.0}
     top = perf_shares.top_symbols(rows, count=2)
     assert top[0] == {"percent": 70.0, "dso": "[JIT]", "symbol": "jit_avx512_core_u8_copy_at_kern"}  # threads merged
@@ -101,3 +102,20 @@ def test_each_variant_decodes_in_its_own_processes(tiny_models):
     assert [b["threads"] for b in result["bound"]] == [result["variants"]["default"]["threads"], 1]
     rows = re.findall(r"^\|\s+(\d+) \| (\S+)\s", decode_profile.tables(result), re.MULTILINE)
     assert sorted(rows) == sorted((c, v) for c in ("4", "12") for v in ("default", "1-thread", "untied"))
+
+
+def test_tables_put_llama_cpp_beside_our_default():
+    figures = {"median": 40.0, "p95": 42.0}
+    result = {
+        "bound": [{"threads": 2, "bandwidth_gbs": 30.0, "weight_mb": 496.1, "bound_ms": 16.5, "decode_step_ms": 60.0,
+                   "times_bound": 3.6}],
+        "variants": {"default": {}},
+        "summary": {"8": {"default": {"first_token_ms": {"median": 120.0, "p95": 130.0}, "step_ms": {"median": 60.0, "p95": 62.0},
+                                      "faults_per_step": 400.0, "fill_ms": 250.0}}},
+        "llama_cpp": {"gguf": "/x/model.Q4_K_M.gguf", "gguf_mb": 491.4, "threads": 2,
+                      "results": {"8": {"first_token_ms": {"median": 80.0, "p95": 90.0}, "step_ms": figures}}},
+        "perf": [],
+    }
+    text = decode_profile.tables(result)
+    assert "llama.cpp (model.Q4_K_M.gguf, 491.4 MB: bound 16.4 ms/step at 30.0 GB/s), 2 threads" in text
+    assert re.search(r"^\|\s+8 \| 80 / 90\s+\| 40\.0 / 42\.0\s+\| 120\s+\| 60\.0\s+\|$", text, re.MULTILINE)
