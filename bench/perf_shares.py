@@ -43,7 +43,7 @@ def component(dso: str, symbol: str) -> str:
             return COMPONENTS[0]
         if "s8u8s32" in symbol or "s8s8s32" in symbol:
             return COMPONENTS[1]
-        return COMPONENTS[2] if "f32" in symbol else COMPONENTS[3]
+        return COMPONENTS[2] if any(name in symbol for name in ("f32", "gemv", "smalln")) else COMPONENTS[3]
     if "libctranslate2" in dso:
         return COMPONENTS[4] if symbol.startswith("dnnl::") else COMPONENTS[5]
     if dso.startswith("[kernel"):

@@ -54,7 +54,8 @@ REPORT = """\
     60.00%  [JIT] tid 29641                   [.] jit_avx512_core_u8_copy_at_kern
     10.00%  [JIT] tid 29642                   [.] jit_avx512_core_u8_copy_at_kern
      5.00%  [JIT] tid 29641                   [.] jit_avx512_core_gemm_s8u8s32_kern
-     1.00%  [JIT] tid 29641                   [.] jit_sse41_gemv_n_f32_kern
+     0.75%  [JIT] tid 29641                   [.] jit_sse41_gemv_n_f32_kern
+     0.25%  [JIT] tid 29641                   [.] jit_avx512_core_gemm_smalln_tn_xbyak_gemm
      0.25%  [JIT] tid 29641                   [.] 0x00007f667003b073
      8.00%  [kernel.kallsyms]                 [k] finish_task_switch.isra.0
      4.00%  libctranslate2-a7a60d30.so.4.8.5  [.] dnnl::impl::cpu::x64::gemm_kernel<signed char, unsigned char, int>
@@ -68,7 +69,7 @@ REPORT = """\
 
 def test_perf_samples_are_grouped_by_component():
     rows = perf_shares.parse_report(REPORT)
-    assert len(rows) == 12 and rows[0] == (60.0, "[JIT] tid 29641", "jit_avx512_core_u8_copy_at_kern")
+    assert len(rows) == 13 and rows[0] == (60.0, "[JIT] tid 29641", "jit_avx512_core_u8_copy_at_kern")
     assert perf_shares.shares(rows) == {
         "oneDNN JIT: int8 packing (u8/s8 copy kernels)": 70.0, "oneDNN JIT: int8 multiply (s8u8s32 kernels)": 5.0,
         "oneDNN JIT: float32 (attention products)": 1.0, "oneDNN JIT: other": 0.25, "oneDNN compiled code": 4.0, "CTranslate2 own operators": 3.0, "kernel": 8.0,
