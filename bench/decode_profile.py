@@ -8,14 +8,16 @@ n, after a cached static prompt of n tokens (`static_prompt=..., cache_static_pr
 the server's prompt cache) and 4 new prompt tokens:
 
 - fill: the first request, which computes and caches the static prompt's state;
-- first token: a request for 1 new token once the state is cached (the 4 new tokens and, as
-  CTranslate2 runs a prompt's last token as the first decoding step, one decoding step);
+- first token: a request for 1 new token once the state is cached: a pass over 3 of the new
+  tokens, then one decoding step (CTranslate2 runs a prompt's last token as the first step);
 - decode step: (time for 1 + K new tokens - time for 1) / K, with the minor page faults per step.
 
 Every generation is forced to its exact length (min_length = max_length) with token id 0 as the
 end token: the real one (id 151,645) lies outside a cut projection's logits. With `perf` on the
-machine, a process of the server's settings also decodes in a loop while `perf` samples it
-(bench.perf_shares): the share of the CPU time per component.
+machine, a process of the server's settings also sends such requests in a loop while `perf`
+samples it (bench.perf_shares), once for 1 + K tokens and once for first tokens alone: the share
+of the CPU time per component. With --llama-python and --llama-gguf, llama.cpp decodes the same
+text on the same threads afterwards (bench.llama_decode), for comparison.
 
 `CODET5_LSP_CACHE=... python -m bench.decode_profile [--variants default,1-thread] [--contexts 8,256,512,1024,2048]`
 writes bench/results/decode-profile.json and prints its tables in Markdown.
@@ -160,14 +162,15 @@ def _run_child(name: str, model_dir: Path, contexts: list[int], new_tokens: int,
 
 
 def _perf_child(model_dir: Path, context: int, new_tokens: int, seconds: float) -> dict[str, Any]:
-    """perf samples of a process with the server's settings decoding after a cached `context`."""
+    """perf samples of a process with the server's settings asking for 1 + `new_tokens` tokens after
+    a cached `context`, again and again (0: first-token requests alone)."""
     command = _child_command(BASELINE, model_dir, "--contexts", str(context), "--new-tokens", str(new_tokens), "--loop")
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
                                env=_child_env(VARIANTS[BASELINE], perf_shares.JIT_PROFILE_ENV))
     try:
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError("bench: the decode loop did not start")
-        return {"context": context, **perf_shares.profile(process.pid, seconds)}
+        return {"context": context, "new_tokens": 1 + new_tokens, **perf_shares.profile(process.pid, seconds)}
     finally:
         process.stdin.close()
         process.wait(timeout=120)
@@ -231,7 +234,8 @@ def run(model_dir: Path, names: list[str], contexts: list[int], repeats: int, ne
                 print(f"bench: repetition {repetition + 1}/{repeats}: {name}", file=sys.stderr, flush=True)
                 runs[name].append(_run_child(name, dirs[name], contexts, new_tokens, samples))
     unavailable = perf_shares.available() if perf_contexts else "not asked for"
-    perf = [] if unavailable else [_perf_child(model_dir, context, new_tokens, perf_seconds) for context in perf_contexts]
+    perf = [] if unavailable else [_perf_child(model_dir, context, tokens, perf_seconds)
+                                   for context in perf_contexts for tokens in (new_tokens, 0)]
     reference = None
     if llama:
         from . import llama_decode
@@ -278,7 +282,8 @@ def tables(result: dict[str, Any]) -> str:
                            f"{result['summary'][context][BASELINE]['step_ms']['median']:.1f}"]
                           for context, r in reference["results"].items()]))
     for profile in result["perf"]:
-        parts.append(f"perf, decoding after {profile['context']} cached tokens ({profile['samples']} samples, "
+        kind = f"requests for {profile['new_tokens']} tokens" if profile["new_tokens"] > 1 else "first-token requests"
+        parts.append(f"perf, {kind} after {profile['context']} cached tokens ({profile['samples']} samples, "
                      f"{profile['seconds']} s at {profile['frequency_hz']} Hz):\n\n"
                      + markdown_table(["component", "share of samples"],
                                       [[name, f"{share:.1f}%"] for name, share in profile["shares"].items()]))
