@@ -43,6 +43,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "benchmarks/test_bench_speed.py": (),
     "benchmarks/test_codexglue_line.py": (),
     "benchmarks/test_repo_check.py": (),
+    "benchmarks/test_decode_profile.py": (),
     "benchmarks/test_peer_replay.py": (),
     "benchmarks/test_summary_bench.py": (),
     "editors/test_nvim_plugin.py": ("nvim",),
