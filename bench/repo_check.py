@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import importlib.util
 import random
 import re
@@ -91,14 +92,15 @@ def modules(root: Path) -> dict[str, str]:
     return found
 
 
-def definitions(text: str) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def definitions(text: str) -> frozenset[str]:
     """Names of the functions and classes a module defines at its top level."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
-        return set()
-    return {node.name for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.name) >= 4}
+        return frozenset()
+    return frozenset(node.name for node in tree.body
+                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.name) >= 4)
 
 
 def _module_path(package: str, importer: str, level: int, dotted: str, sources: dict[str, str]) -> str | None:

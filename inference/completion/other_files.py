@@ -7,9 +7,8 @@ separator and its file's name, within a token budget:
 
 - the *outline* of each other document the code above the cursor refers to (its module's name,
   the file's stem or a package file's folder, is one of the query's words, as an imported module
-  is, or it defines one of its identifiers): its
-  definition lines (`def`, `class`, `function`, `fn`, `func`, ... at the top or one level in), the
-  API a call into it needs;
+  is, or it defines one of its identifiers): its top-level definition lines (`def`, `class`,
+  `function`, `fn`, `func`, ...), the API a call into it needs;
 - then the windows of CHUNK_LINES lines of the other documents (those without an outline in)
   whose identifiers are most like the query's (Jaccard similarity).
 
@@ -33,9 +32,10 @@ QUERY_LINES = 48  # lines above the cursor's chunk whose identifiers are matched
 MIN_SCORE = 0.08  # windows less similar than this are not worth their tokens
 MAX_CHUNKS = 4
 MAX_FILE_CHARS = 500_000  # a larger document is not searched
-_DEFINITION = re.compile(
+HEADER_TOKENS = 8  # a chunk's file separator and file name, as counted against the budget
+_DEFINITION = re.compile(  # a top-level definition line; group 1: the name it defines
     r"^(?:(?:export|default|pub(?:\([^)]*\))?|public|private|protected|internal|static|abstract|final|async|unsafe)\s+)*"
-    r"(?:def|class|function|interface|type|enum|struct|trait|fn|func|impl|record)\s+[A-Za-z_]"
+    r"(?:def|class|function|interface|type|enum|struct|trait|fn|func|impl|record)\s+([A-Za-z_]\w*)"
 )
 _IMPORT = re.compile(r"^\s*(?:import|from|use|using|#include|package)\s|\brequire\(")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -98,12 +98,8 @@ def _outline(text: str) -> tuple[str, frozenset[str]]:
     """The top-level definition lines of `text`, and the names they define."""
     if "\x00" in text:
         return "", frozenset()
-    kept = []
-    for line in text.splitlines():
-        if _DEFINITION.match(line):
-            kept.append(line.rstrip() + "\n")
-    names = frozenset(m.group(1) for m in map(re.compile(r"\b(?:def|class|function|interface|type|enum|struct|trait|fn|func|record)\s+([A-Za-z_]\w*)").search, kept) if m)
-    return "".join(kept), names
+    matches = [(line, m) for line in text.splitlines() if (m := _DEFINITION.match(line))]
+    return "".join(line.rstrip() + "\n" for line, _ in matches), frozenset(m.group(1) for _, m in matches)
 
 
 def query_lines(lines: Sequence[str], line: int, chunk_lines: int) -> str:
@@ -141,8 +137,6 @@ def _similar_windows(files: tuple[OtherFile, ...], query: str) -> tuple[tuple[fl
     wanted = identifiers(query)
     scored = []
     for order, other in enumerate(files):
-        if len(other.text) > MAX_FILE_CHARS:
-            continue
         for start, text, names in _windows(other.text):
             score = len(wanted & names) / len(wanted | names) if names else 0.0
             if score >= MIN_SCORE:
@@ -161,24 +155,25 @@ def pick_chunks(
     if not wanted or budget_tokens <= 0:
         return []
     used = set(_WORD.findall(query))  # module names may be short (`re`, `os`)
+    files = tuple(other for other in files if len(other.text) <= MAX_FILE_CHARS)
     picked: list[Chunk] = []
     spent = 0
     for other in files:
-        if len(other.text) > MAX_FILE_CHARS or len(picked) == MAX_CHUNKS:
-            continue
+        if len(picked) == MAX_CHUNKS:
+            break
         outline, names = _outline(other.text)
         if outline and (_module_names(other.uri) & used or names & wanted):
-            text = _fit_lines(outline, budget_tokens - spent - 8, count_tokens)
+            text = _fit_lines(outline, budget_tokens - spent - HEADER_TOKENS, count_tokens)
             if text:
                 picked.append(Chunk(file_name(other.uri), -1, text, 1.0))
-                spent += count_tokens(text) + 8
+                spent += count_tokens(text) + HEADER_TOKENS
     for score, _, uri, start, text in _similar_windows(files, query):
         if len(picked) == MAX_CHUNKS:
             break
         name = file_name(uri)
         if any(c.name == name and (c.first_line < 0 or abs(c.first_line - start) < CHUNK_LINES) for c in picked):
             continue  # the file's outline is in, or the window overlaps one of it already picked
-        cost = count_tokens(text) + 8  # the separator and the file's name
+        cost = count_tokens(text) + HEADER_TOKENS
         if spent + cost <= budget_tokens and text not in exclude:
             picked.append(Chunk(name, start, text, score))
             spent += cost
