@@ -24,6 +24,7 @@ _HEADER_START = re.compile(rb"content-(?:length|type)[ \t]*:", re.IGNORECASE)
 # A whole Content-Length line: inside a body it can only mean that the next message began, since
 # valid JSON cannot hold it (the digits would be followed by a raw line end outside any string).
 _NEXT_MESSAGE = re.compile(rb"content-length[ \t]*:[ \t]*\d+[ \t]*\r?\n", re.IGNORECASE)
+_JSON_WHITESPACE = " \t\n\r"  # str.lstrip() alone also strips form feeds and the like, which JSON does not allow
 _OVERLAP = 64  # bytes searched again when more arrive, so that a header split between reads is found
 _MAX_DIGITS = 18
 
@@ -92,11 +93,13 @@ class Framer:
         """
         try:
             text = body.decode("utf-8")
-            value_end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))[1]
+            value_end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip(_JSON_WHITESPACE)))[1]
         except (ValueError, RecursionError):
             pass
         else:
             taken = len(text[:value_end].encode("utf-8"))
+            if taken == len(body):  # the whole body is the value, yet not JSON: nothing to mend
+                return None
             self._buffer[:0] = body[taken:]
             return body[:taken]
         found = _HEADER_START.search(self._buffer)

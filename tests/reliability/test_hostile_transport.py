@@ -102,6 +102,14 @@ def test_framer_survives_framing_errors_and_finds_the_next_message(broken, error
         assert Body(GOOD) in events  # the message with the wrong length was recovered
 
 
+@pytest.mark.parametrize("body", [b"\x0c5", b"\x0b{}", b"\xc2\xa0[]", b"\x1c\x1d7"])
+def test_framer_does_not_mend_a_value_behind_whitespace_json_does_not_allow(body):
+    """Python's str.lstrip strips a form feed but JSON does not: such a body was "mended" into itself
+    and dispatched again without end, until the recursion limit ended the server (found by the fuzzer)."""
+    framer = Framer(1000)
+    assert framer.recover(body) is None and framer.buffered == 0
+
+
 def test_framer_skips_an_oversized_body_without_keeping_it():
     framer = Framer(1000)
     framer.feed(b"Content-Length: 1000000000\r\n\r\n")
@@ -168,6 +176,7 @@ BROKEN = [  # (bytes, whether a parse error is owed)
     (b"Content-Length: twelve\r\n\r\n{}", True),
     (b"Content-Length: 9\r\n\r\n{not json", True),
     (b"Content-Type: text/plain\r\n\r\nhello", True),
+    (b"Content-Length: 2\r\n\r\n\x0c5", True),  # a value behind a form feed, which JSON does not count as whitespace
     (b"GET / HTTP/1.1\r\n\r\n", False),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(200)), False),
 ]
