@@ -113,8 +113,12 @@ class MessageLoop:
                 return
             self.framer.feed(data)
             while not stop.is_set() and (event := self.framer.next_event()) is not None:
-                if not self.handle(event):
-                    return
+                try:
+                    if not self.handle(event):
+                        return
+                except Exception as exc:  # a bug in reading one message: that message is lost, the session goes on
+                    log.exception("could not read a message")
+                    self.reply_error(JsonRpcParseError(f"could not read this message: {_first_line(exc)}"))
 
     def handle(self, event: Body | FramingError | TooLarge) -> bool:
         """Act on one framing event; False to stop reading."""

@@ -14,11 +14,13 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import logging
 import re
 import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -28,6 +30,7 @@ from lsp_server.cli import MIN_TOKEN_CHARS
 from lsp_server.daemon import TOKEN_ENV
 from lsp_server.framing import Body, Framer, FramingError, TooLarge
 from lsp_server.logs import REDACTED
+from lsp_server.transport import LogBudget, MessageLoop
 from tests.lsp_harness import SERVER, RawConnection, server_env
 
 TOKEN = "hostile-suite-token-0123456789"
@@ -108,6 +111,40 @@ def test_framer_does_not_mend_a_value_behind_whitespace_json_does_not_allow(body
     and dispatched again without end, until the recursion limit ended the server (found by the fuzzer)."""
     framer = Framer(1000)
     assert framer.recover(body) is None and framer.buffered == 0
+
+
+def test_a_message_that_cannot_be_read_is_answered_and_the_next_one_is_served(monkeypatch):
+    """A bug while reading one body (here: mending it raises) costs that body, not the session."""
+    class Protocol:
+        def __init__(self) -> None:
+            self.handled: list = []
+            self.errors: list = []
+
+        def structure_message(self, data: dict) -> dict:
+            return data
+
+        def handle_message(self, message: dict) -> None:
+            self.handled.append(message)
+
+        def _send_response(self, msg_id: object, error: object) -> None:
+            self.errors.append(error)
+
+    class Server:
+        protocol = Protocol()
+
+    class Loop(MessageLoop):
+        chunks = [frame(status(1))[:-1] + b"x", frame(status(2)), b""]  # the first body's JSON is broken
+
+        async def read_chunk(self) -> bytes:
+            return self.chunks.pop(0)
+
+    def broken(self: Framer, body: bytes) -> bytes | None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Framer, "recover", broken)
+    asyncio.run(Loop(Server(), 10_000, LogBudget(logging.getLogger("test"))).run(threading.Event()))
+    assert [message["id"] for message in Server.protocol.handled] == [2]
+    assert [error.code for error in Server.protocol.errors] == [-32700]
 
 
 def test_framer_skips_an_oversized_body_without_keeping_it():
