@@ -92,6 +92,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "unit/test_postprocess.py": (),
     "unit/test_prompts.py": (),
     "unit/test_speed_mechanisms.py": (),
+    "unit/test_polyglot_data.py": (),
     "unit/test_summaries.py": (),
     "unit/test_summary_cache.py": (),
     "unit/test_syntax.py": (),

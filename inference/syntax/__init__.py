@@ -6,7 +6,7 @@ Positions are 0-based (line, character), characters counted in Python ``str`` in
 from .completion import CompletionSyntax, analyze_completion
 from .doc_comments import format_docstring
 from .function_info import FunctionInfo
-from .functions import function_at
+from .functions import function_at, functions_in
 from .languages import language_for
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "analyze_completion",
     "format_docstring",
     "function_at",
+    "functions_in",
     "language_for",
 ]

@@ -75,6 +75,14 @@ def function_at(text: str, language: str, line: int, character: int) -> Function
     return _info(found, src, spec) if found is not None else None
 
 
+def functions_in(text: str, language: str) -> list[FunctionInfo]:
+    """Every function and method definition of a file, in source order (nested ones included)."""
+    spec = spec_for(language)
+    src = Source(text)
+    captures = QueryCursor(_functions_query(language)).captures(parse(src.data, language).root_node).get("function", [])
+    return [_info(node, src, spec) for node in sorted(captures, key=lambda n: n.start_byte)]
+
+
 def _resolve(root: Node, src: Source, spec: LanguageSpec, position: int) -> tuple[Node | None, bool]:
     """(function node, whether no parse error lies between it and the position)."""
     leaves = [root.descendant_for_byte_range(position, position)]

@@ -1,4 +1,8 @@
-"""`python -m quantize.summarizer {data,train,ship,all}`: the embedded summarizer's recipe."""
+"""`python -m quantize.summarizer {data,polyglot,train,ship,all}`: the embedded summarizer's recipe.
+
+`polyglot` collects the JavaScript, TypeScript, Java, Go and Rust pairs from Debian source packages
+into `WORK/polyglot` (see `quantize.summarizer.polyglot`); it needs the archive reachable, nothing else does.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from quantize.summarizer.debian_archive import DEFAULT_ARCHIVE, DEFAULT_SUITE
 from quantize.summarizer.training import TrainConfig
 
 DEFAULT_WORK = Path("build/summarizer")
@@ -24,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data", help="collect, clean, deduplicate and split the pairs")
     data.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    polyglot = commands.add_parser("polyglot", help="collect JavaScript, TypeScript, Java, Go and Rust pairs from Debian source packages")
+    polyglot.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    polyglot.add_argument("--per-group", type=int, default=60, help="packages sampled per group: go, rust, java, javascript (default 60)")
+    polyglot.add_argument("--archive", default=DEFAULT_ARCHIVE, help=f"Debian archive URL (default {DEFAULT_ARCHIVE})")
+    polyglot.add_argument("--suite", default=DEFAULT_SUITE, help=f"Debian suite (default {DEFAULT_SUITE})")
     train = commands.add_parser("train", help="train the encoder and cross-attention on the collected pairs")
     _add_train_options(train)
     ship = commands.add_parser("ship", help="put the trained delta and its model card into the package")
@@ -88,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: Path = args.work
     if args.command in ("data", "all"):
         run_data(work, args.seed)
+    if args.command == "polyglot":
+        from quantize.summarizer.polyglot import build_polyglot
+
+        manifest = build_polyglot(work / "polyglot", work / "polyglot-work", args.archive, args.suite, args.per_group, args.seed)
+        print(json.dumps({"pairs": manifest["pairs"], "packages": {k: len(v) for k, v in manifest["packages_per_split"].items()}}))
     if args.command in ("train", "all"):
         run_train(work, args.base, args.decoder, _train_config(args))
     if args.command in ("ship", "all"):

@@ -12,9 +12,10 @@ import json
 import platform
 import random
 import sysconfig
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from operator import attrgetter
 from pathlib import Path
 
 from quantize.summarizer.extract import Pair, normalized_code, pairs_from_source
@@ -100,17 +101,19 @@ def deduplicate(pairs: Iterable[Pair]) -> list[Pair]:
     return kept
 
 
-def split_by_module(pairs: list[Pair], seed: int, valid_fraction: float = 0.05, test_fraction: float = 0.05) -> dict[str, list[Pair]]:
-    """Shuffle the modules with `seed`; the first `test_fraction` of them go to test, the next to valid."""
-    modules = sorted({p.module for p in pairs})
-    random.Random(seed).shuffle(modules)
-    n_test = round(len(modules) * test_fraction)
-    n_valid = round(len(modules) * valid_fraction)
-    where = {m: "test" for m in modules[:n_test]}
-    where.update({m: "valid" for m in modules[n_test : n_test + n_valid]})
+def split_by_module(pairs: list[Pair], seed: int, valid_fraction: float = 0.05, test_fraction: float = 0.05,
+                    unit: Callable[[Pair], str] = attrgetter("module")) -> dict[str, list[Pair]]:
+    """Shuffle the modules (or other units: `unit` names a pair's) with `seed`; the first
+    `test_fraction` of them go to test, the next `valid_fraction` to valid, the rest to train."""
+    units = sorted({unit(p) for p in pairs})
+    random.Random(seed).shuffle(units)
+    n_test = round(len(units) * test_fraction)
+    n_valid = round(len(units) * valid_fraction)
+    where = {m: "test" for m in units[:n_test]}
+    where.update({m: "valid" for m in units[n_test : n_test + n_valid]})
     splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
     for pair in pairs:
-        splits[where.get(pair.module, "train")].append(pair)
+        splits[where.get(unit(pair), "train")].append(pair)
     return splits
 
 

@@ -35,6 +35,7 @@ class Pair:
     summary: str
     name: str
     module: str
+    language: str = "python"
 
 
 def first_sentence(docstring: str) -> str:
