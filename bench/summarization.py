@@ -1,9 +1,10 @@
 """Code summarization quality: smoothed BLEU-4 (CodeXGLUE definition) of summarizers and a baseline.
 
-Two test sets: the held-out split of the embedded summarizer's recipe (modules never seen in
-training; `build/summarizer/data/test.jsonl`, rebuilt by the recipe's data step if absent) and the
+Test sets: the held-out split of the embedded summarizer's recipe (modules never seen in
+training; `build/summarizer/data/test.jsonl`, rebuilt by the recipe's data step if absent), the
 head of the CodeXGLUE code-to-text Python test set (`../shared/eval/..._head130.jsonl`, read in
-place). The model sees each function's code without its docstring; CodeXGLUE's reference is its
+place), and the five-language split's held-out packages, one set per language
+(`build/summarizer/polyglot/test.jsonl`, collected by `python -m quantize.summarizer polyglot`). The model sees each function's code without its docstring; CodeXGLUE's reference is its
 `docstring_tokens` joined by spaces. The baseline turns the function name into a sentence
 (`get_user_name` -> "Get user name."). Several summary models run side by side (by default the
 embedded encoder-decoder summarizer and the default code model asked by its instruction prompt);
@@ -43,6 +44,8 @@ from .machine import machine_info
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARIZERS = ("default-summarizer", "default")
 HELD_OUT = ROOT / "build" / "summarizer" / "data"
+POLYGLOT = ROOT / "build" / "summarizer" / "polyglot"
+SETS = ("held-out", "codexglue", "polyglot")
 EVAL = ROOT.parent / "shared" / "eval"
 CODEXGLUE = EVAL / "codexglue_code2text_python_test_head130.jsonl"
 SAMPLE_REFERENCE = EVAL / "codexglue_code2text_sample5_reference.txt"
@@ -104,6 +107,21 @@ def codexglue_examples(path: Path) -> list[Example]:
             name = record["func_name"].rsplit(".", 1)[-1]
             examples.append(Example(code, " ".join(record["docstring_tokens"]), name))
     return examples
+
+
+def polyglot_examples(data_dir: Path, size: int | None) -> dict[str, list[Example]]:
+    """The five-language test split (packages kept out of training) by language, each a seeded
+    sample of `size`; {} when it was not collected (`python -m quantize.summarizer polyglot`)."""
+    from quantize.summarizer.data import read_jsonl
+
+    path = data_dir / "test.jsonl"
+    if not path.is_file():
+        print(f"bench: {path} is missing (python -m quantize.summarizer polyglot): no other languages scored", file=sys.stderr)
+        return {}
+    by_language: dict[str, list[Example]] = {}
+    for pair in read_jsonl(path):
+        by_language.setdefault(pair.language, []).append(Example(pair.code, pair.summary, pair.name))
+    return {language: sample(examples, size) for language, examples in sorted(by_language.items())}
 
 
 def held_out_examples(data_dir: Path) -> list[Example]:
@@ -225,10 +243,12 @@ def model_systems(summarizers: Sequence[str], cpu_threads: int) -> tuple[dict[st
 
 
 def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cpu_threads: int = 2,
-             limit: int | None = None, size: int | None = None) -> dict[str, Any]:
-    """Scores of the summary models `summarizers` (model specs) and the name baseline on both test
-    sets (the first `limit` examples, or a seeded sample of `size`), with the metric's sample
-    check. Models this installation lacks are left out (the baseline is always scored)."""
+             limit: int | None = None, size: int | None = None, polyglot_dir: Path = POLYGLOT,
+             sets: Sequence[str] = SETS) -> dict[str, Any]:
+    """Scores of the summary models `summarizers` (model specs) and the name baseline on the test
+    `sets` (the first `limit` examples, or a seeded sample of `size`; the five-language split is
+    one set per language), with the metric's sample check. Models this installation lacks are
+    left out (the baseline is always scored)."""
     sample_score = official_sample_score()
     print(f"bench: smoothed BLEU-4 on the CodeXGLUE evaluator sample: {sample_score!r}", file=sys.stderr, flush=True)
     if abs(sample_score - OFFICIAL_SAMPLE_SCORE) > 1e-9:
@@ -236,12 +256,16 @@ def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cp
 
     systems, models = model_systems(summarizers, cpu_threads)
     systems["baseline: function name"] = lambda e: name_sentence(e.name)
-    sets = {
-        "held-out modules (recipe test split)": sample(held_out_examples(held_out_dir)[:limit], size),
-        "CodeXGLUE code-to-text Python, first 130": sample(codexglue_examples(codexglue)[:limit], size),
-    }
+    chosen: dict[str, list[Example]] = {}
+    if "held-out" in sets:
+        chosen["held-out modules (recipe test split)"] = sample(held_out_examples(held_out_dir)[:limit], size)
+    if "codexglue" in sets:
+        chosen["CodeXGLUE code-to-text Python, first 130"] = sample(codexglue_examples(codexglue)[:limit], size)
+    if "polyglot" in sets:
+        for language, examples in polyglot_examples(polyglot_dir, size).items():
+            chosen[f"held-out packages, {language}"] = examples[:limit]
     rows = []
-    for set_name, examples in sets.items():
+    for set_name, examples in chosen.items():
         for system, summarize in systems.items():
             print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
             summarize(examples[0])  # warm: the rows time hovers on a loaded model
@@ -310,6 +334,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {', '.join(SUMMARIZERS)})")
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="the recipe's data directory (test.jsonl)")
     parser.add_argument("--codexglue", type=Path, default=CODEXGLUE, help="CodeXGLUE code-to-text jsonl")
+    parser.add_argument("--polyglot", type=Path, default=POLYGLOT, help="the five-language data directory (test.jsonl)")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"test sets to score, comma-separated (default {','.join(SETS)})")
     parser.add_argument("--limit", type=int, help="only the first N examples of each set")
     parser.add_argument("--sample", type=int, help="a seeded random sample of N examples of each larger set")
     parser.add_argument("--card", type=Path, help="also write the table into this model card's scores section")
@@ -317,7 +343,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run with parsed `add_arguments` options; print the table (and write it into the card)."""
-    result = evaluate(args.summarizer or SUMMARIZERS, args.held_out, args.codexglue, limit=args.limit, size=args.sample)
+    sets = [name.strip() for name in args.sets.split(",") if name.strip()]
+    unknown = sorted(set(sets) - set(SETS))
+    if unknown:
+        raise SystemExit(f"unknown test sets {unknown}: choose from {', '.join(SETS)}")
+    result = evaluate(args.summarizer or SUMMARIZERS, args.held_out, args.codexglue, limit=args.limit, size=args.sample,
+                      polyglot_dir=args.polyglot, sets=sets)
     text = table(result)
     print(text)
     if args.card:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.faithfulness import functions_without_docstrings, sample_functions
-from bench.summarization import Example, percentile, sample, table
+from bench.summarization import Example, percentile, polyglot_examples, sample, table
+from quantize.summarizer.data import write_jsonl
+from quantize.summarizer.extract import Pair
 
 
 def test_the_sample_is_seeded_and_keeps_the_order() -> None:
@@ -15,6 +17,16 @@ def test_the_sample_is_seeded_and_keeps_the_order() -> None:
     assert picked == sample(examples, 10) and len(picked) == 10
     assert [examples.index(e) for e in picked] == sorted(examples.index(e) for e in picked)
     assert sample(examples, None) == examples == sample(examples, 80)
+
+
+def test_the_five_language_split_is_one_seeded_set_per_language(tmp_path: Path) -> None:
+    pairs = [Pair(f"fn f{i}() {{}}", "Do it now.", f"f{i}", f"debian:p{i % 3}:x", ["go", "rust", "java"][i % 3]) for i in range(30)]
+    write_jsonl(tmp_path / "test.jsonl", pairs)
+    sets = polyglot_examples(tmp_path, 4)
+    assert list(sets) == ["go", "java", "rust"] and all(len(examples) == 4 for examples in sets.values())
+    assert {e.name for e in sets["go"]} <= {p.name for p in pairs if p.language == "go"}
+    assert sets == polyglot_examples(tmp_path, 4)
+    assert polyglot_examples(tmp_path / "missing", 4) == {}
 
 
 def test_percentiles_are_nearest_rank() -> None:
