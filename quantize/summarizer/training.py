@@ -63,6 +63,7 @@ class TrainConfig:
     end_token: str = END_TOKEN
     summary_prefix: str = SUMMARY_PREFIX  # forced after the start token (see SUMMARY_PREFIX)
     init_delta: str = ""  # continue from a trained delta instead of the no-op initialization
+    extra_data: str = ""  # another data directory whose train and valid pairs are added (the five-language set)
 
 
 def encode(tokenizer: Tokenizer, pair: Pair, config: TrainConfig) -> Example:
@@ -171,6 +172,12 @@ def _save_resume(path: Path, model: DecoderSeq2Seq, optimizer: torch.optim.Optim
     os.replace(tmp, path)
 
 
+def split_pairs(data_dir: Path, extra_data: str, split: str) -> list[Pair]:
+    """The pairs of one split of `data_dir`, then those of `extra_data`'s (when given)."""
+    pairs = read_jsonl(data_dir / f"{split}.jsonl")
+    return pairs + read_jsonl(Path(extra_data) / f"{split}.jsonl") if extra_data else pairs
+
+
 def train(base: Path, data_dir: Path, out_dir: Path, config: TrainConfig, log: callable = print) -> Path:
     """Train from the completion model `base` (a GGUF file or a transformers directory) on `data_dir`'s
     pairs; continue from `out_dir`'s resume checkpoint if there is one (a run with the same config)."""
@@ -193,8 +200,8 @@ def train(base: Path, data_dir: Path, out_dir: Path, config: TrainConfig, log: c
         model.load_state_dict(trained, strict=False)
     model.freeze_decoder()
     model.train()
-    train_examples = [encode(tokenizer, p, config) for p in read_jsonl(data_dir / "train.jsonl")]
-    valid_pairs = read_jsonl(data_dir / "valid.jsonl")
+    train_examples = [encode(tokenizer, p, config) for p in split_pairs(data_dir, config.extra_data, "train")]
+    valid_pairs = split_pairs(data_dir, config.extra_data, "valid")
     rng.shuffle(valid_pairs)
     loss_examples = [encode(tokenizer, p, config) for p in valid_pairs[: config.valid_loss_examples]]
     bleu_pairs = valid_pairs[config.valid_loss_examples : config.valid_loss_examples + config.valid_bleu_examples]

@@ -235,3 +235,16 @@ def test_the_collection_keeps_permissive_files_splits_by_package_and_resumes(arc
     again = build_polyglot(tmp_path / "again", work, archive.root.as_uri(), SUITE, per_group=5, seed=3)
     assert again["pairs"] == manifest["pairs"]
     assert json.loads((tmp_path / "again" / "manifest.json").read_text())["packages_per_split"] == splits
+
+
+def test_training_adds_the_extra_data_directorys_pairs(tmp_path):
+    from quantize.summarizer.data import write_jsonl
+    from quantize.summarizer.extract import Pair
+    from quantize.summarizer.training import split_pairs
+
+    python, other = tmp_path / "python", tmp_path / "other"
+    for directory, language in ((python, "python"), (other, "go")):
+        directory.mkdir()
+        write_jsonl(directory / "train.jsonl", [Pair("code", "Do the thing now.", f"f_{language}", "m", language)])
+    assert [p.language for p in split_pairs(python, "", "train")] == ["python"]
+    assert [p.language for p in split_pairs(python, str(other), "train")] == ["python", "go"]
