@@ -1,16 +1,17 @@
 """Summarization pairs in JavaScript, TypeScript, Java, Go and Rust, from Debian packages, split by package.
 
 Groups of `main` packages of one Debian suite, at most MAX_PACKAGE_BYTES each: Go's `golang-*-dev`
-and Rust's `librust-*-dev` (they install their sources), JavaScript's `node-*` (their installed
-`.js`/`.ts` files) and Java's `lib*-java` (the code from the upstream tarball of their source
-package; the binary package has only jars). Packages are taken in a seeded order until `per_group`
-of each group gave pairs (at most ATTEMPTS_PER_PACKAGE times as many tried: downloads the archive
-does not serve are recorded and passed over). A package counts only if its DEP-5 `copyright`
-gives `Files: *` an MIT, BSD or Apache licence, and each file must be covered by such a licence
-too; tests, examples, vendored and built files are left out. Pairs are deduplicated over all
-packages (the same normalized code, or the same name and summary) and split by package: no
-package has pairs in two splits. Downloads and each package's pairs are kept under `work`, so an
-interrupted run resumes.
+and Rust's `librust-*-dev` (they install their sources), JavaScript's `node-*` and Java's
+`lib*-java` (their code from the upstream tarball of their source package: the binary packages
+hold jars, or built and bundled JavaScript where TypeScript sources are rare). Packages are taken
+in a seeded order until `per_group` of each group gave pairs (at most ATTEMPTS_PER_PACKAGE times
+as many tried: downloads the archive does not serve are recorded and passed over). A package
+counts only if its DEP-5 `copyright` gives `Files: *` an MIT, BSD or Apache licence, and each file
+must be covered by such a licence too; tests, examples, vendored and built files are left out. A
+package gives at most MAX_PAIRS_PER_PACKAGE pairs (a seeded sample). Pairs are deduplicated over
+all packages (the same normalized code, or the same name and summary) and split by package, each
+group on its own: no package has pairs in two splits. Downloads and each package's pairs are kept
+under `work`, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from quantize.summarizer.doc_pairs import language_of, pairs_from_file
 from quantize.summarizer.extract import Pair
 
 GROUPS = ("go", "rust", "java", "javascript")  # javascript packages give JavaScript and TypeScript pairs
+UPSTREAM_GROUPS = ("java", "javascript")  # their code is read from the upstream tarball (jars; built or bundled files)
+MAX_PAIRS_PER_PACKAGE = 150  # a seeded sample of a larger package's pairs, so that a few large ones do not make a language
 MAX_PACKAGE_BYTES = 4 * 1024 * 1024
 MAX_FILE_BYTES = 300 * 1024
 ATTEMPTS_PER_PACKAGE = 4
@@ -53,7 +56,7 @@ _TEST_FILE_ENDINGS = ("_test.go", ".test.js", ".test.ts", ".spec.js", ".spec.ts"
 
 @dataclass(frozen=True)
 class Candidate:
-    """A package of one group: the binary package, and for Java the upstream tarball holding its code."""
+    """A package of one group: the binary package, and for Java and JavaScript the upstream tarball holding its code."""
 
     group: str
     package: BinaryPackage
@@ -87,13 +90,13 @@ def group_of(package: BinaryPackage) -> str | None:
 
 
 def candidates(packages: list[BinaryPackage], sources: dict[str, tuple[ArchiveFile, ...]]) -> dict[str, list[Candidate]]:
-    """The packages of each group small enough to fetch, sorted by name (Java ones need an upstream tarball)."""
+    """The packages of each group small enough to fetch, sorted by name (UPSTREAM_GROUPS' need an upstream tarball)."""
     found: dict[str, list[Candidate]] = {group: [] for group in GROUPS}
     for package in packages:
         group = group_of(package)
         if group is None or package.file.size > MAX_PACKAGE_BYTES:
             continue
-        if group == "java":
+        if group in UPSTREAM_GROUPS:
             orig = next((f for f in sources.get(package.source, ()) if ".orig.tar" in f.path), None)
             if orig is not None and orig.size <= MAX_PACKAGE_BYTES:
                 found[group].append(Candidate(group, package, orig))
@@ -155,6 +158,14 @@ def _group_of_language(language: str) -> str:
     return "javascript" if language == "typescript" else language
 
 
+def capped(pairs: list[Pair], seed: int, package: str) -> list[Pair]:
+    """At most MAX_PAIRS_PER_PACKAGE of one package's pairs (a seeded sample, in their order)."""
+    if len(pairs) <= MAX_PAIRS_PER_PACKAGE:
+        return pairs
+    keep = sorted(random.Random(f"{seed}:{package}").sample(range(len(pairs)), MAX_PAIRS_PER_PACKAGE))
+    return [pairs[i] for i in keep]
+
+
 def package_of(pair: Pair) -> str:
     """The package a pair came from (`debian:NAME:path` -> NAME)."""
     return pair.module.split(":", 2)[1]
@@ -189,7 +200,7 @@ def collect(archive: str, found: dict[str, list[Candidate]], per_group: int, see
                 reports.append({"name": candidate.package.name, "version": candidate.package.version, "group": group, "error": str(exc)})
                 continue
             reports.append(asdict(report))
-            pairs.extend(found_pairs)
+            pairs.extend(capped(found_pairs, seed, candidate.package.name))
             gave += bool(found_pairs)
         log(f"polyglot: {group}: {gave} packages gave pairs")
     return reports, pairs

@@ -16,7 +16,8 @@ import pytest
 from quantize.summarizer.data import read_jsonl
 from quantize.summarizer.debian_archive import Stanza, copyright_stanzas, file_licence, is_permissive, paragraphs, spdx_licence
 from quantize.summarizer.doc_pairs import language_of, pairs_from_file, summary_of
-from quantize.summarizer.polyglot import build_polyglot, package_of
+from quantize.summarizer.extract import Pair
+from quantize.summarizer.polyglot import MAX_PAIRS_PER_PACKAGE, build_polyglot, capped, package_of
 
 SUITE = "test"
 GO = '''package calc
@@ -203,8 +204,9 @@ def archive(tmp_path) -> Archive:
             f"usr/share/gocode/src/example.org/calc{i}/calc_test.go": GO.replace("Sum", f"Test{i}"),
         }, DEP5_GPL if i == 3 else DEP5_MIT)
     made.binary_package("librust-parse-dev", "rust", {"usr/share/cargo/registry/parse-1.0/src/lib.rs": RUST}, DEP5_MIT)
-    made.binary_package("node-paths", "javascript", {"usr/share/nodejs/paths/index.js": JS, "usr/share/nodejs/paths/time.ts": TS,
-                                                     "usr/share/nodejs/paths/index.d.ts": "/** Splits. */\nexport function segments(p: string): string[];\n"}, DEP5_MIT)
+    made.binary_package("node-paths", "javascript", {"usr/share/nodejs/paths/index.js": JS.replace("segments", "bundled")}, DEP5_MIT, source="paths")
+    made.source_package("paths", {"index.js": JS, "src/time.ts": TS, "dist/index.js": JS.replace("segments", "built"),
+                                  "index.d.ts": "/** Splits a path. */\nexport function segments(p: string): string[];\n"})
     made.binary_package("libpool-java", "java", {"usr/share/java/pool.jar": "not code"}, DEP5_MIT, source="pool")
     made.source_package("pool", {"src/main/java/a/Pool.java": JAVA, "src/test/java/a/PoolTest.java": JAVA.replace("borrow", "check")})
     made.binary_package("libmissing-java", "java", {}, DEP5_MIT, source="missing")  # its upstream tarball is not in the index
@@ -239,7 +241,6 @@ def test_the_collection_keeps_permissive_files_splits_by_package_and_resumes(arc
 
 def test_training_adds_the_extra_data_directorys_pairs(tmp_path):
     from quantize.summarizer.data import write_jsonl
-    from quantize.summarizer.extract import Pair
     from quantize.summarizer.training import split_pairs
 
     python, other = tmp_path / "python", tmp_path / "other"
@@ -248,3 +249,11 @@ def test_training_adds_the_extra_data_directorys_pairs(tmp_path):
         write_jsonl(directory / "train.jsonl", [Pair("code", "Do the thing now.", f"f_{language}", "m", language)])
     assert [p.language for p in split_pairs(python, "", "train")] == ["python"]
     assert [p.language for p in split_pairs(python, str(other), "train")] == ["python", "go"]
+
+
+def test_a_large_package_gives_a_seeded_sample_of_its_pairs():
+    pairs = [Pair(f"code {i}", "Do the thing.", f"f{i}", "debian:big:x.go", "go") for i in range(MAX_PAIRS_PER_PACKAGE + 50)]
+    kept = capped(pairs, 1, "big")
+    assert len(kept) == MAX_PAIRS_PER_PACKAGE and kept == capped(pairs, 1, "big") != capped(pairs, 2, "big")
+    assert [pairs.index(p) for p in kept] == sorted(pairs.index(p) for p in kept)
+    assert capped(pairs[:3], 1, "big") == pairs[:3]
