@@ -2,16 +2,16 @@
 
 Groups of `main` packages of one Debian suite, at most MAX_PACKAGE_BYTES each: Go's `golang-*-dev`
 and Rust's `librust-*-dev` (they install their sources), JavaScript's `node-*` and Java's
-`lib*-java` (their code from the upstream tarball of their source package: the binary packages
-hold jars, or built and bundled JavaScript where TypeScript sources are rare). Packages are taken
-in a seeded order until `per_group` of each group gave pairs (at most ATTEMPTS_PER_PACKAGE times
-as many tried: downloads the archive does not serve are recorded and passed over). A package
-counts only if its DEP-5 `copyright` gives `Files: *` an MIT, BSD or Apache licence, and each file
-must be covered by such a licence too; tests, examples, vendored and built files are left out. A
-package gives at most MAX_PAIRS_PER_PACKAGE pairs (a seeded sample). Pairs are deduplicated over
-all packages (the same normalized code, or the same name and summary) and split by package, each
-group on its own: no package has pairs in two splits. Downloads and each package's pairs are kept
-under `work`, so an interrupted run resumes.
+`lib*-java` (their code from the upstream tarball of their source package: the binary packages hold
+jars, or built and bundled JavaScript where TypeScript sources are rare). Packages are taken in a
+seeded order until `per_group` of each group gave pairs (at most ATTEMPTS_PER_PACKAGE times as many
+tried: downloads the archive does not serve are recorded and passed over). A package counts only if
+its DEP-5 `copyright` gives `Files: *` an MIT, BSD or Apache licence, and each file must be covered
+by such a licence too; tests, examples, vendored and built files are left out. A package gives at
+most MAX_PAIRS_PER_PACKAGE pairs (a seeded sample). Pairs are deduplicated over all packages (the
+same normalized code, or the same name and summary) and split by package, the packages of each main
+language on their own: no package has pairs in two splits. Downloads and each package's pairs are
+kept under `work`, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ UPSTREAM_GROUPS = ("java", "javascript")  # their code is read from the upstream
 MAX_PAIRS_PER_PACKAGE = 150  # a seeded sample of a larger package's pairs, so that a few large ones do not make a language
 MAX_PACKAGE_BYTES = 4 * 1024 * 1024
 MAX_FILE_BYTES = 300 * 1024
-ATTEMPTS_PER_PACKAGE = 4
+ATTEMPTS_PER_PACKAGE = 8
 TEST_FRACTION = 0.15
 VALID_FRACTION = 0.05
 _EXCLUDED_DIRS = frozenset({"test", "tests", "testdata", "testing", "__tests__", "__mocks__", "spec", "specs", "vendor",
@@ -154,8 +154,12 @@ def _source_texts(members: Iterator) -> Iterator[tuple[str, str]]:
                 continue
 
 
-def _group_of_language(language: str) -> str:
-    return "javascript" if language == "typescript" else language
+def main_languages(pairs: list[Pair]) -> dict[str, str]:
+    """Each package's language with the most pairs (a JavaScript package may have TypeScript ones)."""
+    counts: dict[str, Counter[str]] = {}
+    for pair in pairs:
+        counts.setdefault(package_of(pair), Counter())[pair.language] += 1
+    return {package: count.most_common(1)[0][0] for package, count in counts.items()}
 
 
 def capped(pairs: list[Pair], seed: int, package: str) -> list[Pair]:
@@ -213,9 +217,10 @@ def build_polyglot(out_dir: Path, work: Path, archive: str, suite: str, per_grou
     reports, raw = collect(archive, found, per_group, seed, work)
     unique = deduplicate(raw)
     splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
-    for group in GROUPS:  # each group split on its own, so that every language has test packages
-        of_group = [p for p in unique if _group_of_language(p.language) == group]
-        for name, part in split_by_module(of_group, seed, VALID_FRACTION, TEST_FRACTION, unit=package_of).items():
+    dominant = main_languages(unique)
+    for language in sorted(set(dominant.values())):  # each language split on its own, so that each has test packages
+        of_language = [p for p in unique if dominant[package_of(p)] == language]
+        for name, part in split_by_module(of_language, seed, VALID_FRACTION, TEST_FRACTION, unit=package_of).items():
             splits[name].extend(part)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:

@@ -17,7 +17,7 @@ from quantize.summarizer.data import read_jsonl
 from quantize.summarizer.debian_archive import Stanza, copyright_stanzas, file_licence, is_permissive, paragraphs, spdx_licence
 from quantize.summarizer.doc_pairs import language_of, pairs_from_file, summary_of
 from quantize.summarizer.extract import Pair
-from quantize.summarizer.polyglot import MAX_PAIRS_PER_PACKAGE, build_polyglot, capped, package_of
+from quantize.summarizer.polyglot import MAX_PAIRS_PER_PACKAGE, build_polyglot, capped, main_languages, package_of
 
 SUITE = "test"
 GO = '''package calc
@@ -257,3 +257,11 @@ def test_a_large_package_gives_a_seeded_sample_of_its_pairs():
     assert len(kept) == MAX_PAIRS_PER_PACKAGE and kept == capped(pairs, 1, "big") != capped(pairs, 2, "big")
     assert [pairs.index(p) for p in kept] == sorted(pairs.index(p) for p in kept)
     assert capped(pairs[:3], 1, "big") == pairs[:3]
+
+
+def test_a_package_is_split_with_the_language_most_of_its_pairs_are_in():
+    def pair(package: str, language: str) -> Pair:
+        return Pair("code", "Do the thing.", "f", f"debian:{package}:x", language)
+
+    pairs = [pair("a", "javascript"), pair("a", "typescript"), pair("a", "typescript"), pair("b", "go")]
+    assert main_languages(pairs) == {"a": "typescript", "b": "go"}
