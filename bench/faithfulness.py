@@ -8,7 +8,9 @@ by hand (`verdict`, `note` and optionally `other_verdicts` per function; `judged
 judged) and `markdown(audit)`
 is its RESULTS.md section (bench/results/faithfulness.json).
 
-`python -m bench.faithfulness --out audit.json [--summarizer default] [--summarizer default-summarizer]`
+`python -m bench.faithfulness --out audit.json [--summarizer default] [--summarizer default-summarizer]`;
+with `--polyglot build/summarizer/polyglot`, `--per-language` functions of each of JavaScript,
+TypeScript, Java, Go and Rust are drawn from the five-language split's test packages instead.
 """
 
 from __future__ import annotations
@@ -65,10 +67,40 @@ def functions_without_docstrings(root: Path) -> list[Function]:
     return sorted(found, key=lambda f: (f.module, f.line))
 
 
+def undocumented_functions_of_packages(data_dir: Path) -> dict[str, list[Function]]:
+    """By language, every function or method of MIN_LINES..MAX_LINES lines without a doc comment in
+    the five-language split's test packages (`data_dir/manifest.json`), in package and path order."""
+    from inference.summary.summaries import code_to_summarize
+    from inference.syntax import functions_in
+    from quantize.summarizer.doc_pairs import language_of
+    from quantize.summarizer.polyglot import package_texts
+
+    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+    work = data_dir.parent / f"{data_dir.name}-work"
+    found: dict[str, list[Function]] = {}
+    for package, path, text in package_texts(manifest["archive"], manifest["suite"], work, set(manifest["packages_per_split"]["test"])):
+        language = language_of(path)
+        assert language is not None
+        for info in functions_in(text, language):
+            if info.docstring is None and info.name and MIN_LINES <= info.end_line - info.start_line + 1 <= MAX_LINES:
+                family = "typescript" if language == "tsx" else language
+                found.setdefault(family, []).append(Function(f"{package}:{path}", info.name, info.start_line + 1, code_to_summarize(info)))
+    return found
+
+
 def sample_functions(root: Path = ROOT, count: int = COUNT, seed: int = SEED) -> list[Function]:
     """`count` functions drawn by `seed` from `functions_without_docstrings(root)`, in path order."""
-    candidates = functions_without_docstrings(root)
-    keep = sorted(random.Random(seed).sample(range(len(candidates)), count))
+    return _drawn(functions_without_docstrings(root), count, seed)
+
+
+def sample_functions_by_language(data_dir: Path, per_language: int, seed: int = SEED) -> list[Function]:
+    """`per_language` functions of each language drawn by `seed` from `undocumented_functions_of_packages`."""
+    found = undocumented_functions_of_packages(data_dir)
+    return [f for language in sorted(found) for f in _drawn(found[language], per_language, seed)]
+
+
+def _drawn(candidates: list[Function], count: int, seed: int) -> list[Function]:
+    keep = sorted(random.Random(seed).sample(range(len(candidates)), min(count, len(candidates))))
     return [candidates[i] for i in keep]
 
 
@@ -112,14 +144,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=COUNT)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--summarizer", action="append", help="a summary model, repeatable (default: default)")
+    parser.add_argument("--polyglot", type=Path, help="draw --per-language functions of each language from this "
+                        "five-language data directory's test packages instead of --root")
+    parser.add_argument("--per-language", type=int, default=6)
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     args = parser.parse_args(argv)
     from inference import CodeModel
 
-    functions = sample_functions(args.root, args.count, args.seed)
+    if args.polyglot:
+        functions = sample_functions_by_language(args.polyglot, args.per_language, args.seed)
+    else:
+        functions = sample_functions(args.root, args.count, args.seed)
     models = {spec: CodeModel(spec, cpu_threads=2) for spec in args.summarizer or ["default"]}
     records = [{**asdict(f), "summaries": {spec: hover_text(m, f.code) for spec, m in models.items()}} for f in functions]
-    args.out.write_text(json.dumps({"root": str(args.root), "seed": args.seed, "functions": records}, indent=1) + "\n", encoding="utf-8")
+    root = f"{args.polyglot} (test packages)" if args.polyglot else str(args.root)
+    args.out.write_text(json.dumps({"root": root, "seed": args.seed, "functions": records}, indent=1) + "\n", encoding="utf-8")
     for record in records:
         print(f"{record['module']}.{record['name']}:{record['line']}: {record['summaries']}")
     return 0

@@ -118,8 +118,9 @@ def kept_path(path: str) -> bool:
             and not parts[-1].startswith("test_") and not parts[-1].endswith(_TEST_FILE_ENDINGS))
 
 
-def package_pairs(archive: str, candidate: Candidate, cache: Path) -> tuple[PackageReport, list[Pair]]:
-    """The pairs of one package (none when its licence does not qualify), downloading what is missing."""
+def licensed_texts(archive: str, candidate: Candidate, cache: Path) -> tuple[str | None, Iterator[tuple[str, str, bool]]]:
+    """(the licence of the package's `Files: *`, its kept source files as (path, text, whether their
+    licence qualifies)); no files when the package's licence does not qualify. Downloads what is missing."""
     package = candidate.package
     deb = download(archive, package.file, cache)
     copyright_path = f"usr/share/doc/{package.name}/copyright"
@@ -127,15 +128,22 @@ def package_pairs(archive: str, candidate: Candidate, cache: Path) -> tuple[Pack
                   for path, tar, member in deb_members(deb) if path == copyright_path), [])
     licence = file_licence("*", found) if found else None
     if not is_permissive(licence):
-        return PackageReport(package.name, package.version, candidate.group, licence, 0, 0, 0), []
+        return licence, iter(())
     if candidate.code_tarball is not None:
         members = tarball_members(download(archive, candidate.code_tarball, cache))
     else:
         members = deb_members(deb)
+    return licence, ((path, text, is_permissive(file_licence(path, found))) for path, text in _source_texts(members))
+
+
+def package_pairs(archive: str, candidate: Candidate, cache: Path) -> tuple[PackageReport, list[Pair]]:
+    """The pairs of one package (none when its licence does not qualify)."""
+    package = candidate.package
+    licence, texts = licensed_texts(archive, candidate, cache)
     pairs: list[Pair] = []
     used = other = 0
-    for path, text in _source_texts(members):
-        if not is_permissive(file_licence(path, found)):
+    for path, text, permissive in texts:
+        if not permissive:
             other += 1
             continue
         used += 1
@@ -168,6 +176,17 @@ def capped(pairs: list[Pair], seed: int, package: str) -> list[Pair]:
         return pairs
     keep = sorted(random.Random(f"{seed}:{package}").sample(range(len(pairs)), MAX_PAIRS_PER_PACKAGE))
     return [pairs[i] for i in keep]
+
+
+def package_texts(archive: str, suite: str, work: Path, names: set[str]) -> Iterator[tuple[str, str, str]]:
+    """(package, path, text) of the kept source files of the packages `names` whose licence qualifies
+    (from what `work` keeps)."""
+    cache = work / "downloads"
+    found = candidates(read_packages(archive, suite, cache), read_sources(archive, suite, cache))
+    for candidate in sorted((c for group in found.values() for c in group if c.package.name in names), key=lambda c: c.package.name):
+        for path, text, permissive in licensed_texts(archive, candidate, cache)[1]:
+            if permissive:
+                yield candidate.package.name, path, text
 
 
 def package_of(pair: Pair) -> str:

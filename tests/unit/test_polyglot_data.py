@@ -37,7 +37,8 @@ func Sum(xs []int) int {
 var x = 1
 
 func helper(a int) int {
-\treturn a
+\tb := a + 1
+\treturn b
 }
 '''
 RUST = '''/// Parses a [`Config`] from the given text, see [the docs](https://example.org).
@@ -265,3 +266,17 @@ def test_a_package_is_split_with_the_language_most_of_its_pairs_are_in():
 
     pairs = [pair("a", "javascript"), pair("a", "typescript"), pair("a", "typescript"), pair("b", "go")]
     assert main_languages(pairs) == {"a": "typescript", "b": "go"}
+
+
+def test_the_audit_draws_undocumented_functions_from_the_test_packages(archive, tmp_path):
+    from bench.faithfulness import undocumented_functions_of_packages
+
+    data = tmp_path / "polyglot"
+    build_polyglot(data, tmp_path / "polyglot-work", archive.root.as_uri(), SUITE, per_group=5, seed=3)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["packages_per_split"]["test"] = ["golang-example-calc1-dev", "golang-example-calc3-dev"]  # GPL: never read
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    found = undocumented_functions_of_packages(data)
+    assert [(f.module, f.name, f.line) for f in found["go"]] == [
+        ("golang-example-calc1-dev:usr/share/gocode/src/example.org/calc1/calc.go", "helper", 17)]
+    assert found["go"][0].code.startswith("func helper(a int) int {") and list(found) == ["go"]
