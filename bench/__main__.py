@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     humaneval.add_argument("--output", default="humaneval", help="results file name in bench/results (default humaneval)")
 
     repo = sub.add_parser("repo", help="repository-level check: lines that need a name from another open file")
-    repo.add_argument("--split", choices=("dev", "held-out"), default="held-out")
+    repo.add_argument("--split", choices=("dev", "held-out", "npm"), default="held-out",
+                      help="Python packages (dev, held-out) or the JavaScript/TypeScript ones fetched into build/npm")
     repo.add_argument("--per-package", type=int, default=20, help="tasks per package (seeded sample)")
     repo.add_argument("--seed", type=int, default=13)
     repo.add_argument("--kind", choices=("needs-other", "control"), default="needs-other",

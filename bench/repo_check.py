@@ -44,6 +44,9 @@ from inference.completion.options import CompletionOptions
 from inference.completion.other_files import OtherFile
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
 
+from inference.syntax.languages import language_for
+
+from . import repo_js
 from .metrics import edit_similarity, exact_match, normalize_line
 from .stats import mcnemar_exact, mean, wilson_interval
 
@@ -121,6 +124,11 @@ def outline(text: str) -> tuple[dict[str, int], frozenset[str]]:
 def definitions(text: str) -> frozenset[str]:
     """Names of the functions and classes a module defines at its top level."""
     return frozenset(outline(text)[0])
+
+
+def _definitions(path: str, text: str) -> frozenset[str]:
+    """Names of the functions and classes a Python, JavaScript or TypeScript module defines at its top level."""
+    return definitions(text) if path.endswith(".py") else repo_js.definitions(text)
 
 
 def _lines(text: str) -> Iterable[tuple[int, int, str]]:
@@ -228,17 +236,27 @@ def control_tasks(package: str, sources: dict[str, str], per_package: int, rng: 
     return candidates[:per_package]
 
 
-def load_tasks(packages: Iterable[str], per_package: int, seed: int,
-               kind: str = "needs-other") -> tuple[list[Task], dict[str, dict[str, str]]]:
-    """Tasks of the given kind of the installed `packages`, and their sources."""
-    build = control_tasks if kind == "control" else package_tasks
+def npm_tasks(package: str, sources: dict[str, str], per_package: int, rng: random.Random, kind: str) -> list[Task]:
+    """At most `per_package` tasks of `kind` of a JavaScript or TypeScript package, sampled with `rng`."""
+    found = [Task(package, *candidate, kind=kind) for candidate in repo_js.candidates(sources, kind)]
+    rng.shuffle(found)
+    return found[:per_package]
+
+
+def load_tasks(packages: Iterable[str], per_package: int, seed: int, kind: str = "needs-other",
+               npm: bool = False) -> tuple[list[Task], dict[str, dict[str, str]]]:
+    """Tasks of the given kind of the installed `packages` (`npm`: the fetched npm packages), and their sources."""
     tasks, sources = [], {}
     for package in packages:
-        root = package_root(package)
+        root = repo_js.package_root(package) if npm else package_root(package)
         if root is None:
             continue
-        sources[package] = modules(root)
-        tasks += build(package, sources[package], per_package, random.Random(f"{seed}:{package}"))
+        sources[package] = repo_js.modules(root) if npm else modules(root)
+        rng = random.Random(f"{seed}:{package}")
+        if npm:
+            tasks += npm_tasks(package, sources[package], per_package, rng, kind)
+        else:
+            tasks += (control_tasks if kind == "control" else package_tasks)(package, sources[package], per_package, rng)
     return tasks, sources
 
 
@@ -257,7 +275,7 @@ def open_files(task: Task, sources: dict[str, str], seed: int, related: bool = T
     opens DISTRACTORS + 1 other modules, any."""
     rng = random.Random(f"{seed}:{task.package}:{task.module}:{task.line}")
     others = sorted(p for p in sources if p not in (task.module, task.defined_in)
-                    and (related or task.needed not in definitions(sources[p])))
+                    and (related or task.needed not in _definitions(p, sources[p])))
     with_definer = related and task.kind == "needs-other"
     picked = rng.sample(others, min(DISTRACTORS + (not with_definer), len(others)))
     picked = [task.defined_in, *picked] if with_definer else picked
@@ -270,8 +288,8 @@ def attempt(pipeline: CompletionPipeline, worker: DirectWorker, task: Task, sour
     """One completion of the task's line."""
     text, line, character = document(task, sources[task.module])
     others = open_files(task, sources, seed, related=variant == "with-files") if variant != "alone" else ()
-    request = CompletionRequest(f"file:///{task.package}/{task.module}", text, line, character, "python", options,
-                                other_files=others)
+    request = CompletionRequest(f"file:///{task.package}/{task.module}", text, line, character,
+                                language_for(None, task.module), options, other_files=others)
     start = time.perf_counter()
     suggestion = asyncio.run(pipeline.suggest(request, worker))
     latency = (time.perf_counter() - start) * 1000
@@ -298,8 +316,8 @@ def summarize(attempts: list[Attempt]) -> dict[str, object]:
 def run(model, split: str, per_package: int, seed: int, options: CompletionOptions,
         limit: int | None = None, variants: tuple[str, ...] = VARIANTS, kind: str = "needs-other") -> dict[str, object]:
     """The variants on the split's tasks of `kind`, paired, interleaved task by task."""
-    packages = DEV_PACKAGES if split == "dev" else HELD_OUT_PACKAGES
-    tasks, sources = load_tasks(packages, per_package, seed, kind)
+    packages = {"dev": DEV_PACKAGES, "held-out": HELD_OUT_PACKAGES, "npm": repo_js.NPM_PACKAGES}[split]
+    tasks, sources = load_tasks(packages, per_package, seed, kind, npm=split == "npm")
     tasks = tasks[:limit] if limit else tasks
     worker = DirectWorker(model)
     by_variant: dict[str, list[Attempt]] = {v: [] for v in variants}

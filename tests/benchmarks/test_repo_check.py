@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import repo_js
 from bench.repo_check import document, load_tasks, modules, open_files, package_bindings, package_tasks
 
 SOURCES = {
@@ -107,3 +108,79 @@ def test_control_tasks_open_as_many_other_modules(control_package: Path) -> None
     assert len(opened) == 3 and "file:///ctlpkg/tally.py" not in opened
     unrelated = {f.uri for f in open_files(task, sources, 13, related=False)}
     assert unrelated == {"file:///ctlpkg/__init__.py", "file:///ctlpkg/helpers.py", "file:///ctlpkg/other.py"}
+
+
+NPM_FILES = {
+    "package.json": "{}\n",
+    "lib/util.js": "'use strict'\nfunction isStream (obj) {\n  return obj && typeof obj.pipe === 'function'\n}\n"
+                   "function destroy (obj) {}\nclass Queue {}\nmodule.exports = { isStream, destroy, Queue }\n",
+    "lib/client.js": (
+        "'use strict'\n"
+        "const util = require('./util')\n"
+        "const {\n  Queue\n} = require('./util')\n"
+        "const net = require('net')\n\n"
+        "function connect (socket) {\n"
+        "  // util.destroy(socket) in a comment: no task\n"
+        "  if (util.isStream(socket)) {\n"
+        "    return new Queue()\n"
+        "  }\n"
+        "  const again = util.isStream(socket)\n"
+        "  return connect(net.createConnection(socket))\n"
+        "}\n"
+        "const retry = connect(null)\n"
+        "module.exports = connect\n"
+    ),
+    "src/b.ts": "export function makeCode(x: string): string {\n  return x\n}\nexport class Emitter {}\n",
+    "src/a.ts": (
+        'import {\n  makeCode,\n} from "./b.js"\n'
+        'import * as b from "./b"\n\n'
+        "export function run(): string {\n"
+        '  const log = "b.Emitter in a string: no task"\n'
+        '  return makeCode("x")\n'
+        "}\n"
+    ),
+    "dist/bundle.js": "function isStream() {}\n",
+    "lib/util.d.ts": "export declare function isStream(obj: unknown): boolean\n",
+    "test/client.test.js": "const util = require('../lib/util')\n",
+}
+
+
+@pytest.fixture
+def npm_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, text in NPM_FILES.items():
+        (tmp_path / "pkg" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pkg" / name).write_text(text)
+    monkeypatch.setattr(repo_js, "NPM_ROOT", tmp_path)
+    return repo_js.modules(tmp_path / "pkg")
+
+
+def _line(path: str, fragment: str) -> int:
+    return next(n for n, line in enumerate(NPM_FILES[path].splitlines()) if fragment in line)
+
+
+def test_js_imports_bind_sibling_modules_and_their_names(npm_package: dict[str, str]) -> None:
+    assert sorted(npm_package) == ["lib/client.js", "lib/util.js", "src/a.ts", "src/b.ts"]
+    client = repo_js.imports("lib/client.js", npm_package["lib/client.js"], npm_package)
+    assert client.modules == {"util": "lib/util.js"}
+    assert client.names == {"util": "lib/util.js", "Queue": "lib/util.js"}
+    assert client.bound == {"util", "Queue", "net"} and client.lines == {1, 2, 3, 4, 5}
+    typescript = repo_js.imports("src/a.ts", npm_package["src/a.ts"], npm_package)
+    assert typescript.modules == {"b": "src/b.ts"} and typescript.names == {"makeCode": "src/b.ts"}
+
+
+def test_js_tasks_of_both_kinds(npm_package: dict[str, str]) -> None:
+    tasks, sources = load_tasks(["pkg", "absent"], 10, 13, npm=True)
+    assert sources == {"pkg": npm_package}
+    assert sorted((t.module, t.line, t.target[:t.typed], t.needed, t.defined_in) for t in tasks) == [
+        ("lib/client.js", _line("lib/client.js", "if (util"), "if (util.", "isStream", "lib/util.js"),
+        ("lib/client.js", _line("lib/client.js", "new Queue"), "return new ", "Queue", "lib/util.js"),
+        ("src/a.ts", _line("src/a.ts", "return makeCode"), "return ", "makeCode", "src/b.ts"),
+    ]  # not in comments or strings, nor where the text above already uses the name
+    control = load_tasks(["pkg"], 10, 13, kind="control", npm=True)[0]
+    assert sorted((t.module, t.line, t.needed, t.defined_in) for t in control) == [
+        ("lib/client.js", _line("lib/client.js", "const retry"), "connect", "lib/client.js"),  # not the line using `net`
+        ("lib/client.js", _line("lib/client.js", "module.exports"), "connect", "lib/client.js"),
+        ("lib/util.js", _line("lib/util.js", "module.exports"), "isStream", "lib/util.js")]
+    task = next(t for t in tasks if t.needed == "makeCode")
+    unrelated = {f.uri for f in open_files(task, sources["pkg"], 13, related=False)}
+    assert unrelated == {"file:///pkg/lib/client.js", "file:///pkg/lib/util.js"}  # b.ts defines makeCode
