@@ -18,7 +18,8 @@ A task of the *control* kind (``--kind control``) is a line that needs nothing f
 it uses a function or class its own module defines above it, and no name any import of the module
 binds; typed up to that name, as above. Its ``with-files`` opens three other modules of the package
 (seeded), ``unrelated-files`` three that do not define the name: what opening other files costs a
-line that does not need them.
+line that does not need them. The ``npm`` split has both kinds in JavaScript and TypeScript packages
+(`bench.repo_js`).
 
 Scores per variant: *name hit* (the completion starts with the needed name), exact match of the
 rest of the line (whitespace-normalized), edit similarity; McNemar's exact test on the paired name hits.
