@@ -160,16 +160,16 @@ def run_repo(args: argparse.Namespace) -> None:
     machine = machine_info()
     with LoadSampler() as load:
         result = repo_check.run(model, args.split, args.per_package, args.seed, options, args.limit,
-                                tuple(v.strip() for v in args.variants.split(",") if v.strip()))
+                                tuple(v.strip() for v in args.variants.split(",") if v.strip()), args.kind)
     result.update(command=_command(), machine=machine, load=load.summary(), model=args.model)
     for variant, summary in result["variants"].items():
-        print(f"bench: repo {args.split} {variant:10} name hit {100 * summary['name_hit']:.1f}% "
+        print(f"bench: repo {args.split} {args.kind} {variant:10} name hit {100 * summary['name_hit']:.1f}% "
               f"EM {100 * summary['exact']:.1f}% ES {100 * summary['similarity']:.1f} "
               f"p50 {summary['latency_ms_median']:.0f} ms (n={summary['tasks']})", file=sys.stderr)
     for variant, versus in result["name_hits_versus_alone"].items():
         print(f"bench: {variant} vs alone: name hit only alone {versus['only_alone']}, only {variant} "
               f"{versus['only_this']}, McNemar p {versus['mcnemar_p']:.4f}", file=sys.stderr)
-    _save(args.results, args.output or f"repo-{args.split}", result)
+    _save(args.results, args.output or f"repo-{args.split}" + ("-control" if args.kind == "control" else ""), result)
 
 
 def run_peers(args: argparse.Namespace) -> None:
@@ -299,13 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     humaneval.add_argument("--output", default="humaneval", help="results file name in bench/results (default humaneval)")
 
     repo = sub.add_parser("repo", help="repository-level check: lines that need a name from another open file")
-    repo.add_argument("--split", choices=("dev", "held-out"), default="held-out")
+    repo.add_argument("--split", choices=("dev", "held-out", "npm"), default="held-out",
+                      help="Python packages (dev, held-out) or the JavaScript/TypeScript ones fetched into build/npm")
     repo.add_argument("--per-package", type=int, default=20, help="tasks per package (seeded sample)")
     repo.add_argument("--seed", type=int, default=13)
+    repo.add_argument("--kind", choices=("needs-other", "control"), default="needs-other",
+                      help="lines that need a name from another module, or (control) lines that need none")
     repo.add_argument("--limit", type=int, help="only the first N tasks")
     repo.add_argument("--variants", default="alone,with-files,unrelated-files",
                       help="comma-separated: alone, with-files, unrelated-files")
-    repo.add_argument("--output", help="results file name in bench/results (default repo-SPLIT)")
+    repo.add_argument("--output", help="results file name in bench/results (default repo-SPLIT, repo-SPLIT-control)")
     peers = sub.add_parser("peers", help="CTranslate2 vs llama.cpp vs transformers float32, same model and prompts")
     peers.add_argument("--threads", type=int, default=2, help="threads for every runner (default 2)")
     peers.add_argument("--lengths", default="128,512,1024,2048", help="prompt lengths in tokens")

@@ -14,6 +14,13 @@ has typed `module.` and waits for the member). Variants, each through the server
 - ``unrelated-files``: three other modules of the package that do not define the name are open (the
   control: what other files cost when they hold nothing the line needs).
 
+A task of the *control* kind (``--kind control``) is a line that needs nothing from another module:
+it uses a function or class its own module defines above it, and no name any import of the module
+binds; typed up to that name, as above. Its ``with-files`` opens three other modules of the package
+(seeded), ``unrelated-files`` three that do not define the name: what opening other files costs a
+line that does not need them. The ``npm`` split has both kinds in JavaScript and TypeScript packages
+(`bench.repo_js`).
+
 Scores per variant: *name hit* (the completion starts with the needed name), exact match of the
 rest of the line (whitespace-normalized), edit similarity; McNemar's exact test on the paired name hits.
 """
@@ -24,10 +31,12 @@ import ast
 import asyncio
 import functools
 import importlib.util
+import io
 import random
 import re
 import sys
 import time
+import tokenize
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,6 +45,9 @@ from inference.completion.options import CompletionOptions
 from inference.completion.other_files import OtherFile
 from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
 
+from inference.syntax.languages import language_for
+
+from . import repo_js
 from .metrics import edit_similarity, exact_match, normalize_line
 from .stats import mcnemar_exact, mean, wilson_interval
 
@@ -43,11 +55,13 @@ DEV_PACKAGES = ("asyncio", "email", "jinja2")
 HELD_OUT_PACKAGES = ("multiprocessing", "importlib", "logging", "http", "xml", "unittest", "concurrent",
                      "urllib", "pygls", "cattrs", "click", "markdown_it", "networkx", "huggingface_hub")
 VARIANTS = ("alone", "with-files", "unrelated-files")
+KINDS = ("needs-other", "control")
 DISTRACTORS = 2
 MAX_MODULE_CHARS = 200_000
 _USE = re.compile(r"(?<![\w.])(?:([A-Za-z_]\w*)\.)?([A-Za-z_]\w{3,})")
 _IMPORT_LINE = re.compile(r"^\s*(import |from \S+ import )")
 _SKIP_LINE = re.compile(r"^\s*(#|@|import |from |\"\"\"|'''|def |class |$)")
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name that is no attribute
 
 
 @dataclass(frozen=True)
@@ -57,8 +71,9 @@ class Task:
     line: int
     target: str  # the line's text after its indentation
     typed: int  # characters of `target` typed before the cursor: up to the needed name
-    needed: str  # the name defined in another module
+    needed: str  # the name defined in another module (in A itself for a control task)
     defined_in: str  # that module's path inside the package
+    kind: str = "needs-other"  # or "control"
 
 
 @dataclass(frozen=True)
@@ -93,14 +108,47 @@ def modules(root: Path) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=None)
-def definitions(text: str) -> frozenset[str]:
-    """Names of the functions and classes a module defines at its top level."""
+def outline(text: str) -> tuple[dict[str, int], frozenset[str]]:
+    """The functions and classes (four characters or more) a module defines at its top level, by the
+    line (0-based) of their `def` or `class`, and the names its imports bind anywhere in it."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
+        return {}, frozenset()
+    defined = {node.name: node.lineno - 1 for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.name) >= 4}
+    imported = frozenset((alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+                         if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names)
+    return defined, imported
+
+
+def definitions(text: str) -> frozenset[str]:
+    """Names of the functions and classes a module defines at its top level."""
+    return frozenset(outline(text)[0])
+
+
+def _definitions(path: str, text: str) -> frozenset[str]:
+    """Names of the functions and classes a Python, JavaScript or TypeScript module defines at its top level."""
+    return definitions(text) if path.endswith(".py") else repo_js.definitions(text)
+
+
+def _lines(text: str) -> Iterable[tuple[int, int, str]]:
+    """(number, indentation's width, text after it) of a module's lines that may be tasks: code, not
+    a comment, decorator, import or definition line, of 8 to 100 characters."""
+    for number, line in enumerate(text.splitlines()):
+        stripped = line.strip()
+        if not _SKIP_LINE.match(line) and 8 <= len(stripped) <= 100:
+            yield number, len(line) - len(line.lstrip()), stripped
+
+
+@functools.lru_cache(maxsize=None)
+def code_names(text: str) -> frozenset[tuple[int, int]]:
+    """(line, column), both 0-based, of the names in a module's code (those in strings and comments left out)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
         return frozenset()
-    return frozenset(node.name for node in tree.body
-                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.name) >= 4)
+    return frozenset((t.start[0] - 1, t.start[1]) for t in tokens if t.type == tokenize.NAME)
 
 
 def _module_path(package: str, importer: str, level: int, dotted: str, sources: dict[str, str]) -> str | None:
@@ -158,10 +206,7 @@ def package_tasks(package: str, sources: dict[str, str], per_package: int, rng: 
         if not bound and not imported:
             continue
         lines = text.splitlines(keepends=True)
-        for number, line in enumerate(lines):
-            stripped = line.strip()
-            if _SKIP_LINE.match(line) or not 8 <= len(stripped) <= 100:
-                continue
+        for number, _, stripped in _lines(text):
             before = "".join(ln for ln in lines[:number] if not _IMPORT_LINE.match(ln))
             for match in _USE.finditer(stripped):
                 module, name = match.group(1), match.group(2)
@@ -173,15 +218,46 @@ def package_tasks(package: str, sources: dict[str, str], per_package: int, rng: 
     return candidates[:per_package]
 
 
-def load_tasks(packages: Iterable[str], per_package: int, seed: int) -> tuple[list[Task], dict[str, dict[str, str]]]:
-    """Tasks of the installed `packages`, and their sources."""
+def control_tasks(package: str, sources: dict[str, str], per_package: int, rng: random.Random) -> list[Task]:
+    """At most `per_package` control tasks of one package, sampled with `rng`: lines that use a
+    function or class their own module defines above them (in code, not in a string or comment), and
+    no name an import of the module binds."""
+    candidates = []
+    for path, text in sources.items():
+        defined, imported = outline(text)
+        for number, indent, stripped in _lines(text):
+            if imported.intersection(_NAME.findall(stripped)):
+                continue
+            for match in _USE.finditer(stripped):
+                if (match.group(1) is None and defined.get(match.group(2), number) < number
+                        and (number, indent + match.start(2)) in code_names(text)):
+                    candidates.append(Task(package, path, number, stripped, match.start(2), match.group(2), path, "control"))
+                    break
+    rng.shuffle(candidates)
+    return candidates[:per_package]
+
+
+def npm_tasks(package: str, sources: dict[str, str], per_package: int, rng: random.Random, kind: str) -> list[Task]:
+    """At most `per_package` tasks of `kind` of a JavaScript or TypeScript package, sampled with `rng`."""
+    found = [Task(package, *candidate, kind=kind) for candidate in repo_js.candidates(sources, kind)]
+    rng.shuffle(found)
+    return found[:per_package]
+
+
+def load_tasks(packages: Iterable[str], per_package: int, seed: int, kind: str = "needs-other",
+               npm: bool = False) -> tuple[list[Task], dict[str, dict[str, str]]]:
+    """Tasks of the given kind of the installed `packages` (`npm`: the fetched npm packages), and their sources."""
     tasks, sources = [], {}
     for package in packages:
-        root = package_root(package)
+        root = repo_js.package_root(package) if npm else package_root(package)
         if root is None:
             continue
-        sources[package] = modules(root)
-        tasks += package_tasks(package, sources[package], per_package, random.Random(f"{seed}:{package}"))
+        sources[package] = repo_js.modules(root) if npm else modules(root)
+        rng = random.Random(f"{seed}:{package}")
+        if npm:
+            tasks += npm_tasks(package, sources[package], per_package, rng, kind)
+        else:
+            tasks += (control_tasks if kind == "control" else package_tasks)(package, sources[package], per_package, rng)
     return tasks, sources
 
 
@@ -196,12 +272,14 @@ def document(task: Task, text: str) -> tuple[str, int, int]:
 
 def open_files(task: Task, sources: dict[str, str], seed: int, related: bool = True) -> tuple[OtherFile, ...]:
     """The module defining the name and DISTRACTORS other modules, in a seeded order; not `related`:
-    DISTRACTORS + 1 modules that do not define it."""
+    DISTRACTORS + 1 modules that do not define it. For a control task (the name is A's own) `related`
+    opens DISTRACTORS + 1 other modules, any."""
     rng = random.Random(f"{seed}:{task.package}:{task.module}:{task.line}")
     others = sorted(p for p in sources if p not in (task.module, task.defined_in)
-                    and (related or task.needed not in definitions(sources[p])))
-    picked = rng.sample(others, min(DISTRACTORS + (not related), len(others)))
-    picked = [task.defined_in, *picked] if related else picked
+                    and (related or task.needed not in _definitions(p, sources[p])))
+    with_definer = related and task.kind == "needs-other"
+    picked = rng.sample(others, min(DISTRACTORS + (not with_definer), len(others)))
+    picked = [task.defined_in, *picked] if with_definer else picked
     rng.shuffle(picked)
     return tuple(OtherFile(f"file:///{task.package}/{path}", sources[path]) for path in picked)
 
@@ -211,8 +289,8 @@ def attempt(pipeline: CompletionPipeline, worker: DirectWorker, task: Task, sour
     """One completion of the task's line."""
     text, line, character = document(task, sources[task.module])
     others = open_files(task, sources, seed, related=variant == "with-files") if variant != "alone" else ()
-    request = CompletionRequest(f"file:///{task.package}/{task.module}", text, line, character, "python", options,
-                                other_files=others)
+    request = CompletionRequest(f"file:///{task.package}/{task.module}", text, line, character,
+                                language_for(None, task.module), options, other_files=others)
     start = time.perf_counter()
     suggestion = asyncio.run(pipeline.suggest(request, worker))
     latency = (time.perf_counter() - start) * 1000
@@ -237,10 +315,10 @@ def summarize(attempts: list[Attempt]) -> dict[str, object]:
 
 
 def run(model, split: str, per_package: int, seed: int, options: CompletionOptions,
-        limit: int | None = None, variants: tuple[str, ...] = VARIANTS) -> dict[str, object]:
-    """The variants on the split's tasks, paired, interleaved task by task."""
-    packages = DEV_PACKAGES if split == "dev" else HELD_OUT_PACKAGES
-    tasks, sources = load_tasks(packages, per_package, seed)
+        limit: int | None = None, variants: tuple[str, ...] = VARIANTS, kind: str = "needs-other") -> dict[str, object]:
+    """The variants on the split's tasks of `kind`, paired, interleaved task by task."""
+    packages = {"dev": DEV_PACKAGES, "held-out": HELD_OUT_PACKAGES, "npm": repo_js.NPM_PACKAGES}[split]
+    tasks, sources = load_tasks(packages, per_package, seed, kind, npm=split == "npm")
     tasks = tasks[:limit] if limit else tasks
     worker = DirectWorker(model)
     by_variant: dict[str, list[Attempt]] = {v: [] for v in variants}
@@ -250,7 +328,7 @@ def run(model, split: str, per_package: int, seed: int, options: CompletionOptio
             by_variant[variant].append(attempt(pipeline, worker, task, sources[task.package], variant,
                                                replace(options, debounce_ms=0), seed))
         if number % 10 == 0:
-            print(f"bench: repo check {split}: {number}/{len(tasks)} "
+            print(f"bench: repo check {split} {kind}: {number}/{len(tasks)} "
                   + ", ".join(f"{v} {sum(a.name_hit for a in by_variant[v])}" for v in variants),
                   file=sys.stderr, flush=True)
     versus = {}
@@ -261,7 +339,7 @@ def run(model, split: str, per_package: int, seed: int, options: CompletionOptio
         versus[variant] = {"only_alone": only_alone, "only_this": only_variant,
                            "mcnemar_p": mcnemar_exact(only_alone, only_variant)}
     return {
-        "split": split, "seed": seed, "per_package": per_package,
+        "split": split, "kind": kind, "seed": seed, "per_package": per_package,
         "packages": sorted({t.package for t in tasks}),
         "variants": {v: summarize(a) for v, a in by_variant.items()},
         "name_hits_versus_alone": versus,
