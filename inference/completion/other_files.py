@@ -39,6 +39,7 @@ _DEFINITION = re.compile(  # a top-level definition line; group 1: the name it d
 )
 _IMPORT = re.compile(r"^\s*(?:import|from|use|using|#include|package)\s|\brequire\(")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HYPHENATED = re.compile(r"[A-Za-z_]\w*(?:-\w+)+")  # `require('./buffer-util')` names the module buffer-util.js
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 _COMMON = frozenset(
     "and any args assert async await bool break case catch class const continue def default del elif else "
@@ -154,7 +155,7 @@ def pick_chunks(
     wanted = identifiers(query)
     if not wanted or budget_tokens <= 0:
         return []
-    used = set(_WORD.findall(query))  # module names may be short (`re`, `os`)
+    used = set(_WORD.findall(query)) | set(_HYPHENATED.findall(query))  # module names may be short (`re`) or hyphenated
     files = tuple(other for other in files if len(other.text) <= MAX_FILE_CHARS)
     picked: list[Chunk] = []
     spent = 0

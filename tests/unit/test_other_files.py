@@ -57,6 +57,13 @@ def test_short_module_names_and_a_package_s_own_file_are_recognized() -> None:
     assert pick_chunks(files, "import json\nvalue = json.", 200, words) == []
 
 
+def test_a_hyphenated_module_name_is_recognized() -> None:
+    files = (OtherFile("file:///p/lib/buffer-util.js", "function mask(source, key) {\n  return source;\n}\n"),
+             OtherFile("file:///p/lib/other.js", "function unrelated() {}\n"))
+    chunks = pick_chunks(files, "const { toBuffer } = require('./buffer-util');\nconst x = ", 200, words)
+    assert [c.name for c in chunks] == ["lib/buffer-util.js"]
+
+
 def test_similar_windows_of_other_files_are_picked_best_last_within_the_budget() -> None:
     near = "".join(f"total_{i} = compute(value_{i}, scale)\n" for i in range(40))
     files = (OtherFile("file:///p/colours.py", UNRELATED), OtherFile("file:///p/sums.py", near))
