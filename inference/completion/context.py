@@ -1,14 +1,14 @@
 """Context builder: the text around the cursor, cut to a token budget, shaped to stay stable.
 
 One budget: `CompletionOptions.context_tokens` (at most the model's window) holds the prompt and
-the output; the prompt stage gives the model the same number. One windowing scheme: the prefix
+the output; the prompt stage gives the model the same number, plus what other files add. One windowing scheme: the prefix
 window starts on a line that is a multiple of the prompt's STATIC_CHUNK_LINES, the step in which
 the cached part of a prompt grows, so while the user types on one line (or moves a few lines)
 the start of the prompt stays byte-identical and the engine can reuse the model state it
 computed for it. Imports and the enclosing definitions' signatures that fall above the window
 are put in front of it; in front of all, when the model has a file separator, the chunks of the
-user's other open documents that look most like the code above the cursor (`other_files.py`),
-within 1/OTHER_FILES_SHARE of the prefix's budget.
+user's other open documents that look most like the code above the cursor (`other_files.py`):
+at most 1/OTHER_FILES_SHARE of the prefix's budget more.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ NEIGHBOUR_LINES = 5
 SUFFIX_SHARE = 4
 MAX_CHARS_PER_TOKEN = 12  # the suffix gets at most 1/SUFFIX_SHARE of the prompt budget
 PROMPT_RESERVE_TOKENS = 8  # of the budget, for the prompt format's own tokens and the healing cut
-OTHER_FILES_SHARE = 3  # other files' chunks take at most a third of the prefix's budget
+# Other files' chunks add at most a third of the prefix's budget to the prompt. On top, not out of
+# it: taken from the prefix, they pushed definitions of the file itself out of the window and cost
+# lines that need nothing from other files (the repository check's control tasks, bench/RESULTS.md).
+OTHER_FILES_SHARE = 3
 
 TokenCounter = Callable[[str], int]
 
@@ -42,6 +45,7 @@ class CompletionContext:
     request: CompletionRequestText  # what post-processing needs to know
     max_new_tokens: int
     other_files: str = ""  # chunks of other files, each after the file separator, then the current file's
+    other_files_tokens: int = 0  # their cost, on top of the budget of the current file's text
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,6 @@ def build_context(
         chunks = pick_chunks(neighbourhood.files, query_lines(lines, line, STATIC_CHUNK_LINES),
                              (budget - suffix_budget) // OTHER_FILES_SHARE, count_tokens, exclude=text)
         others = render(chunks, neighbourhood.separator, neighbourhood.uri)
-        budget -= count_tokens(others) if others else 0
     start = _fit_prefix(lines, line, line_prefix, budget - suffix_budget, count_tokens)
     window = "".join(lines[start:line])
     prefix_line = line_prefix
@@ -145,6 +148,7 @@ def build_context(
         request=request,
         max_new_tokens=max_new,
         other_files=others,
+        other_files_tokens=count_tokens(others) if others else 0,
     )
 
 

@@ -192,7 +192,9 @@ class CompletionPipeline:
 
         def prompt_for(m: CompletionModel) -> CompletionPrompt:
             return completion_prompt(m, context.prefix, context.suffix, max_new_tokens=context.max_new_tokens,
-                                     max_context_tokens=options.context_tokens, other_files=context.other_files)
+                                     max_context_tokens=min(options.context_tokens + context.other_files_tokens,
+                                                            model.preset.max_context_tokens),
+                                     other_files=context.other_files)
 
         prompt = await asyncio.get_running_loop().run_in_executor(
             _CONTEXT_THREADS, lambda: traced(trace, "prompt", lambda: prompt_for(model)))

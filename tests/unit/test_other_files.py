@@ -103,15 +103,17 @@ def test_render_puts_each_chunk_after_the_separator_and_the_current_file_last() 
     assert render([], SEP, "file:///p/tasks.py") == ""
 
 
-def test_the_context_puts_other_files_first_within_their_share_and_keeps_them_while_typing() -> None:
+def test_the_context_puts_other_files_first_on_top_of_the_file_s_budget_and_keeps_them_while_typing() -> None:
     settings = replace(CompletionOptions(), context_tokens=600, max_new_tokens=40)
     text = current(400)
-    neighbourhood = Neighbourhood("file:///p/tasks.py", (OtherFile("file:///p/events.py", EVENTS),), SEP)
+    many = "".join(f"def helper_{i}(loop):\n    return loop\n\n\n" for i in range(200))  # an outline over the share
+    neighbourhood = Neighbourhood("file:///p/tasks.py", (OtherFile("file:///p/events.py", EVENTS + many),), SEP)
     alone = build_context(text, 401, 14, "python", settings, words)
     ctx = build_context(text, 401, 14, "python", settings, words, neighbourhood=neighbourhood)
     assert ctx.other_files.startswith(f"{SEP}p/events.py\nclass Handle:\n") and ctx.other_files.endswith(f"{SEP}p/tasks.py\n")
-    assert words(ctx.other_files + ctx.prefix) + words(ctx.suffix) <= settings.context_tokens - settings.max_new_tokens
-    assert ctx.prefix.endswith("loop = events.") and len(ctx.prefix) <= len(alone.prefix)
+    assert (ctx.prefix, ctx.suffix) == (alone.prefix, alone.suffix)  # the file keeps its whole window
+    assert ctx.other_files_tokens == words(ctx.other_files) <= settings.context_tokens // 3
+    assert ctx.other_files_tokens > settings.context_tokens // 6  # the share is used, not a token more
     typed = build_context(text + "get", 401, 17, "python", settings, words, neighbourhood=neighbourhood)
     assert typed.other_files == ctx.other_files
 
