@@ -15,6 +15,7 @@ from .function_info import FunctionInfo
 from .languages import LanguageSpec
 from .nodes import ancestors, is_comment
 from .source import Source, leading_whitespace
+from .verbs import SUMMARY_VERBS, third_person
 
 
 _STRING_PREFIX = re.compile(r"^([a-zA-Z]*)('''|\"\"\"|'|\")")
@@ -229,40 +230,26 @@ def _escape_final_quote(line: str) -> str:
 def _go_first_line(line: str, name: str) -> str:
     """Go doc comments start with the name, then a verb in the third person, as Go's linters ask:
     "Return x." -> "Name returns x.", "Returns x." -> "Name returns x.", "A helper." -> "Name is a
-    helper.", "Helper for x." -> "Name is a helper for x."."""
+    helper.", "Helper for x." -> "Name is a helper for x."; other first words are kept as written
+    ("Number of items." -> "Name number of items.")."""
     if not line or line == name:
         return name
     first, _, rest = line.partition(" ")
     core = first.rstrip(".,;:!?")
-    plain = core.isalpha() and core[1:].islower()  # "Return", not "URL", "ParseURL" or "x.y"
-    if core == name and (not plain or rest.split(" ", 1)[0].endswith("s")):
-        return line  # already "Name returns ...", "Name is ...", or a name that is no verb
-    if not plain and len(core) > 1:  # an acronym or a symbol: kept as written
-        return f"{name} {line}"
     word = core.lower()
+    plain = core.isalpha() and core[1:].islower()  # "Return", not "URL", "ParseURL" or "x.y"
     tail = first[len(core):] + (f" {rest}" if rest else "")
-    if word in _ARTICLES:
-        return f"{name} is {word}{tail}"
-    if word in _ROLE_NOUNS:
-        return f"{name} is a {word}{tail}"
-    return f"{name} {_third_person(word)}{tail}"
+    if core == name and (not plain or word not in SUMMARY_VERBS or rest.split(" ", 1)[0].endswith("s")):
+        return line  # already "Name returns ...", "Name is ...", or a name that is no verb
+    if plain or len(core) == 1:
+        if word in _ARTICLES:
+            return f"{name} is {word}{tail}"
+        if word in _ROLE_NOUNS:
+            return f"{name} is a {word}{tail}"
+        return f"{name} {third_person(word) if word in SUMMARY_VERBS else word}{tail}"
+    return f"{name} {line}"  # an acronym or a symbol: kept as written
 
 
 _ARTICLES = frozenset({"a", "an", "the"})
 _ROLE_NOUNS = frozenset({"constructor", "helper", "wrapper", "callback", "handler", "shortcut", "alias", "utility",
                          "function", "method", "factory", "getter", "setter", "accessor", "convenience"})
-_IRREGULAR = {"be": "is", "have": "has", "do": "does", "go": "goes", "undo": "undoes", "redo": "redoes"}
-
-
-def _third_person(verb: str) -> str:
-    """"return" -> "returns", "fetch" -> "fetches", "apply" -> "applies"; a verb already in the
-    third person ("returns") is kept ("process", "access", "focus" are not)."""
-    if verb in _IRREGULAR:
-        return _IRREGULAR[verb]
-    if verb.endswith("s") and not verb.endswith(("ss", "us", "is", "as")):
-        return verb
-    if verb.endswith(("s", "x", "z", "ch", "sh", "o")):
-        return verb + "es"
-    if verb.endswith("y") and len(verb) > 1 and verb[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
