@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_from_args(args)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({**result, "machine": machine_info()}, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
