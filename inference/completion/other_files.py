@@ -115,12 +115,12 @@ def query_lines(lines: Sequence[str], line: int, chunk_lines: int) -> str:
 _PACKAGE_FILES = frozenset({"__init__", "index", "mod", "lib"})  # a file named for its folder's module
 
 
-def _module_names(uri: str) -> set[str]:
-    """The names code uses for the module in `uri`: its file's stem, or its folder's name for a
+def _module_name(uri: str) -> str:
+    """The name code uses for the module in `uri`: its file's stem, or its folder's name for a
     package's own file (`re/__init__.py` is `re`)."""
     parts = file_name(uri).split("/")
     stem = parts[-1].split(".", 1)[0]
-    return {parts[-2]} if stem in _PACKAGE_FILES and len(parts) > 1 else {stem}
+    return parts[-2] if stem in _PACKAGE_FILES and len(parts) > 1 else stem
 
 
 def _fit_lines(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
@@ -163,7 +163,7 @@ def pick_chunks(
         if len(picked) == MAX_CHUNKS:
             break
         outline, names = _outline(other.text)
-        if outline and (_module_names(other.uri) & used or names & wanted):
+        if outline and (_module_name(other.uri) in used or names & wanted):
             text = _fit_lines(outline, budget_tokens - spent - HEADER_TOKENS, count_tokens)
             if text:
                 picked.append(Chunk(file_name(other.uri), -1, text, 1.0))

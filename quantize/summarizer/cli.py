@@ -99,9 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("data", "all"):
         run_data(work, args.seed)
     if args.command == "polyglot":
-        from quantize.summarizer.polyglot import build_polyglot
+        from quantize.summarizer.polyglot import build_polyglot, work_dir
 
-        manifest = build_polyglot(work / "polyglot", work / "polyglot-work", args.archive, args.suite, args.per_group, args.seed)
+        manifest = build_polyglot(work / "polyglot", work_dir(work / "polyglot"), args.archive, args.suite, args.per_group, args.seed)
         print(json.dumps({"pairs": manifest["pairs"], "packages": {k: len(v) for k, v in manifest["packages_per_split"].items()}}))
     if args.command in ("train", "all"):
         run_train(work, args.base, args.decoder, _train_config(args))

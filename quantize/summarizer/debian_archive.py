@@ -12,7 +12,6 @@ unpacked to disk or run: members are read from the archives in memory.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import io
 import lzma
 import re
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.models.wheel_sources import sha256_file
 from quantize.summarizer.licences import spdx_is_permissive
 
 DEFAULT_ARCHIVE = "https://deb.debian.org/debian"
@@ -121,9 +121,9 @@ def read_sources(archive: str, suite: str, cache: Path) -> dict[str, tuple[Archi
 def download(archive: str, file: ArchiveFile, cache: Path) -> Path:
     """`file` under `cache`, fetched unless already there; ValueError if its SHA-256 is not the index's."""
     target = cache / file.path
-    if not (target.is_file() and _sha256(target) == file.sha256):
+    if not (target.is_file() and sha256_file(target) == file.sha256):
         _fetch(f"{archive}/{file.path}", target)
-        if _sha256(target) != file.sha256:
+        if sha256_file(target) != file.sha256:
             target.unlink()
             raise ValueError(f"{file.path}: its SHA-256 is not the one the index gives")
     return target
@@ -204,11 +204,3 @@ def _fetch(url: str, target: Path) -> None:
         while chunk := response.read(1 << 20):
             out.write(chunk)
     partial.replace(target)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

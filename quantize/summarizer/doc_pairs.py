@@ -52,9 +52,9 @@ def pairs_from_file(text: str, language: str, module: str) -> Iterator[Pair]:
         code = code_to_summarize(info)
         if not is_usable_summary(summary) or len(code) > MAX_CODE_CHARS or code.count("\n") < _MIN_BODY_LINES:
             continue
-        yield Pair(code=code, summary=summary, name=info.name, module=module, language=_family(language))
+        yield Pair(code=code, summary=summary, name=info.name, module=module, language=language_family(language))
 
 
-def _family(language: str) -> str:
-    """The language a pair is reported under (TSX counts as TypeScript)."""
+def language_family(language: str) -> str:
+    """The language a pair or function is reported under (TSX counts as TypeScript)."""
     return "typescript" if language == "tsx" else language

@@ -189,6 +189,11 @@ def package_texts(archive: str, suite: str, work: Path, names: set[str]) -> Iter
                 yield candidate.package.name, path, text
 
 
+def work_dir(out_dir: Path) -> Path:
+    """Where the downloads and each package's pairs of the data set in `out_dir` are kept (beside it)."""
+    return out_dir.with_name(out_dir.name + "-work")
+
+
 def package_of(pair: Pair) -> str:
     """The package a pair came from (`debian:NAME:path` -> NAME)."""
     return pair.module.split(":", 2)[1]

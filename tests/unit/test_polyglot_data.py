@@ -17,7 +17,7 @@ from quantize.summarizer.data import read_jsonl
 from quantize.summarizer.debian_archive import Stanza, copyright_stanzas, file_licence, is_permissive, paragraphs, spdx_licence
 from quantize.summarizer.doc_pairs import language_of, pairs_from_file, summary_of
 from quantize.summarizer.extract import Pair
-from quantize.summarizer.polyglot import MAX_PAIRS_PER_PACKAGE, build_polyglot, capped, main_languages, package_of
+from quantize.summarizer.polyglot import MAX_PAIRS_PER_PACKAGE, build_polyglot, capped, main_languages, package_of, work_dir
 
 SUITE = "test"
 GO = '''package calc
@@ -272,7 +272,7 @@ def test_the_audit_draws_undocumented_functions_from_the_test_packages(archive, 
     from bench.faithfulness import undocumented_functions_of_packages
 
     data = tmp_path / "polyglot"
-    build_polyglot(data, tmp_path / "polyglot-work", archive.root.as_uri(), SUITE, per_group=5, seed=3)
+    build_polyglot(data, work_dir(data), archive.root.as_uri(), SUITE, per_group=5, seed=3)
     manifest = json.loads((data / "manifest.json").read_text())
     manifest["packages_per_split"]["test"] = ["golang-example-calc1-dev", "golang-example-calc3-dev"]  # GPL: never read
     (data / "manifest.json").write_text(json.dumps(manifest))
