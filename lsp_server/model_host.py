@@ -239,9 +239,9 @@ class ModelHost:
         return model
 
     def prompt_cache_stats(self) -> dict[str, int] | None:
-        """The completion model's static-prompt (KV) cache counters, if its engine has that cache."""
-        cache = getattr(getattr(self._model, "_engine", None), "static_cache", None)
-        return cache.stats() if cache is not None else None
+        """The completion model's prompt cache counters, if it has that cache."""
+        model = self._model
+        return model.prompt_cache_stats() if model is not None else None
 
     def summary_model_stats(self) -> dict[str, Any] | None:
         """Whether the summary model is in memory and how often it was unloaded for disuse; None

@@ -73,3 +73,7 @@ class CompletionModel(Protocol):
         how many there were (0 for a model without such a cache). Never while a generation runs:
         the runtime reloads the model to empty its cache. Later generations fill it again."""
         ...
+
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """The cached prompts' counters (hits, fills, ...); None for a model without such a cache."""
+        ...

@@ -15,7 +15,7 @@ import ctranslate2
 import numpy as np
 
 from ..models.convert import verify_model_bin
-from .engine_protocols import EarlyStop
+from .engine_protocols import EarlyStop, NoPromptCache
 from .healed_generation import FirstTokenRejected, top_k
 from .stream import close_open_streams
 from .tokenizer import CodeTokenizer
@@ -134,6 +134,10 @@ class DecoderEngine:
         """Free the cached static prompts now; how many there were."""
         return self.static_cache.release()
 
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """The static-prompt cache's counters."""
+        return self.static_cache.stats()
+
     def _static_options(self, tokens: list[str], static_len: int) -> tuple[int, dict]:
         static_len = min(static_len, len(tokens) - 1)
         if static_len <= 0 or not self.static_cache.admit(tokens[:static_len]):
@@ -226,7 +230,7 @@ class DecoderEngine:
             steps.close()
 
 
-class EncoderDecoderEngine:
+class EncoderDecoderEngine(NoPromptCache):
     """A T5-family model (CodeT5, CodeT5+) on a CTranslate2 Translator."""
 
     def __init__(self, model_dir: Path, tokenizer: CodeTokenizer, *, device: str, compute_type: str, threads: int) -> None:

@@ -8,7 +8,31 @@ from typing import Protocol
 EarlyStop = Callable[[list[int]], bool]
 
 
-class DecoderBackend(Protocol):
+class PromptCaching(Protocol):
+    """An engine that may keep prompts cached for reuse (their KV state)."""
+
+    def release_cached_prompts(self) -> int:
+        """Free the prompts kept cached for reuse now; how many there were (0 without such a cache)."""
+        ...
+
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """The prompt cache's counters (hits, fills, ...); None without such a cache."""
+        ...
+
+
+class NoPromptCache:
+    """PromptCaching for an engine that keeps no prompts cached."""
+
+    def release_cached_prompts(self) -> int:
+        """Always 0: this engine keeps no prompts cached."""
+        return 0
+
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """Always None: this engine keeps no prompts cached."""
+        return None
+
+
+class DecoderBackend(PromptCaching, Protocol):
     """A decoder-only model: ids continue a prompt whose first `static_len` ids may be cached."""
 
     def stream(self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
@@ -24,7 +48,7 @@ class DecoderBackend(Protocol):
         ...
 
 
-class EncoderDecoderBackend(Protocol):
+class EncoderDecoderBackend(PromptCaching, Protocol):
     """An encoder-decoder model: the decoder writes ids for the encoder input `source_ids`."""
 
     def stream(self, source_ids: list[int], max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:

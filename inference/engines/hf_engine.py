@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from .engine_protocols import EarlyStop
+from .engine_protocols import EarlyStop, NoPromptCache
 from .healed_generation import FirstTokenRejected, top_k
 
 
 
-class _TransformersModel:
+class _TransformersModel(NoPromptCache):
     """Greedy token streams from a transformers model."""
 
     def __init__(
@@ -65,7 +65,6 @@ class _TransformersModel:
             feed = torch.tensor([[token]], device=self.device)
             if decoder_key == "input_ids":
                 inputs = {"attention_mask": torch.ones(1, len(first) + len(seen), device=self.device)}
-
 
 
 class TransformersDecoderEngine(_TransformersModel):

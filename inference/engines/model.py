@@ -211,8 +211,11 @@ class CodeModel:
     def release_cached_prompts(self) -> int:
         """Free the cached static prompts (CTranslate2 decoders cache them; the other engines do
         not); how many there were. Never while a generation runs."""
-        release = getattr(self._engine, "release_cached_prompts", None)
-        return release() if release is not None else 0
+        return self._engine.release_cached_prompts()
+
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """The cached static prompts' counters (hits, fills, ...); None for an engine without that cache."""
+        return self._engine.prompt_cache_stats()
 
     def count_tokens(self, text: str) -> int:
         """Number of model tokens in `text`."""

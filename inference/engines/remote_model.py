@@ -129,6 +129,10 @@ class RemoteCodeModel:
         """Always 0: nothing is cached here (the server manages its own cache)."""
         return 0
 
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """Always None: nothing is cached here."""
+        return None
+
     def count_tokens(self, text: str) -> int:
         """An estimate: see `estimate_tokens`."""
         return estimate_tokens(text)
