@@ -17,7 +17,7 @@ from inference import PRESETS, find_preset
 from inference.completion.no_suggestion import NoSuggestion
 from inference.engines.openai_backend import allow_api_key_for
 
-from .config import COMPUTE_TYPES, DEVICES, Settings
+from .config import COMPUTE_TYPES, DEVICES, RUNTIMES, Settings
 from .logs import prepare_logging, redact
 from .documents import split_lines
 from .model_host import ModelHost, ModelUnavailable, load_code_model
@@ -28,7 +28,7 @@ DEFAULT_PORT = 2087
 # Options that go before or after the subcommand: dest -> default. Every parser declares them with
 # default=SUPPRESS, so a subcommand's parser does not overwrite a value given before it; the
 # defaults are filled in after parsing.
-MODEL_DEFAULTS = {"model": "default", "device": "auto", "compute_type": "auto", "threads": 0, "summary_model": "",
+MODEL_DEFAULTS = {"model": "default", "device": "auto", "compute_type": "auto", "runtime": "auto", "threads": 0, "summary_model": "",
                   "trust_remote_code": False}
 COMMON_DEFAULTS = {"offline": False, "verbose": False}
 EVERY_COMMAND = ("command", "log_file")  # the other options before a subcommand are the server's alone
@@ -55,6 +55,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"preset name, hub id or local directory (default: {default.name if default else 'default'})")
     parser.add_argument("--device", choices=DEVICES, default=argparse.SUPPRESS, help="auto (the default), cpu or cuda")
     parser.add_argument("--compute-type", choices=COMPUTE_TYPES, default=argparse.SUPPRESS, help="default: auto")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=argparse.SUPPRESS,
+                        help="auto (the default: ONNX Runtime for the embedded models on CPU, else CTranslate2), "
+                             "ctranslate2 or onnxruntime")
     parser.add_argument("--threads", type=int, default=argparse.SUPPRESS,
                         help="CPU threads per generation (0, the default: all cores, at most 8)")
     parser.add_argument("--summary-model", default=argparse.SUPPRESS,
@@ -66,7 +69,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings(
-        model=args.model, summary_model=args.summary_model, device=args.device, compute_type=args.compute_type, threads=args.threads,
+        model=args.model, summary_model=args.summary_model, device=args.device, compute_type=args.compute_type, runtime=args.runtime,
+        threads=args.threads,
         local_files_only=args.offline, trust_remote_code=args.trust_remote_code,
         summary_idle_unload_s=args.summary_idle_unload_s, prompt_cache_idle_release_s=args.prompt_cache_idle_release_s,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from inference.completion.options import COMPLETION_MODES, CompletionOptions
 from inference.engines.openai_backend import RemoteSpecError, is_remote_spec, parse_remote_spec
+from inference.models.resolve import RUNTIMES
 
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")
@@ -22,6 +23,7 @@ class Settings:
     model: str = "default"
     device: str = "auto"
     compute_type: str = "auto"
+    runtime: str = "auto"  # auto: ONNX Runtime for the embedded models on CPU, else CTranslate2
     threads: int = 0
     context_tokens: int = 1024
     max_new_tokens: int = 48
@@ -43,7 +45,7 @@ class Settings:
 
     def model_key(self) -> tuple:
         """The settings that require reloading the model when they change."""
-        return (self.model, self.device, self.compute_type, self.threads, self.local_files_only,
+        return (self.model, self.device, self.compute_type, self.runtime, self.threads, self.local_files_only,
                 self.trust_remote_code, self.max_cached_prompts)
 
     def host_key(self) -> tuple:
@@ -129,6 +131,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "model": ("model", _is_model_spec),
     "device": ("device", _choice(DEVICES)),
     "computeType": ("compute_type", _choice(COMPUTE_TYPES)),
+    "runtime": ("runtime", _choice(RUNTIMES)),
     "threads": ("threads", _int_range(0, 64)),
     "contextTokens": ("context_tokens", _int_range(64, 16384)),
     "maxNewTokens": ("max_new_tokens", _int_range(1, 512)),

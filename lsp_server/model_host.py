@@ -92,6 +92,7 @@ def load_code_model(settings: Settings, progress: Callable[[str], None]) -> Comp
         settings.model,
         device=settings.device,
         compute_type=settings.compute_type,
+        runtime=settings.runtime,
         cpu_threads=settings.threads,
         local_files_only=settings.local_files_only,
         trust_remote_code=settings.trust_remote_code,

@@ -56,6 +56,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "engine/test_gguf_ct2.py": ("model",),  # random GGUF decoders, converted and run
     "engine/test_instruct_summaries.py": (),
     "engine/test_memory.py": (),
+    "engine/test_onnx_engine.py": ("model",),  # random GGUF decoders, built for ONNX Runtime and run
     "engine/test_openai_backend.py": (),
     "engine/test_quantize.py": (),
     "engine/test_resolve.py": (),

@@ -22,11 +22,12 @@ def load_model(
     local_files_only: bool = False,
     trust_remote_code: bool = False,
     max_cached_prompts: int = 2,
+    runtime: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> CodeModel | RemoteCodeModel:
     """The model `model` names (see CodeModel's arguments); `openai:<base URL>[#<model id>]` names
     a model of an OpenAI-compatible server, which decides device, compute type and threads itself.
-    Only a local model loads the CTranslate2 runtime."""
+    Only a local model loads a runtime (CTranslate2, or ONNX Runtime: `runtime`)."""
     if is_remote_spec(str(model)):
         from .remote_model import RemoteCodeModel
 
@@ -35,5 +36,6 @@ def load_model(
 
     return CodeModel(
         model, device, compute_type, cpu_threads, local_files_only=local_files_only,
-        trust_remote_code=trust_remote_code, max_cached_prompts=max_cached_prompts, progress=progress,
+        trust_remote_code=trust_remote_code, max_cached_prompts=max_cached_prompts, runtime=runtime,
+        progress=progress,
     )

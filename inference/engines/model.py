@@ -29,7 +29,7 @@ from ..models.prompt_formats import (
     chat_summary_prompt,
     summary_prompt,
 )
-from ..models.resolve import Backend, resolve_model
+from ..models.resolve import RUNTIMES, Backend, onnx_runtime_builds, resolve_model
 from .stream import StopPredicate, TextStream
 from .tokenizer import CodeTokenizer, IncrementalDecoder
 
@@ -53,6 +53,22 @@ def pick_compute_type(compute_type: str, device: str) -> str:
     if compute_type not in supported:
         raise ValueError(f"compute type {compute_type!r} is not supported on {device}; choose one of {sorted(supported)}")
     return compute_type
+
+
+def pick_runtime(runtime: str, spec: str, device: str, compute_type: str) -> str:
+    """`auto` -> ONNX Runtime for an embedded completion model on CPU in int8 (it continues earlier
+    prompts from their longest common prefix: bench/RESULTS.md), else CTranslate2. An explicit
+    choice must be possible here."""
+    from ..models.presets import find_preset
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    onnx_fits = device == "cpu" and compute_type == "int8"
+    if runtime == "auto":
+        return Backend.ONNXRUNTIME.value if onnx_fits and onnx_runtime_builds(find_preset(spec)) else Backend.CTRANSLATE2.value
+    if runtime == Backend.ONNXRUNTIME.value and not onnx_fits:
+        raise ValueError(f"the onnxruntime runtime runs int8 on the CPU, not {compute_type} on {device}")
+    return runtime
 
 
 def default_threads() -> int:
@@ -142,6 +158,7 @@ class CodeModel:
         local_files_only: never try the network.
         trust_remote_code: let transformers run code shipped with a checkpoint (off by default).
         max_cached_prompts: live entries of the reused-prompt cache (each holds KV memory).
+        runtime: "auto", "ctranslate2" or "onnxruntime" (`pick_runtime`).
         progress: called with short messages while the model is fetched, converted and loaded.
 
     A model of an OpenAI-compatible server is a RemoteCodeModel, a sibling: `load_model`
@@ -158,12 +175,14 @@ class CodeModel:
         local_files_only: bool = False,
         trust_remote_code: bool = False,
         max_cached_prompts: int = 2,
+        runtime: str = "auto",
         progress: Progress | None = None,
     ) -> None:
         self.device = pick_device(device)
         self.compute_type = pick_compute_type(compute_type, self.device)
         resolved = resolve_model(
-            str(model), local_files_only=local_files_only, trust_remote_code=trust_remote_code, progress=progress
+            str(model), local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+            runtime=pick_runtime(runtime, str(model), self.device, self.compute_type), progress=progress,
         )
         self.path = resolved.path
         self.preset: Preset = resolved.preset
@@ -180,6 +199,10 @@ class CodeModel:
                 TransformersDecoderEngine if self.preset.architecture is Architecture.DECODER else TransformersEncoderDecoderEngine
             )
             self._engine = engine_class(resolved.path, device=self.device, threads=threads, trust_remote_code=trust_remote_code)
+        elif resolved.backend is Backend.ONNXRUNTIME:
+            from .onnx_engine import OnnxDecoderEngine
+
+            self._engine = OnnxDecoderEngine(resolved.path, self.tokenizer, threads=threads, max_cached_prompts=max_cached_prompts)
         elif self.preset.architecture is Architecture.DECODER:
             from .ct2_engines import DecoderEngine
 

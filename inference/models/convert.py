@@ -126,10 +126,19 @@ _SAMPLED_BLOCKS = 33
 _SAMPLED_BLOCK_BYTES = 1 << 16
 
 
+WEIGHT_FILES = ("model.bin", "model.onnx.data")  # CTranslate2's, ONNX Runtime's (inference/models/gguf_onnx.py)
+
+
+def weights_file(model_dir: Path) -> Path:
+    """The file holding a converted directory's weights (model.bin unless it is an ONNX Runtime model)."""
+    model_dir = Path(model_dir)
+    return next((model_dir / name for name in WEIGHT_FILES if (model_dir / name).is_file()), model_dir / WEIGHT_FILES[0])
+
+
 def model_bin_checksum(model_dir: Path, blocks: int = _SAMPLED_BLOCKS, block_bytes: int = _SAMPLED_BLOCK_BYTES) -> dict[str, Any]:
-    """Size of model.bin and the sha256 of `blocks` blocks spread evenly over it (its first, middle and
-    last included): 2 MiB read whatever the model's size, so a load can afford to check it."""
-    path = Path(model_dir) / "model.bin"
+    """Size of the weights file and the sha256 of `blocks` blocks spread evenly over it (its first,
+    middle and last included): 2 MiB read whatever the model's size, so a load can afford to check it."""
+    path = weights_file(model_dir)
     size = path.stat().st_size
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -141,9 +150,9 @@ def model_bin_checksum(model_dir: Path, blocks: int = _SAMPLED_BLOCKS, block_byt
 
 
 def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
-    """Write `codet5_lsp.json` into a finished model directory, with the checksum of its model.bin."""
+    """Write `codet5_lsp.json` into a finished model directory, with the checksum of its weights."""
     model_dir = Path(model_dir)
-    if (model_dir / "model.bin").is_file():
+    if weights_file(model_dir).is_file():
         metadata = {**metadata, "model_bin": model_bin_checksum(model_dir)}
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
 
@@ -175,8 +184,9 @@ def verify_model_bin(model_dir: Path) -> None:
     except (OSError, ValueError) as exc:
         raise CorruptModelError(f"the model in {model_dir} is broken ({exc}); {_rebuild_hint(model_dir, metadata)}") from exc
     if actual["size"] != recorded.get("size") or actual["sampled_sha256"] != recorded.get("sampled_sha256"):
-        what = (f"model.bin has {actual['size']} bytes, its build wrote {recorded.get('size')}"
-                if actual["size"] != recorded.get("size") else "model.bin's bytes differ from what its build wrote")
+        name = weights_file(model_dir).name
+        what = (f"{name} has {actual['size']} bytes, its build wrote {recorded.get('size')}"
+                if actual["size"] != recorded.get("size") else f"{name}'s bytes differ from what its build wrote")
         raise CorruptModelError(f"the model in {model_dir} is corrupt ({what}); {_rebuild_hint(model_dir, metadata)}")
 
 
@@ -196,6 +206,14 @@ def read_metadata(model_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def is_onnx_dir(model_dir: Path) -> bool:
+    """Whether `model_dir` holds an ONNX Runtime decoder built by `convert_gguf_to_onnx`."""
+    from inference.models.gguf_onnx import EMBEDDING_FILE, GRAPH_FILE, WEIGHTS_FILE
+
+    model_dir = Path(model_dir)
+    return all((model_dir / name).is_file() for name in (GRAPH_FILE, WEIGHTS_FILE, EMBEDDING_FILE, "tokenizer.json"))
 
 
 def is_ct2_dir(model_dir: Path) -> bool:
@@ -413,3 +431,25 @@ def _convert_gguf_with_transformers(gguf_path: Path, out: Path, quantization: st
     with tempfile.TemporaryDirectory(prefix=".gguf-hf-", dir=out.parent) as tmp:
         hf_dir = gguf_to_hf(gguf_path, Path(tmp) / "hf", progress=progress)
         return convert_to_ct2(hf_dir, out, quantization, progress=progress, source_label=label)
+
+
+def convert_gguf_to_onnx(
+    gguf_path: Path,
+    out: Path,
+    quantization: str = "int8",
+    progress: Progress = None,
+    *,
+    source_label: str | None = None,
+) -> Path:
+    """Llama/Qwen2 GGUF file -> ONNX Runtime decoder directory at `out` (written atomically), with
+    numpy and onnx alone (inference/models/gguf_onnx.py). ConversionError as `convert_gguf_to_ct2`."""
+    from inference.models import gguf_ct2, gguf_onnx
+
+    gguf_path, out = Path(gguf_path), Path(out)
+    with building(out), disk_full_hint(out):
+        model = gguf_ct2.GGUFModel(gguf_path)
+        with atomic_directory(out) as tmp:
+            recorded = gguf_onnx.convert(model, tmp, quantization, progress)
+            write_metadata(tmp, {"source": source_label if source_label is not None else str(gguf_path),
+                                 "quantization": quantization, "format_version": FORMAT_VERSION, **recorded})
+    return out

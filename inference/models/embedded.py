@@ -18,7 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inference.models.cache import building, models_dir
-from inference.models.convert import FORMAT_VERSION, convert_gguf_to_ct2, disk_full_hint, is_ct2_dir, model_bin_intact, read_metadata
+from inference.models.convert import (
+    FORMAT_VERSION, convert_gguf_to_ct2, convert_gguf_to_onnx, disk_full_hint, is_ct2_dir, is_onnx_dir, model_bin_intact,
+    read_metadata,
+)
 from inference.summarizer_assembly import SUMMARIZER_PRESET, assemble_summarizer
 from inference.models.wheel_sources import (    QWEN25_CODER_05B,
     QWEN25_CODER_15B,
@@ -43,16 +46,19 @@ def _report(progress: Progress, message: str) -> None:
         progress(message)
 
 
-def embedded_model_dir(name: str = DEFAULT_EMBEDDED) -> Path:
-    """Where the converted embedded model `name` lives (it may not exist yet)."""
-    return models_dir() / f"{name}-{EMBEDDED_QUANTIZATION}"
+ONNX_RUNTIME = "onnxruntime"  # the runtime whose conversion of an embedded model is built by convert_gguf_to_onnx
+
+
+def embedded_model_dir(name: str = DEFAULT_EMBEDDED, runtime: str = "ctranslate2") -> Path:
+    """Where the converted embedded model `name` lives for `runtime` (it may not exist yet)."""
+    return models_dir() / f"{name}{'-onnx' if runtime == ONNX_RUNTIME else ''}-{EMBEDDED_QUANTIZATION}"
 
 
 def is_embedded_model_current(model_dir: Path) -> bool:
     """Whether `model_dir` holds a complete conversion in the current format."""
     metadata = read_metadata(model_dir)
     return (
-        is_ct2_dir(model_dir)
+        (is_ct2_dir(model_dir) or is_onnx_dir(model_dir))
         and (Path(model_dir) / "tokenizer.json").is_file()
         and metadata is not None
         and metadata.get("format_version") == FORMAT_VERSION
@@ -61,17 +67,19 @@ def is_embedded_model_current(model_dir: Path) -> bool:
     )
 
 
-def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = None) -> Path:
-    """The CTranslate2 int8 directory of the embedded model `name`, built first if missing or outdated."""
+def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = None, runtime: str = "ctranslate2") -> Path:
+    """The int8 directory of the embedded model `name` for `runtime` (CTranslate2's, or ONNX Runtime's
+    for "onnxruntime"), built first if missing or outdated."""
     source = EMBEDDED_SOURCES[name]
-    target = embedded_model_dir(name)
+    target = embedded_model_dir(name, runtime)
     if is_embedded_model_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with building(target), disk_full_hint(target), \
             tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=target.parent) as tmp:
         gguf_path = fetch_gguf(source, Path(tmp), progress)
-        convert_gguf_to_ct2(
+        convert = convert_gguf_to_onnx if runtime == ONNX_RUNTIME else convert_gguf_to_ct2
+        convert(
             gguf_path, target, EMBEDDED_QUANTIZATION, progress,
             source_label=f"{source.description} (GGUF sha256 {source.sha256 or sha256_file(gguf_path)})",
         )

@@ -229,7 +229,7 @@ def _unpermute(weights: np.ndarray, heads: int) -> np.ndarray:
     return weights.reshape(heads, weights.shape[0] // heads // 2, 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
 
 
-def _layer_weights(model: GGUFModel, i: int) -> dict[str, np.ndarray]:
+def layer_weights(model: GGUFModel, i: int) -> dict[str, np.ndarray]:
     """Layer `i`'s float32 weights under their Hugging Face names (after `model.layers.i.`)."""
     config, block = model.config, f"blk.{i}"
     names = {
@@ -275,7 +275,7 @@ def hf_weights(model: GGUFModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     if not model.config.tied:
         weights["lm_head.weight"] = model.weight("output.weight")
     for i in range(model.config.layers):
-        weights |= {f"model.layers.{i}.{k}": v for k, v in _layer_weights(model, i).items()}
+        weights |= {f"model.layers.{i}.{k}": v for k, v in layer_weights(model, i).items()}
     return weights, model.config.hf_config()
 
 
@@ -412,7 +412,7 @@ def build_spec(model: GGUFModel, vocabulary: list[str], specials: dict[str, str 
     for i, layer in enumerate(decoder.layer):
         if progress is not None and i % 8 == 0:
             progress(f"Converting layer {i + 1}/{config.layers}")
-        w = _layer_weights(model, i)
+        w = layer_weights(model, i)
         attention, ffn = layer.self_attention, layer.ffn
         _optimized(attention.layer_norm, quantization, gamma=w["input_layernorm.weight"])
         qkv = {"weight": np.concatenate([w[f"self_attn.{p}_proj.weight"] for p in "qkv"])}

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from .cache import models_dir, remove_build_leftovers
 from .convert import (
-    FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, model_bin_intact, read_metadata,
+    FORMAT_VERSION, CacheWriteError, ConversionError, context_length, convert_to_ct2, is_ct2_dir, is_onnx_dir, model_bin_intact,
+    read_metadata,
 )
-from .embedded import EMBEDDED_BUILDERS
+from .embedded import EMBEDDED_BUILDERS, EMBEDDED_SOURCES, ONNX_RUNTIME, ensure_embedded_model
 from .presets import PRESETS, Architecture, Preset, PromptFormat, find_preset
 
 Progress = Callable[[str], None]
@@ -32,6 +33,10 @@ class ModelNotFoundError(RuntimeError):
 class Backend(str, Enum):
     CTRANSLATE2 = "ctranslate2"
     TRANSFORMERS = "transformers"
+    ONNXRUNTIME = ONNX_RUNTIME
+
+
+RUNTIMES = ("auto", Backend.CTRANSLATE2.value, Backend.ONNXRUNTIME.value)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ def _local(path: Path, trust_remote_code: bool, progress: Progress | None) -> Re
         raise ModelNotFoundError(f"model path {path} does not exist")
     if is_ct2_dir(path):
         return ResolvedModel(path, describe_local(path), Backend.CTRANSLATE2)
+    if is_onnx_dir(path):
+        return ResolvedModel(path, describe_local(path), Backend.ONNXRUNTIME)
     if _is_hf_dir(path):
         stamp = hashlib.sha256(f"{path.resolve()}:{(path / 'config.json').stat().st_mtime_ns}".encode()).hexdigest()[:12]
         out = models_dir() / f"local-{path.name}-{stamp}-{CACHE_QUANTIZATION}"
@@ -156,14 +163,22 @@ def _hub_snapshot(hub_id: str, local_files_only: bool) -> Path:
         ) from None
 
 
+def onnx_runtime_builds(preset: Preset | None) -> bool:
+    """Whether an ONNX Runtime decoder can be built for `preset` (the embedded completion models, from their GGUF)."""
+    return preset is not None and preset.embedded and preset.name in EMBEDDED_SOURCES
+
+
 def resolve_model(
     spec: str = "default",
     *,
     local_files_only: bool = False,
     trust_remote_code: bool = False,
+    runtime: str = "ctranslate2",
     progress: Progress | None = None,
 ) -> ResolvedModel:
-    """Find or build a runnable directory for `spec` (preset name, hub id or local path).
+    """Find or build a runnable directory for `spec` (preset name, hub id or local path); with
+    `runtime` "onnxruntime", an embedded completion model is built for ONNX Runtime instead of
+    CTranslate2 (a local directory runs on the runtime it was converted for).
 
     Leftovers of builds that were killed are removed first; a cached conversion whose model.bin
     fails its checksum is built again."""
@@ -179,6 +194,13 @@ def resolve_model(
                 f"unknown model {spec!r}: not a preset ({', '.join(PRESETS)}), a hub id (org/name) or an existing path"
             )
         preset = next((p for p in PRESETS.values() if p.hub_id == spec), None)
+    if runtime == ONNX_RUNTIME:
+        if not onnx_runtime_builds(preset):
+            raise ModelNotFoundError(
+                f"ONNX Runtime runs the embedded completion models ({', '.join(EMBEDDED_SOURCES)}) and directories "
+                f"converted for it, not {spec!r}; use the ctranslate2 runtime for it"
+            )
+        return ResolvedModel(ensure_embedded_model(preset.name, progress, ONNX_RUNTIME), preset, Backend.ONNXRUNTIME)
     if preset is not None and preset.embedded:
         return ResolvedModel(EMBEDDED_BUILDERS[preset.name](progress), preset, Backend.CTRANSLATE2)
     name = preset.name if preset else spec.replace("/", "--")

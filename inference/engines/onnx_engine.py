@@ -1,0 +1,194 @@
+"""ONNX Runtime decoder engine: each prompt continues the longest common prefix of an earlier one.
+
+The graph (inference/models/gguf_onnx.py) takes and returns every layer's key/value cache, so
+the engine keeps the cache of the last few sequences it ran (prompt and generated ids) and runs
+only the ids after the longest prefix a new prompt shares with one of them: while a user types,
+a request re-reads the few ids that changed instead of the lines around the cursor. llama.cpp's
+prompt cache works the same way; CTranslate2's static prompt is reused only on an exact match.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..models.gguf_onnx import EMBEDDING_FILE, GRAPH_FILE
+from .healed_generation import FirstTokenRejected, top_k
+from .tokenizer import CodeTokenizer
+
+
+@dataclass
+class KVState:
+    """The key/value cache of `ids`: two arrays per layer, [1, kv heads, len(ids), head dim]."""
+
+    ids: list[int]
+    past: list[np.ndarray]
+
+    def truncated(self, length: int) -> KVState:
+        """The cache of `ids[:length]`."""
+        if length == len(self.ids):
+            return self
+        return KVState(self.ids[:length], [np.ascontiguousarray(a[:, :, :length]) for a in self.past])
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of `a` and `b`."""
+    n = min(len(a), len(b))
+    mismatch = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(mismatch[0]) if mismatch.size else n
+
+
+class PrefixCache:
+    """Up to `capacity` KV states; a request takes the one sharing the longest prefix with its prompt.
+
+    A taken state is out of the cache while its generation runs and is put back (extended by what
+    was generated) when it ends, so two generations never share one.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(0, capacity)
+        self._states: list[KVState] = []  # least recently used first
+        self._lock = threading.Lock()
+        self.hits = 0  # requests that continued a cached prefix
+        self.fills = 0  # requests run from the start
+        self.reused_ids = 0  # prompt ids read from the cache
+        self.computed_ids = 0  # prompt ids run through the model
+        self.released = 0  # states dropped by `release`
+
+    def take(self, prompt_ids: list[int]) -> KVState | None:
+        """The cached state sharing the longest prefix with `prompt_ids`, cut to that prefix (at
+        least one prompt id is left to run, for the next token's logits); None if none shares any."""
+        with self._lock:
+            best, best_length = None, 0
+            for state in self._states:
+                length = min(common_prefix(state.ids, prompt_ids), len(prompt_ids) - 1)
+                if length > best_length:
+                    best, best_length = state, length
+            if best is None:
+                self.fills += 1
+                self.computed_ids += len(prompt_ids)
+                return None
+            self._states.remove(best)
+            self.hits += 1
+            self.reused_ids += best_length
+            self.computed_ids += len(prompt_ids) - best_length
+        return best.truncated(best_length)
+
+    def put(self, state: KVState) -> None:
+        """Keep `state` as the most recently used, dropping the least recently used beyond the capacity."""
+        with self._lock:
+            states = [s for s in self._states if s.ids != state.ids] + [state]
+            self._states = states[-self.capacity:] if self.capacity else []
+
+    def release(self) -> int:
+        """Drop every cached state now; how many there were."""
+        with self._lock:
+            held = len(self._states)
+            self._states = []
+            self.released += held
+        return held
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as `codet5.status` reports them."""
+        return {"hits": self.hits, "fills": self.fills, "reused_ids": self.reused_ids,
+                "computed_ids": self.computed_ids, "released": self.released, "held": len(self._states)}
+
+
+class OnnxDecoderEngine:
+    """A Llama/Qwen2 decoder on ONNX Runtime (CPU), its prompts' KV caches kept for reuse."""
+
+    def __init__(self, model_dir: Path, tokenizer: CodeTokenizer, *, threads: int, max_cached_prompts: int) -> None:
+        import onnxruntime
+        from safetensors.numpy import load_file
+
+        self.tokenizer = tokenizer
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(Path(model_dir) / GRAPH_FILE), options,
+                                                    providers=["CPUExecutionProvider"])
+        embedding = load_file(str(Path(model_dir) / EMBEDDING_FILE))
+        self._rows, self._scales = embedding["rows"], embedding["scales"]
+        past = [i for i in self.session.get_inputs() if i.name.startswith("past_")]
+        self._past_names = [i.name for i in past]
+        self._present_names = [name.replace("past_", "present_", 1) for name in self._past_names]
+        _, kv_heads, _, head_dim = past[0].shape
+        self._empty = [np.zeros((1, kv_heads, 0, head_dim), np.float32) for _ in past]
+        self.cache = PrefixCache(max_cached_prompts)
+
+    def release(self) -> None:
+        """Drop the session and the cached states now."""
+        self.cache.release()
+        self.session = None
+
+    def release_cached_prompts(self) -> int:
+        """Free the cached KV states now; how many there were."""
+        return self.cache.release()
+
+    def prompt_cache_stats(self) -> dict[str, int] | None:
+        """The prefix cache's counters."""
+        return self.cache.stats()
+
+    def _run(self, ids: list[int], state: KVState | None) -> tuple[np.ndarray, KVState]:
+        """Logits after `ids` continue `state` (None: from the start), and the extended state."""
+        past_ids, past = (state.ids, state.past) if state is not None else ([], self._empty)
+        start, total = len(past_ids), len(past_ids) + len(ids)
+        token_ids = np.asarray(ids, np.int64)
+        feeds = {
+            "inputs_embeds": (self._rows[token_ids].astype(np.float32) * self._scales[token_ids, None])[None],
+            "position_ids": np.arange(start, total, dtype=np.int64)[None],
+            "seqlens_k": np.array([total - 1], np.int32),
+            "total_sequence_length": np.array(total, np.int32),
+            **dict(zip(self._past_names, past)),
+        }
+        logits, *present = self.session.run(["logits", *self._present_names], feeds)
+        return logits[0, -1], KVState(past_ids + list(ids), present)
+
+    def _start(self, prompt_ids: list[int]) -> tuple[np.ndarray, KVState]:
+        if not prompt_ids:
+            raise ValueError("an empty prompt has nothing to continue")
+        state = self.cache.take(prompt_ids)
+        return self._run(prompt_ids[len(state.ids) if state else 0:], state)
+
+    def _generate(
+        self, prompt_ids: list[int], max_new_tokens: int, end_tokens: list[str],
+        accept_first: Callable[[int], bool] | None = None, k: int = 0,
+    ) -> Iterator[int]:
+        ends = {self.tokenizer.token_id(t) for t in end_tokens} - {None}
+        logits, state = self._start(prompt_ids)
+        try:
+            for step in range(max_new_tokens):
+                token = int(np.argmax(logits))
+                if step == 0 and accept_first is not None and not accept_first(token):
+                    raise FirstTokenRejected(top_k(logits, k))
+                if token in ends:
+                    return
+                yield token
+                if step + 1 < max_new_tokens:
+                    logits, state = self._run([token], state)
+        finally:
+            self.cache.put(state)
+
+    def stream(self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str]) -> Iterator[int]:
+        """Ids generated after the prompt (greedy); closing the iterator stops decoding. `static_len`
+        is not needed: any prefix shared with a cached sequence is reused."""
+        return self._generate(prompt_ids, max_new_tokens, end_tokens)
+
+    def stream_checked(
+        self, prompt_ids: list[int], static_len: int, max_new_tokens: int, end_tokens: list[str],
+        accept_first: Callable[[int], bool], k: int,
+    ) -> Iterator[int]:
+        """`stream`, refused with FirstTokenRejected (the `k` most likely ids) when `accept_first`
+        refuses the first token."""
+        return self._generate(prompt_ids, max_new_tokens, end_tokens, accept_first, k)
+
+    def next_token_candidates(self, prompt_ids: list[int], static_len: int, k: int) -> list[int]:
+        """The `k` most likely ids after the prompt, most likely first."""
+        logits, state = self._start(prompt_ids)
+        self.cache.put(state)
+        return top_k(logits, k)

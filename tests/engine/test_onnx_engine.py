@@ -1,0 +1,192 @@
+"""GGUF -> ONNX Runtime decoder (inference/models/gguf_onnx.py) and its engine's prefix cache
+(inference/engines/onnx_engine.py), on tiny random Qwen2 and Llama GGUFs (tests/tiny_gguf.py).
+
+The float32 graph must compute what CTranslate2's float32 conversion of the same file computes;
+continuing a cached prefix must give what a full pass gives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import pytest
+
+from inference.engines.healed_generation import FirstTokenRejected
+from inference.engines.model import CodeModel, pick_runtime
+from inference.engines.onnx_engine import KVState, OnnxDecoderEngine, PrefixCache, common_prefix
+from inference.engines.tokenizer import CodeTokenizer
+from inference.models.convert import (
+    CorruptModelError, convert_gguf_to_ct2, convert_gguf_to_onnx, is_onnx_dir, read_metadata, verify_model_bin,
+)
+from inference.models.gguf_onnx import WEIGHTS_FILE, quantize_blocks
+from inference.models.resolve import Backend, ModelNotFoundError, resolve_model
+from tests.tiny_gguf import DecoderShape, train_bpe_tokenizer, write_random_gguf
+
+LLAMA = DecoderShape(architecture="llama", rope_theta=10_000.0)
+TEXT = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    """Random Qwen2 (tied) and Llama (own output matrix) GGUFs, each converted for ONNX Runtime and
+    for CTranslate2, in float32 and int8."""
+    root = tmp_path_factory.mktemp("onnx")
+    files = {
+        "qwen2": write_random_gguf(root / "qwen2.gguf", train_bpe_tokenizer()),
+        "llama": write_random_gguf(root / "llama.gguf", train_bpe_tokenizer(qwen2_split=False), LLAMA, output="random", seed=1),
+    }
+    out: dict[str, Path] = {}
+    for name, path in files.items():
+        out[f"{name}-gguf"] = path
+        out[f"{name}-ct2"] = convert_gguf_to_ct2(path, root / f"{name}-ct2", "float32")
+        out[f"{name}-ct2-int8"] = convert_gguf_to_ct2(path, root / f"{name}-ct2-int8", "int8")
+        for quantization in ("float32", "int8"):
+            out[f"{name}-{quantization}"] = convert_gguf_to_onnx(path, root / f"{name}-{quantization}", quantization)
+    return out
+
+
+def _engine(model_dir: Path, cached: int = 2) -> OnnxDecoderEngine:
+    return OnnxDecoderEngine(model_dir, CodeTokenizer(model_dir), threads=1, max_cached_prompts=cached)
+
+
+def _ct2_next_logits(model_dir: Path, ids: list[int], compute_type: str = "default") -> np.ndarray:
+    return np.asarray(ctranslate2.Generator(str(model_dir), compute_type=compute_type).forward_batch([ids]))[0, -1]
+
+
+def _ids(model_dir: Path) -> list[int]:
+    return CodeTokenizer(model_dir).encode(TEXT)
+
+
+@pytest.mark.parametrize("name", ["qwen2", "llama"])
+def test_float32_graph_computes_what_ctranslate2_computes(built, name):
+    engine, ids = _engine(built[f"{name}-float32"]), _ids(built[f"{name}-float32"])
+    for length in (1, 5, len(ids)):
+        logits, _ = engine._run(ids[:length], None)
+        np.testing.assert_allclose(logits, _ct2_next_logits(built[f"{name}-ct2"], ids[:length]), atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("name", ["qwen2", "llama"])
+def test_int8_graph_is_as_close_to_float32_as_ctranslate2_int8(built, name):
+    ids = _ids(built[f"{name}-int8"])
+    exact = _ct2_next_logits(built[f"{name}-ct2"], ids)
+    ours, _ = _engine(built[f"{name}-int8"])._run(ids, None)
+    theirs = _ct2_next_logits(built[f"{name}-ct2-int8"], ids, "int8")
+    assert np.linalg.norm(ours - exact) <= 1.5 * np.linalg.norm(theirs - exact)
+
+
+def test_a_continued_prefix_gives_what_a_full_pass_gives(built):
+    engine, ids = _engine(built["qwen2-float32"]), _ids(built["qwen2-float32"])
+    full, _ = engine._run(ids, None)
+    _, head = engine._run(ids[:7], None)
+    continued, state = engine._run(ids[7:], head)
+    np.testing.assert_allclose(continued, full, atol=1e-4, rtol=1e-4)
+    assert state.ids == ids and state.past[0].shape[2] == len(ids)
+    longer = KVState(state.ids, state.past).truncated(4)  # a cache cut back to a shorter prefix
+    np.testing.assert_allclose(engine._run(ids[4:], longer)[0], full, atol=1e-4, rtol=1e-4)
+
+
+def test_generation_continues_the_longest_cached_prefix_and_matches_an_uncached_run(built):
+    model_dir = built["qwen2-int8"]
+    ids, end = _ids(model_dir), ["<|im_end|>"]
+    cold = list(_engine(model_dir, cached=0).stream(ids, 0, 12, end))
+    engine = _engine(model_dir)
+    first = list(engine.stream(ids[:-3], 0, 12, end))
+    assert engine.prompt_cache_stats()["fills"] == 1 and engine.prompt_cache_stats()["held"] == 1
+    assert list(engine.stream(ids, 0, 12, end)) == cold
+    stats = engine.prompt_cache_stats()
+    assert stats["hits"] == 1 and stats["reused_ids"] >= len(ids) - 3
+    assert stats["computed_ids"] == (len(ids) - 3) + (len(ids) - stats["reused_ids"])
+    assert first  # the shorter prompt generated too
+    assert engine.release_cached_prompts() == 1 and engine.prompt_cache_stats()["held"] == 0
+
+
+def test_closing_a_stream_stops_it_and_keeps_what_it_computed(built):
+    model_dir = built["qwen2-int8"]
+    engine, ids = _engine(model_dir), _ids(model_dir)
+    stream = engine.stream(ids, 0, 40, [])
+    taken = [next(stream) for _ in range(3)]
+    stream.close()
+    cache = engine.cache
+    (state,) = cache._states
+    assert state.ids == ids + taken[:2]  # the third id was returned but never run through the model
+    assert state.past[0].shape[2] == len(state.ids)
+
+
+def test_a_refused_first_token_names_the_most_likely_ones(built):
+    model_dir = built["qwen2-int8"]
+    engine, ids = _engine(model_dir), _ids(model_dir)
+    expected = engine.next_token_candidates(ids, 0, 5)
+    with pytest.raises(FirstTokenRejected) as refused:
+        list(engine.stream_checked(ids, 0, 8, [], lambda token: False, 5))
+    assert refused.value.candidates == expected
+    assert list(engine.stream_checked(ids, 0, 8, [], lambda token: True, 5))[0] == expected[0]
+
+
+def test_prefix_cache_keeps_the_most_recent_states_and_never_hands_one_out_twice():
+    cache = PrefixCache(2)
+    empty = [np.zeros((1, 1, 0, 2), np.float32)]
+
+    def state(ids: list[int]) -> KVState:
+        return KVState(ids, [np.zeros((1, 1, len(ids), 2), np.float32)])
+
+    assert cache.take([1, 2, 3]) is None
+    for ids in ([1, 2, 3], [4, 5, 6], [1, 2, 9, 9]):
+        cache.put(state(ids))
+    assert [s.ids for s in cache._states] == [[4, 5, 6], [1, 2, 9, 9]]
+    taken = cache.take([1, 2, 9, 7])
+    assert taken.ids == [1, 2, 9] and taken.past[0].shape[2] == 3
+    assert [s.ids for s in cache._states] == [[4, 5, 6]]  # out while in use
+    assert cache.take([4, 5, 6]).ids == [4, 5]  # one id is always left to run
+    assert cache.take([8]) is None and empty
+    assert common_prefix([1, 2, 3], [1, 2]) == 2 and common_prefix([], [1]) == 0
+    assert PrefixCache(0).take([1]) is None
+
+
+def test_quantized_blocks_round_trip():
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(8, 70)).astype(np.float32)
+    codes, scales = quantize_blocks(weight)
+    restored = ((codes.astype(np.float32) - 128) * scales.reshape(8, -1, 1)).reshape(8, -1)[:, :70]
+    assert codes.shape == (8, 3, 32) and np.abs(restored - weight).max() <= scales.max() / 2 + 1e-6
+
+
+def test_directory_metadata_and_a_corrupt_weights_file(built, tmp_path):
+    model_dir = built["qwen2-int8"]
+    assert is_onnx_dir(model_dir) and read_metadata(model_dir)["runtime"] == "onnxruntime"
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for file in model_dir.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    verify_model_bin(copy)
+    with open(copy / WEIGHTS_FILE, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(CorruptModelError, match=WEIGHTS_FILE):
+        verify_model_bin(copy)
+
+
+def test_a_local_onnx_directory_loads_on_onnx_runtime(built):
+    model = CodeModel(built["qwen2-int8"], "cpu", "int8", 1)
+    assert model.backend is Backend.ONNXRUNTIME
+    text = "".join(model.complete("def add(a, b):\n    return", max_new_tokens=6))
+    assert isinstance(text, str)
+    assert model.prompt_cache_stats()["fills"] >= 1
+
+
+def test_runtime_choice():
+    assert pick_runtime("auto", "default", "cpu", "int8") == "onnxruntime"
+    assert pick_runtime("auto", "default", "cpu", "float32") == "ctranslate2"
+    assert pick_runtime("auto", "default", "cuda", "int8_float16") == "ctranslate2"
+    assert pick_runtime("auto", "/some/dir", "cpu", "int8") == "ctranslate2"
+    assert pick_runtime("ctranslate2", "default", "cpu", "int8") == "ctranslate2"
+    with pytest.raises(ValueError, match="int8 on the CPU"):
+        pick_runtime("onnxruntime", "default", "cuda", "int8_float16")
+    with pytest.raises(ValueError, match="runtime must be"):
+        pick_runtime("tensorrt", "default", "cpu", "int8")
+
+
+def test_onnx_runtime_is_refused_for_a_model_it_cannot_build():
+    with pytest.raises(ModelNotFoundError, match="ONNX Runtime runs the embedded completion models"):
+        resolve_model("Salesforce/codet5p-220m", runtime="onnxruntime", local_files_only=True)
+    assert Backend.ONNXRUNTIME.value == "onnxruntime"
