@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
     "no-speculation": {"speculative": False},
     "no-other-files": {"otherFiles": False},
+    **{runtime: {"runtime": runtime} for runtime in ("ctranslate2", "onnxruntime")},
     **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (0, 50, 100, 150) for b in (800, 1000, 1500)},
 }
 

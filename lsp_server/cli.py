@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list known models, pull one into the cache, or print the cache path")
     models.add_argument("action", nargs="?", choices=("list", "pull", "where"), default="list")
     models.add_argument("name", nargs="?", default="default", help="model to pull (preset, hub id or path)")
+    models.add_argument("--runtime", choices=RUNTIMES, default=argparse.SUPPRESS,
+                        help="pull the model for this runtime (default: auto, as the server chooses)")
     _common_options(models)
     return parser
 
@@ -213,13 +215,14 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"{preset.name:26} {', '.join(preset.aliases) or '-':20} {cache_state(preset).value:11} "
                   f"{preset.licence:13} {preset.description}")
     else:
-        from inference.models.resolve import ModelNotFoundError, resolve_model
+        from inference.engines.loading import model_directory
+        from inference.models.resolve import ModelNotFoundError
 
         try:
-            resolved = resolve_model(args.name, local_files_only=args.offline, progress=_progress)
-        except (ModelNotFoundError, OSError, RuntimeError) as exc:
+            path = model_directory(args.name, runtime=args.runtime, local_files_only=args.offline, progress=_progress)
+        except (ModelNotFoundError, OSError, RuntimeError, ValueError) as exc:
             raise CliError(str(exc), 2) from exc
-        print(resolved.path)
+        print(path)
     return 0
 
 

@@ -39,3 +39,23 @@ def load_model(
         trust_remote_code=trust_remote_code, max_cached_prompts=max_cached_prompts, runtime=runtime,
         progress=progress,
     )
+
+
+def model_directory(
+    model: str | Path = "default",
+    device: str = "auto",
+    compute_type: str = "auto",
+    runtime: str = "auto",
+    *,
+    local_files_only: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """The local directory `load_model` would load with these settings, fetched and converted
+    first if needed (`codet5-lsp models pull`)."""
+    from ..models.resolve import resolve_model
+    from .model import pick_compute_type, pick_device, pick_runtime
+
+    device = pick_device(device)
+    compute_type = pick_compute_type(compute_type, device)
+    chosen = pick_runtime(runtime, str(model), device, compute_type)
+    return resolve_model(str(model), local_files_only=local_files_only, runtime=chosen, progress=progress).path

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.convert import verify_model_bin
 from ..models.gguf_onnx import EMBEDDING_FILE, GRAPH_FILE
 from .healed_generation import FirstTokenRejected, top_k
 from .tokenizer import CodeTokenizer
@@ -106,6 +107,7 @@ class OnnxDecoderEngine:
         from safetensors.numpy import load_file
 
         self.tokenizer = tokenizer
+        verify_model_bin(model_dir)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -76,7 +76,7 @@ PRESETS: dict[str, Preset] = {
                 completion_format=PromptFormat.PLAIN,
                 licence="Apache-2.0",
                 description=f"Qwen2.5-Coder-{size.upper()}-Instruct, a Q4_K_M GGUF from PyPI wheels (pinned by hash), "
-                "converted to CTranslate2 int8" + (" (the embedded default)" if size == "0.5b" else " (opt-in)"),
+                "built for ONNX Runtime int8 on CPU, CTranslate2 elsewhere" + (" (the embedded default)" if size == "0.5b" else " (opt-in)"),
                 extra_end_tokens=_QWEN_END_TOKENS,
                 fim=_QWEN_FIM,
                 file_separator=_QWEN_FILE_SEPARATOR,

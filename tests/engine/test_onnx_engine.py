@@ -164,6 +164,8 @@ def test_directory_metadata_and_a_corrupt_weights_file(built, tmp_path):
         handle.truncate(1000)
     with pytest.raises(CorruptModelError, match=WEIGHTS_FILE):
         verify_model_bin(copy)
+    with pytest.raises(CorruptModelError, match="codet5-quantize SOURCE"):
+        _engine(copy)  # refused before ONNX Runtime reads it
 
 
 def test_a_local_onnx_directory_loads_on_onnx_runtime(built):

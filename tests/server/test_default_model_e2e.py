@@ -1,5 +1,5 @@
-"""The embedded default models (Qwen2.5-Coder-0.5B converted to CTranslate2 int8, and the
-summarizer assembled from SmolLM2-135M) through the real server.
+"""The embedded default models (Qwen2.5-Coder-0.5B built for ONNX Runtime int8, as the server
+runs it on a CPU, and the summarizer assembled from SmolLM2-135M) through the real server.
 
 Tests never download: the models must already be in the cache (`codet5-lsp models pull default`
 and `codet5-lsp models pull default-summarizer`, which `.ci/run` runs before the tests). Without
@@ -16,6 +16,7 @@ from lsprotocol import types
 from inference.models.cache import cache_root
 from inference.models.embedded import (
     DEFAULT_EMBEDDED,
+    ONNX_RUNTIME,
     SUMMARIZER_DELTA,
     embedded_model_dir,
     embedded_summarizer_dir,
@@ -36,7 +37,7 @@ def _required(present: bool, message: str) -> None:
 
 @pytest.fixture
 def embedded_cache() -> object:
-    _required(is_embedded_model_current(embedded_model_dir()),
+    _required(is_embedded_model_current(embedded_model_dir(DEFAULT_EMBEDDED, ONNX_RUNTIME)),
               f"the embedded model is not in {cache_root()}: run `codet5-lsp models pull default`")
     return cache_root()
 
