@@ -131,7 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         server_only = {dest: default for dest, default in vars(parser.parse_args([])).items() if dest not in EVERY_COMMAND}
         given = [f"--{dest.replace('_', '-')}" for dest, default in server_only.items() if getattr(args, dest) != default]
         if args.command == "models":
-            given += [f"--{dest.replace('_', '-')}" for dest in MODEL_DEFAULTS if hasattr(args, dest)]
+            given += [f"--{dest.replace('_', '-')}" for dest in MODEL_DEFAULTS if hasattr(args, dest) and dest != "runtime"]
         if given:
             parser.error(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to `{args.command}`")
     for dest, default in {**MODEL_DEFAULTS, **COMMON_DEFAULTS}.items():

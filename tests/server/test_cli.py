@@ -162,3 +162,22 @@ def test_the_demo_says_what_its_output_shows(tmp_path, tiny_models):
     legend = result.stdout.splitlines()[0]
     assert "demo.py" in legend and "\u2502 marks the cursor" in legend
     assert result.stdout.count("\u2502") > 1  # then one line per completion, the cursor marked
+
+
+def test_models_pull_builds_for_the_runtime_the_server_would_use(tmp_path, tiny_models):
+    """`models pull default` names the ONNX Runtime directory on a CPU (the server's `runtime: auto`)
+    and the CTranslate2 one with `--runtime ctranslate2`; either counts as cached in `models list`."""
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
+
+    models = tmp_path / "cache" / "models"
+    completer = find_preset("default")
+    onnx_dir = convert_gguf_to_onnx(write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer()),
+                                    models / f"{completer.name}-onnx-int8")
+    result = run_cli(tmp_path, "models", "list")
+    assert _row(result.stdout, completer.name)[2] == "cached", result.stdout
+    result = run_cli(tmp_path, "models", "pull", "default", "--offline")
+    assert result.returncode == 0 and result.stdout.strip() == str(onnx_dir), result.stderr
+    shutil.copytree(tiny_models.llama_int8, models / f"{completer.name}-int8")
+    result = run_cli(tmp_path, "models", "pull", "default", "--runtime", "ctranslate2", "--offline")
+    assert result.returncode == 0 and result.stdout.strip() == str(models / f"{completer.name}-int8"), result.stderr
