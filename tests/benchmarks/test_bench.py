@@ -265,3 +265,19 @@ def test_fidelity_measures_two_quantizations_and_pairs_them(tiny_models):
     speed = fidelity.interleaved_latency({"float32": tiny_models.llama_float32, "int8": tiny_models.llama_int8}, tasks=2)
     assert speed["tasks"] == 2 and speed["float32"]["speedup_vs_first"] == 1.0 and speed["int8"]["p50_ms"] > 0
     assert "int8 is" in fidelity.markdown({**result, "speed": speed})
+
+
+def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
+    from bench.runtime_decode import measure
+    from inference.models.convert import convert_gguf_to_ct2, convert_gguf_to_onnx
+    from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
+
+    gguf = write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer())
+    specs = {"onnxruntime": str(convert_gguf_to_onnx(gguf, tmp_path / "onnx")),
+             "ctranslate2": str(convert_gguf_to_ct2(gguf, tmp_path / "ct2", "int8"))}
+    result = measure([8, 40], repeats=2, steps=4, threads=1, specs=specs)
+    for row in result["rows"]:
+        for runtime in specs:
+            assert row[runtime]["n"] > 0 and row[runtime]["median_ms"] > 0 and row[runtime]["bound_ms"] > 0
+        assert row["ratio_onnx_over_ct2"] > 0
+    assert result["rows"][0]["onnxruntime"]["weights_mb"] != result["rows"][0]["ctranslate2"]["weights_mb"]
