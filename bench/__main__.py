@@ -203,9 +203,10 @@ def run_load(args: argparse.Namespace) -> None:
     machine = machine_info()
     with LoadSampler() as load:
         result = daemon_load.run(model=args.model, clients=clients, seconds=args.seconds, threads=args.threads,
-                                 greedy=args.greedy)
+                                 greedy=args.greedy, runtime=args.runtime)
     result.update(command=_command(), machine=machine, load=load.summary())
-    _save(args.results, "load-greedy" if args.greedy else "load", result)
+    runtime = "" if args.runtime == "auto" else f"-{args.runtime}"
+    _save(args.results, f"load{'-greedy' if args.greedy else ''}{runtime}", result)
 
 
 def run_py150(args: argparse.Namespace) -> None:
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seconds", type=float, default=30.0, help="typing time per editor count (default 30)")
     load.add_argument("--threads", type=int, help="the daemon's CTranslate2 threads (default: its own)")
     load.add_argument("--greedy", action="store_true", help="editor 0 asks for the most tokens the settings allow")
+    load.add_argument("--runtime", choices=("auto", "ctranslate2", "onnxruntime"), default="auto", help="the daemon's runtime")
 
     py150 = sub.add_parser("py150", help="CodeXGLUE py150 line completion sample: bare engine vs the server's pipeline")
     py150.add_argument("--limit", type=int, help="only the first N samples")
