@@ -75,6 +75,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "reliability/test_security.py": ("server",),
     "server/test_cli.py": ("server",),
     "server/test_default_model_e2e.py": ("embedded",),
+    "server/test_onnx_runtime_e2e.py": ("model", "server"),
     "server/test_docstrings_e2e.py": ("server",),
     "server/test_hover_docstrings.py": (),
     "server/test_no_suggestion.py": (),
