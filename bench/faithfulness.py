@@ -73,14 +73,14 @@ def undocumented_functions_of_packages(data_dir: Path) -> dict[str, list[Functio
     from inference.summary.summaries import code_to_summarize
     from inference.syntax import functions_in
     from quantize.summarizer.doc_pairs import language_family, language_of
-    from quantize.summarizer.polyglot import package_texts, work_dir
+    from quantize.summarizer.polyglot import downloads_dir, package_texts
 
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     found: dict[str, list[Function]] = {}
-    for package, path, text in package_texts(manifest["archive"], manifest["suite"], work_dir(data_dir), set(manifest["packages_per_split"]["test"])):
+    for package, path, text in package_texts(manifest["archive"], manifest["suite"], downloads_dir(data_dir), set(manifest["packages_per_split"]["test"])):
         language = language_of(path)
         assert language is not None
-        for info in functions_in(text, language):
+        for info in functions_in(text, language, tests=False):
             if info.docstring is None and info.name and MIN_LINES <= info.end_line - info.start_line + 1 <= MAX_LINES:
                 function = Function(f"{package}:{path}", info.name, info.start_line + 1, code_to_summarize(info))
                 found.setdefault(language_family(language), []).append(function)

@@ -8,7 +8,7 @@ from textwrap import dedent
 
 import pytest
 
-from inference.syntax import FunctionInfo, analyze_completion, format_docstring, function_at, language_for
+from inference.syntax import FunctionInfo, analyze_completion, format_docstring, function_at, functions_in, language_for
 from inference.syntax.languages import parse
 
 CURSOR = "<|>"
@@ -682,6 +682,82 @@ def test_go_directives_are_not_doc_text_and_stay_out_of_its_range():
     assert function_at(above, "go", 4, 6).docstring_range == (3, 0, 3, 12)
     only = "package p\n\n//export Add\nfunc Add(a, b int) int { return a + b }\n"
     assert function_at(only, "go", 3, 6).docstring is None
+
+
+# --- functions_in: test code left out -------------------------------------------------------
+
+RUST_TESTS = """\
+/// Adds.
+pub fn add(a: i32, b: i32) -> i32 { a + b }
+
+/// Checks add.
+#[test]
+fn adds() { assert_eq!(add(1, 2), 3); }
+
+#[tokio::test]
+async fn adds_later() {}
+
+#[cfg(not(test))]
+fn only_in_builds() {}
+
+#[cfg(test)]
+mod tests {
+    fn helper() -> i32 { 1 }
+    #[rstest]
+    fn cases() {}
+}
+
+#[cfg(all(test, feature = "slow"))]
+mod slow { fn long() {} }
+"""
+JAVA_TESTS = """\
+class PoolTest {
+    @Test
+    void borrows() {}
+    @org.junit.jupiter.api.ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void borrowsMany(int n) {}
+    @BeforeEach
+    void setUp() {}
+    @Override
+    public String toString() { return "pool"; }
+    void helper() {}
+}
+"""
+GO_TESTS = """\
+package p
+
+func TestAdd(t *testing.T) {}
+func BenchmarkAdd(b *testing.B) {}
+func FuzzAdd(f *testing.F) {}
+func check(tb testing.TB, got int) {}
+func Add(a, b int) int { return a + b }
+func Testify(s string) string { return s }
+"""
+JS_TESTS = """\
+function add(a, b) { return a + b; }
+describe("add", () => {
+  function twice(x) { return add(x, x); }
+  it.each([1, 2])("adds %i", function addsOne(n) {});
+});
+test("plain", async () => {});
+app.get("/", function handler(req, res) {});
+"""
+
+
+@pytest.mark.parametrize(("text", "language", "kept"), [
+    (RUST_TESTS, "rust", ["add", "only_in_builds"]),
+    ("#![cfg(test)]\nfn helper() {}\n", "rust", []),
+    (JAVA_TESTS, "java", ["toString", "helper"]),
+    (GO_TESTS, "go", ["Add", "Testify"]),
+    (JS_TESTS, "javascript", ["add", "handler"]),
+    (JS_TESTS, "typescript", ["add", "handler"]),
+])
+def test_functions_in_can_leave_test_code_out(text, language, kept):
+    """Test functions and what only tests compile or call are left out by the tree, not by name:
+    `Testify` is no test, a `#[cfg(not(test))]` function is built code."""
+    assert [f.name for f in functions_in(text, language, tests=False)] == kept
+    assert set(kept) < {f.name for f in functions_in(text, language)}
 
 
 # --- format_docstring: golden insertions ------------------------------------------------------
