@@ -27,7 +27,7 @@ _JS_TEST_CALLS = frozenset({"describe", "it", "test", "suite", "beforeEach", "af
 def is_test_code(function: Node, language: str) -> bool:
     """Whether the function node `function` is a test or lies in code that only tests use."""
     if language == "rust":
-        return _rust_attributes_say_test(function, _RUST_TEST_ATTRIBUTES) or any(
+        return _has_test_attribute(function) or any(
             _is_test_module(node) for node in ancestors(function) if node.type in ("mod_item", "source_file"))
     if language == "java":
         modifiers = next((c for c in function.named_children if c.type == "modifiers"), None)
@@ -42,12 +42,12 @@ def is_test_code(function: Node, language: str) -> bool:
     return False
 
 
-def _rust_attributes_say_test(item: Node, names: frozenset[str]) -> bool:
-    """Whether an attribute written just before `item` is one of `names` (its path's last segment)."""
+def _has_test_attribute(item: Node) -> bool:
+    """Whether an attribute written just before `item` is a test one (by its path's last segment)."""
     sibling = item.prev_named_sibling
     while sibling is not None and sibling.type in ("attribute_item", "line_comment", "block_comment"):
         attribute = sibling.named_children[0] if sibling.type == "attribute_item" and sibling.named_children else None
-        if attribute is not None and _last_name(attribute.named_children[0] if attribute.named_children else None) in names:
+        if attribute is not None and _last_name(attribute.named_children[0] if attribute.named_children else None) in _RUST_TEST_ATTRIBUTES:
             return True
         sibling = sibling.prev_named_sibling
     return False
