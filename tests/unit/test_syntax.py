@@ -867,35 +867,7 @@ def test_rustdoc_above_attributes():
     )
 
 
-def test_go_comments_start_with_the_name():
-    result = document(GO_FILE, "go", "return &", "Returns a new counter.")
+def test_go_comments_are_written_as_given():
+    """The summary arrives in Go's form (`in_convention`: "New returns ..."); the comment is its lines."""
+    result = document(GO_FILE, "go", "return &", "New returns a new counter.")
     assert result == GO_FILE.replace("func New()", "// New returns a new counter.\nfunc New()")
-    text = 'package p\n\ntype T struct{}\n\nfunc (t T) ID() string { return "" }\n'
-    assert document(text, "go", "return", "ID of t.") == (
-        'package p\n\ntype T struct{}\n\n// ID of t.\nfunc (t T) ID() string { return "" }\n'
-    )
-    text = "package p\n\nfunc Parse(s string) int { return 0 }\n"
-    assert document(text, "go", "return", "URL parsing.") == (
-        "package p\n\n// Parse URL parsing.\nfunc Parse(s string) int { return 0 }\n"
-    )
-
-
-@pytest.mark.parametrize(("summary", "first_line"), [
-    ("Return the number of words.", "Count returns the number of words."),
-    ("Returns the number of words.", "Count returns the number of words."),
-    ("Fetch the page.", "Count fetches the page."),
-    ("Apply the rule.", "Count applies the rule."),
-    ("Copy the pool.", "Count copies the pool."),
-    ("Number of items.", "Count number of items."),
-    ("Process each item.", "Count processes each item."),
-    ("Do nothing.", "Count does nothing."),
-    ("A helper for tests.", "Count is a helper for tests."),
-    ("Constructor with a message.", "Count is a constructor with a message."),
-    ("Count the words.", "Count counts the words."),
-    ("Count returns the words.", "Count returns the words."),
-    ("Count is a no-op.", "Count is a no-op."),
-    ("Reset.", "Count resets."),
-])
-def test_go_comments_put_the_verb_in_the_third_person(summary, first_line):
-    text = "package p\n\nfunc Count(s string) int { return 0 }\n"
-    assert document(text, "go", "return", summary) == f"package p\n\n// {first_line}\nfunc Count(s string) int {{ return 0 }}\n"
