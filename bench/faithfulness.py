@@ -36,12 +36,13 @@ _SKIPPED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-
 
 @dataclass(frozen=True)
 class Function:
-    """A function without a docstring: where it is and its dedented source."""
+    """A function without a docstring: where it is, its dedented source and its language."""
 
     module: str
     name: str
     line: int
     code: str
+    language: str = "python"
 
 
 def functions_without_docstrings(root: Path) -> list[Function]:
@@ -73,17 +74,18 @@ def undocumented_functions_of_packages(data_dir: Path) -> dict[str, list[Functio
     from inference.summary.summaries import code_to_summarize
     from inference.syntax import functions_in
     from quantize.summarizer.doc_pairs import language_family, language_of
-    from quantize.summarizer.polyglot import package_texts, work_dir
+    from quantize.summarizer.polyglot import downloads_dir, package_texts
 
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     found: dict[str, list[Function]] = {}
-    for package, path, text in package_texts(manifest["archive"], manifest["suite"], work_dir(data_dir), set(manifest["packages_per_split"]["test"])):
+    for package, path, text in package_texts(manifest["archive"], manifest["suite"], downloads_dir(data_dir), set(manifest["packages_per_split"]["test"])):
         language = language_of(path)
         assert language is not None
-        for info in functions_in(text, language):
+        for info in functions_in(text, language, tests=False):
             if info.docstring is None and info.name and MIN_LINES <= info.end_line - info.start_line + 1 <= MAX_LINES:
-                function = Function(f"{package}:{path}", info.name, info.start_line + 1, code_to_summarize(info))
-                found.setdefault(language_family(language), []).append(function)
+                family = language_family(language)
+                function = Function(f"{package}:{path}", info.name, info.start_line + 1, code_to_summarize(info), family)
+                found.setdefault(family, []).append(function)
     return found
 
 
@@ -155,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         functions = sample_functions(args.root, args.count, args.seed)
     models = {spec: CodeModel(spec, cpu_threads=2) for spec in args.summarizer or ["default"]}
-    records = [{**asdict(f), "summaries": {spec: hover_text(m, f.code) for spec, m in models.items()}} for f in functions]
+    records = [{**asdict(f), "summaries": {spec: hover_text(m, f.code, f.language, f.name) for spec, m in models.items()}} for f in functions]
     root = f"{args.polyglot} (test packages)" if args.polyglot else str(args.root)
     args.out.write_text(json.dumps({"root": root, "seed": args.seed, "functions": records}, indent=1) + "\n", encoding="utf-8")
     for record in records:

@@ -8,7 +8,9 @@ place), and the five-language split's held-out packages, one set per language
 `docstring_tokens` joined by spaces. The baseline turns the function name into a sentence
 (`get_user_name` -> "Get user name."). Several summary models run side by side (by default the
 embedded encoder-decoder summarizer and the default code model asked by its instruction prompt);
-each one's text is cut to its first sentence, as a hover shows it. Scores are means over examples
+each one's text is cut to its first sentence and put in the language's doc comment convention, as a
+hover shows it (`--as-written` also scores it before the convention; `--split valid` scores the
+five-language validation split, which is for choosing, instead of its test split). Scores are means over examples
 with a seeded bootstrap 95% interval; each row also has the time of one summary with the model
 warm (p50/p95), which is a hover's latency.
 
@@ -37,6 +39,8 @@ from typing import Any
 
 from inference.summary.bleu import bleu_of_pairs, corpus_bleu
 from inference.summary.summaries import first_sentence
+from inference.syntax import in_convention
+from inference.syntax.languages import spec_for
 
 from .bleu import read_id_file
 from .machine import machine_info
@@ -53,6 +57,7 @@ SAMPLE_PREDICTIONS = EVAL / "codexglue_code2text_sample5_predictions.txt"
 OFFICIAL_SAMPLE_SCORE = 9.554726113590661
 RESULT_NAME = "summarization"
 NO_REPEAT_NGRAM = 3
+AS_WRITTEN = ", as written (no convention)"
 CARD_START, CARD_END = "<!-- scores:start -->", "<!-- scores:end -->"
 PAPER_NOTE = (
     "For context: the CodeT5+ paper (arXiv 2305.07922) reports 20.16 for CodeT5+ 220M on the full "
@@ -64,11 +69,12 @@ SAMPLE_SEED = 0
 
 @dataclass(frozen=True)
 class Example:
-    """Code without its docstring, the reference summary, and the function's name."""
+    """Code without its docstring, the reference summary, the function's name and language."""
 
     code: str
     reference: str
     name: str
+    language: str = "python"
 
 
 def name_sentence(name: str) -> str:
@@ -109,18 +115,18 @@ def codexglue_examples(path: Path) -> list[Example]:
     return examples
 
 
-def polyglot_examples(data_dir: Path, size: int | None) -> dict[str, list[Example]]:
-    """The five-language test split (packages kept out of training) by language, each a seeded
-    sample of `size`; {} when it was not collected (`python -m quantize.summarizer polyglot`)."""
+def polyglot_examples(data_dir: Path, size: int | None, split: str = "test") -> dict[str, list[Example]]:
+    """The five-language `split` (test: packages kept out of training; valid: to choose by) by
+    language, each a seeded sample of `size`; {} when it was not collected (`python -m quantize.summarizer polyglot`)."""
     from quantize.summarizer.data import read_jsonl
 
-    path = data_dir / "test.jsonl"
+    path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         print(f"bench: {path} is missing (python -m quantize.summarizer polyglot): no other languages scored", file=sys.stderr)
         return {}
     by_language: dict[str, list[Example]] = {}
     for pair in read_jsonl(path):
-        by_language.setdefault(pair.language, []).append(Example(pair.code, pair.summary, pair.name))
+        by_language.setdefault(pair.language, []).append(Example(pair.code, pair.summary, pair.name, pair.language))
     return {language: sample(examples, size) for language, examples in sorted(by_language.items())}
 
 
@@ -205,9 +211,19 @@ def model_kind(model: Any) -> str:
     return "encoder-decoder"
 
 
-def hover_text(model: Any, code: str) -> str:
-    """The summary a hover shows: the model's text cut to its first sentence, on one line."""
+def written_text(model: Any, code: str) -> str:
+    """The summary as the model writes it: its text cut to its first sentence, on one line."""
     return first_sentence(model.summarize(code).read())[0]
+
+
+def shown(summary: str, language: str, name: str) -> str:
+    """A written summary as a hover shows it and a doc comment gets it: in the language's convention."""
+    return in_convention(summary, spec_for(language).doc_style, name)
+
+
+def hover_text(model: Any, code: str, language: str, name: str) -> str:
+    """The summary a hover shows of the function `name` in `language`."""
+    return shown(written_text(model, code), language, name)
 
 
 def sample(examples: list[Example], size: int | None) -> list[Example]:
@@ -218,9 +234,11 @@ def sample(examples: list[Example], size: int | None) -> list[Example]:
     return [examples[i] for i in keep]
 
 
-def model_systems(summarizers: Sequence[str], cpu_threads: int) -> tuple[dict[str, Callable[[Example], str]], list[dict[str, str]]]:
+def model_systems(summarizers: Sequence[str], cpu_threads: int,
+                  as_written: bool = False) -> tuple[dict[str, Callable[[Example], str]], list[dict[str, str]]]:
     """The systems of the summary models `summarizers` (model specs) that load here, and a
-    description of each model; models that are not installed are skipped with a message."""
+    description of each model; models that are not installed are skipped with a message. With
+    `as_written`, each model's summaries also as it writes them, before `shown` (the same generations)."""
     from inference import CodeModel
 
     systems: dict[str, Callable[[Example], str]] = {}
@@ -234,27 +252,45 @@ def model_systems(summarizers: Sequence[str], cpu_threads: int) -> tuple[dict[st
         if not model.can_summarize:
             raise ValueError(f"{spec} ({model.preset.name}) cannot summarize code")
         label = f"{model.preset.name} ({model_kind(model)})"
-        systems[label] = functools.partial(lambda m, e: hover_text(m, e.code), model)
+        written = _Remembered(functools.partial(lambda m, e: written_text(m, e.code), model))
+        systems[label] = functools.partial(lambda w, e: shown(w(e), e.language, e.name), written)
+        if as_written:
+            systems[label + AS_WRITTEN] = written
         if model_kind(model) == "encoder-decoder":
-            systems[f"{label}, no_repeat_ngram_size {NO_REPEAT_NGRAM}"] = no_repeat_summarizer(model, NO_REPEAT_NGRAM, cpu_threads)
+            no_repeat = no_repeat_summarizer(model, NO_REPEAT_NGRAM, cpu_threads)
+            systems[f"{label}, no_repeat_ngram_size {NO_REPEAT_NGRAM}"] = functools.partial(
+                lambda n, e: shown(n(e), e.language, e.name), no_repeat)
         models.append({"spec": spec, "preset": model.preset.name, "kind": model_kind(model), "path": str(model.path),
                        "compute_type": model.compute_type})
     return systems, models
 
 
+class _Remembered:
+    """A system whose answer for an example is computed once: another system reuses it."""
+
+    def __init__(self, summarize: Callable[[Example], str]) -> None:
+        self.summarize = summarize
+        self.answers: dict[Example, str] = {}
+
+    def __call__(self, example: Example) -> str:
+        if example not in self.answers:
+            self.answers[example] = self.summarize(example)
+        return self.answers[example]
+
+
 def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cpu_threads: int = 2,
              limit: int | None = None, size: int | None = None, polyglot_dir: Path = POLYGLOT,
-             sets: Sequence[str] = SETS) -> dict[str, Any]:
+             sets: Sequence[str] = SETS, polyglot_split: str = "test", as_written: bool = False) -> dict[str, Any]:
     """Scores of the summary models `summarizers` (model specs) and the name baseline on the test
     `sets` (the first `limit` examples, or a seeded sample of `size`; the five-language split is
-    one set per language), with the metric's sample check. Models this installation lacks are
-    left out (the baseline is always scored)."""
+    one set per language, from its `polyglot_split`), with the metric's sample check. Models this
+    installation lacks are left out (the baseline is always scored). `as_written`: `model_systems`'."""
     sample_score = official_sample_score()
     print(f"bench: smoothed BLEU-4 on the CodeXGLUE evaluator sample: {sample_score!r}", file=sys.stderr, flush=True)
     if abs(sample_score - OFFICIAL_SAMPLE_SCORE) > 1e-9:
         raise RuntimeError(f"the BLEU implementation gives {sample_score} on the official sample, not {OFFICIAL_SAMPLE_SCORE}")
 
-    systems, models = model_systems(summarizers, cpu_threads)
+    systems, models = model_systems(summarizers, cpu_threads, as_written)
     systems["baseline: function name"] = lambda e: name_sentence(e.name)
     chosen: dict[str, list[Example]] = {}
     if "held-out" in sets:
@@ -262,14 +298,17 @@ def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cp
     if "codexglue" in sets:
         chosen["CodeXGLUE code-to-text Python, first 130"] = sample(codexglue_examples(codexglue)[:limit], size)
     if "polyglot" in sets:
-        for language, examples in polyglot_examples(polyglot_dir, size).items():
-            chosen[f"held-out packages, {language}"] = examples[:limit]
+        for language, examples in polyglot_examples(polyglot_dir, size, polyglot_split).items():
+            chosen[f"{'held-out' if polyglot_split == 'test' else polyglot_split} packages, {language}"] = examples[:limit]
     rows = []
     for set_name, examples in chosen.items():
         for system, summarize in systems.items():
             print(f"bench: summarization {system} on {set_name} ({len(examples)})", file=sys.stderr, flush=True)
             summarize(examples[0])  # warm: the rows time hovers on a loaded model
-            rows.append({"test_set": set_name, "system": system, **score(examples, summarize)})
+            row = {"test_set": set_name, "system": system, **score(examples, summarize)}
+            if system.endswith(AS_WRITTEN):
+                row["latency_ms"] = None  # the generations of the row above, not timed again
+            rows.append(row)
     return {"models": models, "official_sample": sample_score,
             "decoding": f"greedy, CTranslate2 int8 weights and compute, {cpu_threads} threads",
             "rows": rows, "note": PAPER_NOTE}
@@ -335,6 +374,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="the recipe's data directory (test.jsonl)")
     parser.add_argument("--codexglue", type=Path, default=CODEXGLUE, help="CodeXGLUE code-to-text jsonl")
     parser.add_argument("--polyglot", type=Path, default=POLYGLOT, help="the five-language data directory (test.jsonl)")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="the five-language split to score (default test; valid is for choosing)")
+    parser.add_argument("--as-written", action="store_true", help="also score each model's summaries as it "
+                        "writes them, before they are put in the language's doc comment convention")
     parser.add_argument("--sets", default=",".join(SETS), help=f"test sets to score, comma-separated (default {','.join(SETS)})")
     parser.add_argument("--limit", type=int, help="only the first N examples of each set")
     parser.add_argument("--sample", type=int, help="a seeded random sample of N examples of each larger set")
@@ -348,7 +391,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown test sets {unknown}: choose from {', '.join(SETS)}")
     result = evaluate(args.summarizer or SUMMARIZERS, args.held_out, args.codexglue, limit=args.limit, size=args.sample,
-                      polyglot_dir=args.polyglot, sets=sets)
+                      polyglot_dir=args.polyglot, sets=sets, polyglot_split=args.split, as_written=args.as_written)
     text = table(result)
     print(text)
     if args.card:

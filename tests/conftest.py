@@ -86,6 +86,7 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "unit/test_bleu.py": (),
     "unit/test_config.py": (),
     "unit/test_context.py": (),
+    "unit/test_conventions.py": (),
     "unit/test_other_files.py": (),
     "unit/test_healing.py": (),
     "unit/test_idle_release.py": (),

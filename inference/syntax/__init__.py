@@ -4,6 +4,7 @@ Positions are 0-based (line, character), characters counted in Python ``str`` in
 """
 
 from .completion import CompletionSyntax, analyze_completion
+from .conventions import in_convention
 from .doc_comments import format_docstring
 from .function_info import FunctionInfo
 from .functions import function_at, functions_in
@@ -16,5 +17,6 @@ __all__ = [
     "format_docstring",
     "function_at",
     "functions_in",
+    "in_convention",
     "language_for",
 ]

@@ -15,7 +15,6 @@ from .function_info import FunctionInfo
 from .languages import LanguageSpec
 from .nodes import ancestors, is_comment
 from .source import Source, leading_whitespace
-from .verbs import SUMMARY_VERBS, third_person
 
 
 _STRING_PREFIX = re.compile(r"^([a-zA-Z]*)('''|\"\"\"|'|\")")
@@ -168,9 +167,10 @@ def format_docstring(summary: str, info: FunctionInfo) -> str:
     Python: a triple-quoted docstring (escaped so that its value is ``summary``) at the body's
     indentation; for a one-line function it is followed by the line break and indentation
     that move the body onto its own line. JSDoc / Javadoc: a ``/** ... */`` block; Rust:
-    ``///`` lines; Go: ``//`` lines starting with the function's name. Comments go above the
-    definition at its indentation, or inline (``/** ... */ ``) when code precedes it on its
-    line. Line breaks follow the definition's (``\\r\\n`` when it uses them).
+    ``///`` lines; Go: ``//`` lines (``summary`` as given: ``in_convention`` puts it in the
+    language's convention). Comments go above the definition at its indentation, or inline
+    (``/** ... */ ``) when code precedes it on its line. Line breaks follow the definition's
+    (``\\r\\n`` when it uses them).
     """
     lines = [line.rstrip() for line in _LINE_BREAK.split(summary.strip())]
     info_lines = _LINE_BREAK.split(info.text)
@@ -183,8 +183,6 @@ def format_docstring(summary: str, info: FunctionInfo) -> str:
 def _doc_text(lines: list[str], info: FunctionInfo, insert_line_text: str) -> str:
     if info.style == "python":
         return _python_docstring_text(lines, info, insert_line_text)
-    if info.style == "go" and info.name:
-        lines[0] = _go_first_line(lines[0], info.name)
     if info.insert_character > 0:
         return "/** " + " ".join(line for line in lines if line).replace("*/", "*\\/") + " */ "
     indent = leading_whitespace(insert_line_text)
@@ -225,31 +223,3 @@ def _escape_final_quote(line: str) -> str:
     """Escape a closing '"' that would merge with the docstring's closing quotes."""
     backslashes = len(line[:-1]) - len(line[:-1].rstrip("\\"))
     return line[:-1] + '\\"' if line.endswith('"') and backslashes % 2 == 0 else line
-
-
-def _go_first_line(line: str, name: str) -> str:
-    """Go doc comments start with the name, then a verb in the third person, as Go's linters ask:
-    "Return x." -> "Name returns x.", "Returns x." -> "Name returns x.", "A helper." -> "Name is a
-    helper.", "Helper for x." -> "Name is a helper for x."; other first words are kept as written
-    ("Number of items." -> "Name number of items.")."""
-    if not line or line == name:
-        return name
-    first, _, rest = line.partition(" ")
-    core = first.rstrip(".,;:!?")
-    word = core.lower()
-    plain = core.isalpha() and core[1:].islower()  # "Return", not "URL", "ParseURL" or "x.y"
-    tail = first[len(core):] + (f" {rest}" if rest else "")
-    if core == name and (not plain or word not in SUMMARY_VERBS or rest.split(" ", 1)[0].endswith("s")):
-        return line  # already "Name returns ...", "Name is ...", or a name that is no verb
-    if plain or len(core) == 1:
-        if word in _ARTICLES:
-            return f"{name} is {word}{tail}"
-        if word in _ROLE_NOUNS:
-            return f"{name} is a {word}{tail}"
-        return f"{name} {third_person(word) if word in SUMMARY_VERBS else word}{tail}"
-    return f"{name} {line}"  # an acronym or a symbol: kept as written
-
-
-_ARTICLES = frozenset({"a", "an", "the"})
-_ROLE_NOUNS = frozenset({"constructor", "helper", "wrapper", "callback", "handler", "shortcut", "alias", "utility",
-                         "function", "method", "factory", "getter", "setter", "accessor", "convenience"})

@@ -22,6 +22,7 @@ from .function_info import FunctionInfo
 from .languages import SPECS, LanguageSpec, grammar, parse, spec_for
 from .nodes import ancestors, first_code_leaf_after, last_code_leaf_before
 from .source import Source, indent_unit, leading_whitespace
+from .testing import is_test_code
 
 # Call nodes and the field holding the callee.
 _CALLS = {"call": "function", "call_expression": "function", "method_invocation": "name"}
@@ -75,12 +76,14 @@ def function_at(text: str, language: str, line: int, character: int) -> Function
     return _info(found, src, spec) if found is not None else None
 
 
-def functions_in(text: str, language: str) -> list[FunctionInfo]:
-    """Every function and method definition of a file, in source order (nested ones included)."""
+def functions_in(text: str, language: str, *, tests: bool = True) -> list[FunctionInfo]:
+    """Every function and method definition of a file, in source order (nested ones included);
+    with ``tests=False``, not those of test code (``testing.is_test_code``)."""
     spec = spec_for(language)
     src = Source(text)
     captures = QueryCursor(_functions_query(language)).captures(parse(src.data, language).root_node).get("function", [])
-    return [_info(node, src, spec) for node in sorted(captures, key=lambda n: n.start_byte)]
+    return [_info(node, src, spec) for node in sorted(captures, key=lambda n: n.start_byte)
+            if tests or not is_test_code(node, spec.name)]
 
 
 def _resolve(root: Node, src: Source, spec: LanguageSpec, position: int) -> tuple[Node | None, bool]:

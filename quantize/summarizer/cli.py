@@ -1,7 +1,8 @@
 """`python -m quantize.summarizer {data,polyglot,train,ship,all}`: the embedded summarizer's recipe.
 
 `polyglot` collects the JavaScript, TypeScript, Java, Go and Rust pairs from Debian source packages
-into `WORK/polyglot` (see `quantize.summarizer.polyglot`); it needs the archive reachable, nothing else does.
+into `WORK/polyglot` or `--out` (see `quantize.summarizer.polyglot`); it needs the archive reachable for
+what `--downloads` does not hold yet, nothing else does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     polyglot.add_argument("--per-group", type=int, default=60, help="packages sampled per group: go, rust, java, javascript (default 60)")
     polyglot.add_argument("--archive", default=DEFAULT_ARCHIVE, help=f"Debian archive URL (default {DEFAULT_ARCHIVE})")
     polyglot.add_argument("--suite", default=DEFAULT_SUITE, help=f"Debian suite (default {DEFAULT_SUITE})")
+    polyglot.add_argument("--out", type=Path, default=None, help="the data directory (default WORK/polyglot); "
+                          "each package's pairs are kept beside it, in OUT-work")
+    polyglot.add_argument("--downloads", type=Path, default=None, help="where the archive's files are kept, or "
+                          "already are (default OUT-work/downloads): another data set's downloads are reused, not fetched again")
     train = commands.add_parser("train", help="train the encoder and cross-attention on the collected pairs")
     _add_train_options(train)
     ship = commands.add_parser("ship", help="put the trained delta and its model card into the package")
@@ -101,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "polyglot":
         from quantize.summarizer.polyglot import build_polyglot, work_dir
 
-        manifest = build_polyglot(work / "polyglot", work_dir(work / "polyglot"), args.archive, args.suite, args.per_group, args.seed)
+        out = args.out or work / "polyglot"
+        manifest = build_polyglot(out, work_dir(out), args.archive, args.suite, args.per_group, args.seed, args.downloads)
         print(json.dumps({"pairs": manifest["pairs"], "packages": {k: len(v) for k, v in manifest["packages_per_split"].items()}}))
     if args.command in ("train", "all"):
         run_train(work, args.base, args.decoder, _train_config(args))

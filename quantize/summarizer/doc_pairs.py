@@ -45,7 +45,7 @@ def pairs_from_file(text: str, language: str, module: str) -> Iterator[Pair]:
     """Usable pairs of one file: functions and methods with a doc comment and a body of at least two lines."""
     if _GENERATED_FILE.search(text[:2000]):
         return
-    for info in functions_in(text, language):
+    for info in functions_in(text, language, tests=False):
         if not info.docstring or not info.name:
             continue
         summary = summary_of(info.docstring)

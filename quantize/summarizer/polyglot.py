@@ -10,8 +10,9 @@ its DEP-5 `copyright` gives `Files: *` an MIT, BSD or Apache licence, and each f
 by such a licence too; tests, examples, vendored and built files are left out. A package gives at
 most MAX_PAIRS_PER_PACKAGE pairs (a seeded sample). Pairs are deduplicated over all packages (the
 same normalized code, or the same name and summary) and split by package, the packages of each main
-language on their own: no package has pairs in two splits. Downloads and each package's pairs are
-kept under `work`, so an interrupted run resumes.
+language on their own: no package has pairs in two splits. Test functions inside source files are
+left out too (`functions_in(..., tests=False)`). Downloads and each package's pairs are kept under
+`work` (the downloads may be another data set's), so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -178,10 +179,9 @@ def capped(pairs: list[Pair], seed: int, package: str) -> list[Pair]:
     return [pairs[i] for i in keep]
 
 
-def package_texts(archive: str, suite: str, work: Path, names: set[str]) -> Iterator[tuple[str, str, str]]:
+def package_texts(archive: str, suite: str, cache: Path, names: set[str]) -> Iterator[tuple[str, str, str]]:
     """(package, path, text) of the kept source files of the packages `names` whose licence qualifies
-    (from what `work` keeps)."""
-    cache = work / "downloads"
+    (from the downloads kept in `cache`)."""
     found = candidates(read_packages(archive, suite, cache), read_sources(archive, suite, cache))
     for candidate in sorted((c for group in found.values() for c in group if c.package.name in names), key=lambda c: c.package.name):
         for path, text, permissive in licensed_texts(archive, candidate, cache)[1]:
@@ -194,25 +194,31 @@ def work_dir(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + "-work")
 
 
+def downloads_dir(out_dir: Path) -> Path:
+    """Where the archive's files for the data set in `out_dir` are: its manifest's `downloads`, else in its work folder."""
+    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    return Path(manifest.get("downloads") or work_dir(out_dir) / "downloads")
+
+
 def package_of(pair: Pair) -> str:
     """The package a pair came from (`debian:NAME:path` -> NAME)."""
     return pair.module.split(":", 2)[1]
 
 
-def _cached_package(archive: str, candidate: Candidate, work: Path) -> tuple[PackageReport, list[Pair]]:
-    """`package_pairs`, kept in `work/packages/NAME_VERSION.json` so that a rerun does not repeat it."""
+def _cached_package(archive: str, candidate: Candidate, work: Path, cache: Path) -> tuple[PackageReport, list[Pair]]:
+    """`package_pairs` (downloads in `cache`), kept in `work/packages/NAME_VERSION.json` so that a rerun does not repeat it."""
     package = candidate.package
     path = work / "packages" / f"{package.name}_{package.version.replace(':', '_')}.json"
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         return PackageReport(**saved["report"]), [Pair(**p) for p in saved["pairs"]]
-    report, pairs = package_pairs(archive, candidate, work / "downloads")
+    report, pairs = package_pairs(archive, candidate, cache)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"report": asdict(report), "pairs": [asdict(p) for p in pairs]}), encoding="utf-8")
     return report, pairs
 
 
-def collect(archive: str, found: dict[str, list[Candidate]], per_group: int, seed: int, work: Path,
+def collect(archive: str, found: dict[str, list[Candidate]], per_group: int, seed: int, work: Path, cache: Path,
             log: Callable[[str], None] = print) -> tuple[list[dict], list[Pair]]:
     """(a report per package tried, all pairs): each group's packages in seeded order until `per_group` gave pairs."""
     reports: list[dict] = []
@@ -223,7 +229,7 @@ def collect(archive: str, found: dict[str, list[Candidate]], per_group: int, see
             if gave == per_group:
                 break
             try:
-                report, found_pairs = _cached_package(archive, candidate, work)
+                report, found_pairs = _cached_package(archive, candidate, work, cache)
             except (OSError, ValueError, EOFError) as exc:  # not served, not verified or not readable: passed over
                 reports.append({"name": candidate.package.name, "version": candidate.package.version, "group": group, "error": str(exc)})
                 continue
@@ -234,11 +240,13 @@ def collect(archive: str, found: dict[str, list[Candidate]], per_group: int, see
     return reports, pairs
 
 
-def build_polyglot(out_dir: Path, work: Path, archive: str, suite: str, per_group: int, seed: int) -> dict:
-    """Write `{train,valid,test}.jsonl` and `manifest.json` (packages, licences, counts) to `out_dir`."""
-    cache = work / "downloads"
+def build_polyglot(out_dir: Path, work: Path, archive: str, suite: str, per_group: int, seed: int,
+                   downloads: Path | None = None) -> dict:
+    """Write `{train,valid,test}.jsonl` and `manifest.json` (packages, licences, counts) to `out_dir`; the
+    archive's files are kept in `downloads` (default `work/downloads`), each package's pairs in `work`."""
+    cache = downloads or work / "downloads"
     found = candidates(read_packages(archive, suite, cache), read_sources(archive, suite, cache))
-    reports, raw = collect(archive, found, per_group, seed, work)
+    reports, raw = collect(archive, found, per_group, seed, work, cache)
     unique = deduplicate(raw)
     splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
     dominant = main_languages(unique)
@@ -254,6 +262,7 @@ def build_polyglot(out_dir: Path, work: Path, archive: str, suite: str, per_grou
         "suite": suite,
         "seed": seed,
         "per_group": per_group,
+        "downloads": str(cache.resolve()),
         "packages": reports,
         "pairs_before_dedup": len(raw),
         "pairs": {name: dict(sorted(Counter(p.language for p in splits[name]).items())) for name in SPLITS},

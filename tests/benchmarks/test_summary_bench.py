@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.faithfulness import functions_without_docstrings, sample_functions
-from bench.summarization import Example, percentile, polyglot_examples, sample, table
+from bench.summarization import AS_WRITTEN, Example, percentile, polyglot_examples, sample, shown, table
 from quantize.summarizer.data import write_jsonl
 from quantize.summarizer.extract import Pair
 
@@ -27,6 +27,15 @@ def test_the_five_language_split_is_one_seeded_set_per_language(tmp_path: Path) 
     assert {e.name for e in sets["go"]} <= {p.name for p in pairs if p.language == "go"}
     assert sets == polyglot_examples(tmp_path, 4)
     assert polyglot_examples(tmp_path / "missing", 4) == {}
+    assert {e.language for e in sets["rust"]} == {"rust"}
+    write_jsonl(tmp_path / "valid.jsonl", pairs[:3])
+    assert [e.name for es in polyglot_examples(tmp_path, 4, "valid").values() for e in es] == ["f0", "f2", "f1"]
+
+
+def test_summaries_are_scored_as_a_hover_shows_them() -> None:
+    assert shown("Return the sum.", "java", "add") == "Returns the sum."
+    assert shown("Return the sum.", "go", "Add") == "Add returns the sum."
+    assert shown("Return the sum.", "rust", "add") == shown("Return the sum.", "typescript", "add") == "Return the sum."
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -39,9 +48,10 @@ def test_the_table_has_hover_latency_for_models_only() -> None:
     row = {"test_set": "held-out", "examples": 2, "bleu": 12.345, "ci95": [10.0, 14.5], "latency_ms": {"p50": 1234.4, "p95": 5678.9}}
     result = {"official_sample": 9.554726113590661, "note": "", "rows": [
         {**row, "system": "qwen2.5-coder-0.5b (decoder-only, instruct prompt)"}, {**row, "system": "baseline: function name"}]}
+    result["rows"].append({**row, "system": "qwen" + AS_WRITTEN, "latency_ms": None})  # the generations above, untimed
     lines = table(result).splitlines()
     assert lines[2] == "| held-out | qwen2.5-coder-0.5b (decoder-only, instruct prompt) | 2 | 12.35 | 10.00-14.50 | 1,234 / 5,679 |"
-    assert lines[3].endswith("| 10.00-14.50 |  |")
+    assert lines[3].endswith("| 10.00-14.50 |  |") and lines[4].endswith("| 10.00-14.50 |  |")
 
 
 def test_the_audit_samples_functions_without_docstrings(tmp_path: Path) -> None:

@@ -17,7 +17,15 @@ from quantize.summarizer.data import read_jsonl
 from quantize.summarizer.debian_archive import Stanza, copyright_stanzas, file_licence, is_permissive, paragraphs, spdx_licence
 from quantize.summarizer.doc_pairs import language_of, pairs_from_file, summary_of
 from quantize.summarizer.extract import Pair
-from quantize.summarizer.polyglot import MAX_PAIRS_PER_PACKAGE, build_polyglot, capped, main_languages, package_of, work_dir
+from quantize.summarizer.polyglot import (
+    MAX_PAIRS_PER_PACKAGE,
+    build_polyglot,
+    capped,
+    downloads_dir,
+    main_languages,
+    package_of,
+    work_dir,
+)
 
 SUITE = "test"
 GO = '''package calc
@@ -39,6 +47,12 @@ var x = 1
 func helper(a int) int {
 \tb := a + 1
 \treturn b
+}
+
+func checkSum(t *testing.T, xs []int, want int) {
+\tif got := Sum(xs); got != want {
+\t\tt.Errorf("Sum = %d, want %d", got, want)
+\t}
 }
 '''
 RUST = '''/// Parses a [`Config`] from the given text, see [the docs](https://example.org).
@@ -112,6 +126,22 @@ def test_a_documented_function_gives_its_code_without_the_comment_and_the_first_
     assert [(p.name, p.summary, p.language) for p in pairs] == [(name, summary, language)]
     assert pairs[0].code.startswith(code_start)
     assert "/**" not in pairs[0].code and "///" not in pairs[0].code and "// Sum" not in pairs[0].code
+
+
+def test_documented_test_functions_in_source_files_give_no_pairs():
+    tests = RUST + """
+#[cfg(test)]
+mod tests {
+    /// Parses an empty text.
+    #[test]
+    fn parses_empty() {
+        assert!(parse("").is_ok());
+    }
+}
+"""
+    java = JAVA.replace("    public Object borrow", "    @Test\n    public Object borrow")
+    assert [p.name for p in pairs_from_file(tests, "rust", "m")] == ["parse"]
+    assert list(pairs_from_file(java, "java", "m")) == []
 
 
 def test_generated_files_declarations_and_minified_files_give_nothing():
@@ -238,6 +268,11 @@ def test_the_collection_keeps_permissive_files_splits_by_package_and_resumes(arc
     again = build_polyglot(tmp_path / "again", work, archive.root.as_uri(), SUITE, per_group=5, seed=3)
     assert again["pairs"] == manifest["pairs"]
     assert json.loads((tmp_path / "again" / "manifest.json").read_text())["packages_per_split"] == splits
+    # another data set over the same downloads: its pairs are made again, nothing is fetched
+    other = build_polyglot(tmp_path / "other", tmp_path / "other-work", archive.root.as_uri(), SUITE, per_group=5, seed=3,
+                           downloads=work / "downloads")
+    assert other["pairs"] == manifest["pairs"] and (tmp_path / "other-work" / "packages").is_dir()
+    assert not (tmp_path / "other-work" / "downloads").exists() and downloads_dir(tmp_path / "other") == (work / "downloads").resolve()
 
 
 def test_training_adds_the_extra_data_directorys_pairs(tmp_path):
@@ -276,7 +311,7 @@ def test_the_audit_draws_undocumented_functions_from_the_test_packages(archive, 
     manifest = json.loads((data / "manifest.json").read_text())
     manifest["packages_per_split"]["test"] = ["golang-example-calc1-dev", "golang-example-calc3-dev"]  # GPL: never read
     (data / "manifest.json").write_text(json.dumps(manifest))
-    found = undocumented_functions_of_packages(data)
+    found = undocumented_functions_of_packages(data)  # not checkSum, a test helper
     assert [(f.module, f.name, f.line) for f in found["go"]] == [
         ("golang-example-calc1-dev:usr/share/gocode/src/example.org/calc1/calc.go", "helper", 17)]
     assert found["go"][0].code.startswith("func helper(a int) int {") and list(found) == ["go"]

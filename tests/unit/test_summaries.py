@@ -68,6 +68,20 @@ async def test_summaries_come_from_the_summary_model_and_then_the_cache(host):
     assert heard == [] and (summarizer.cache.hits, summarizer.cache.misses) == (1, 1)
 
 
+async def test_summaries_leave_for_hovers_and_docstrings_in_the_languages_convention(host):
+    """The model writes Python's imperative for every language; what leaves the summarizer (heard
+    while it grows, returned, and from the cache) is in the function's doc comment convention."""
+    summarizer = Summarizer(host)
+    java = function_at("class Calc {\n    int add(int a, int b) {\n        return a + b;\n    }\n}\n", "java", 2, 8)
+    heard: list[str] = []
+    assert await summarizer.summary(java, heard.append) == "Adds two numbers."
+    assert heard[-1] == "Adds two numbers." and "Adds two" in heard and not any(t.startswith("Add ") for t in heard)
+    assert await summarizer.summary(java) == "Adds two numbers." and summarizer.cache.hits == 1
+    rust = function_at("fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n", "rust", 1, 4)
+    assert await summarizer.summary(rust) == ADD  # rustdoc keeps the imperative
+    assert await summarizer.summary(function_at(SOURCE, "python", 0, 4)) == ADD
+
+
 @pytest.mark.parametrize(("waited_s", "order"), [(0.0, ["completion", "summary"]),
                                                  (SUMMARY_WAIT_LIMIT_S, ["summary", "completion"])])
 async def test_a_summary_yields_the_worker_to_a_completion_within_its_share(host, waited_s, order):

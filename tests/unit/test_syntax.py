@@ -8,7 +8,7 @@ from textwrap import dedent
 
 import pytest
 
-from inference.syntax import FunctionInfo, analyze_completion, format_docstring, function_at, language_for
+from inference.syntax import FunctionInfo, analyze_completion, format_docstring, function_at, functions_in, language_for
 from inference.syntax.languages import parse
 
 CURSOR = "<|>"
@@ -684,6 +684,82 @@ def test_go_directives_are_not_doc_text_and_stay_out_of_its_range():
     assert function_at(only, "go", 3, 6).docstring is None
 
 
+# --- functions_in: test code left out -------------------------------------------------------
+
+RUST_TESTS = """\
+/// Adds.
+pub fn add(a: i32, b: i32) -> i32 { a + b }
+
+/// Checks add.
+#[test]
+fn adds() { assert_eq!(add(1, 2), 3); }
+
+#[tokio::test]
+async fn adds_later() {}
+
+#[cfg(not(test))]
+fn only_in_builds() {}
+
+#[cfg(test)]
+mod tests {
+    fn helper() -> i32 { 1 }
+    #[rstest]
+    fn cases() {}
+}
+
+#[cfg(all(test, feature = "slow"))]
+mod slow { fn long() {} }
+"""
+JAVA_TESTS = """\
+class PoolTest {
+    @Test
+    void borrows() {}
+    @org.junit.jupiter.api.ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void borrowsMany(int n) {}
+    @BeforeEach
+    void setUp() {}
+    @Override
+    public String toString() { return "pool"; }
+    void helper() {}
+}
+"""
+GO_TESTS = """\
+package p
+
+func TestAdd(t *testing.T) {}
+func BenchmarkAdd(b *testing.B) {}
+func FuzzAdd(f *testing.F) {}
+func check(tb testing.TB, got int) {}
+func Add(a, b int) int { return a + b }
+func Testify(s string) string { return s }
+"""
+JS_TESTS = """\
+function add(a, b) { return a + b; }
+describe("add", () => {
+  function twice(x) { return add(x, x); }
+  it.each([1, 2])("adds %i", function addsOne(n) {});
+});
+test("plain", async () => {});
+app.get("/", function handler(req, res) {});
+"""
+
+
+@pytest.mark.parametrize(("text", "language", "kept"), [
+    (RUST_TESTS, "rust", ["add", "only_in_builds"]),
+    ("#![cfg(test)]\nfn helper() {}\n", "rust", []),
+    (JAVA_TESTS, "java", ["toString", "helper"]),
+    (GO_TESTS, "go", ["Add", "Testify"]),
+    (JS_TESTS, "javascript", ["add", "handler"]),
+    (JS_TESTS, "typescript", ["add", "handler"]),
+])
+def test_functions_in_can_leave_test_code_out(text, language, kept):
+    """Test functions and what only tests compile or call are left out by the tree, not by name:
+    `Testify` is no test, a `#[cfg(not(test))]` function is built code."""
+    assert [f.name for f in functions_in(text, language, tests=False)] == kept
+    assert set(kept) < {f.name for f in functions_in(text, language)}
+
+
 # --- format_docstring: golden insertions ------------------------------------------------------
 
 
@@ -791,35 +867,7 @@ def test_rustdoc_above_attributes():
     )
 
 
-def test_go_comments_start_with_the_name():
-    result = document(GO_FILE, "go", "return &", "Returns a new counter.")
+def test_go_comments_are_written_as_given():
+    """The summary arrives in Go's form (`in_convention`: "New returns ..."); the comment is its lines."""
+    result = document(GO_FILE, "go", "return &", "New returns a new counter.")
     assert result == GO_FILE.replace("func New()", "// New returns a new counter.\nfunc New()")
-    text = 'package p\n\ntype T struct{}\n\nfunc (t T) ID() string { return "" }\n'
-    assert document(text, "go", "return", "ID of t.") == (
-        'package p\n\ntype T struct{}\n\n// ID of t.\nfunc (t T) ID() string { return "" }\n'
-    )
-    text = "package p\n\nfunc Parse(s string) int { return 0 }\n"
-    assert document(text, "go", "return", "URL parsing.") == (
-        "package p\n\n// Parse URL parsing.\nfunc Parse(s string) int { return 0 }\n"
-    )
-
-
-@pytest.mark.parametrize(("summary", "first_line"), [
-    ("Return the number of words.", "Count returns the number of words."),
-    ("Returns the number of words.", "Count returns the number of words."),
-    ("Fetch the page.", "Count fetches the page."),
-    ("Apply the rule.", "Count applies the rule."),
-    ("Copy the pool.", "Count copies the pool."),
-    ("Number of items.", "Count number of items."),
-    ("Process each item.", "Count processes each item."),
-    ("Do nothing.", "Count does nothing."),
-    ("A helper for tests.", "Count is a helper for tests."),
-    ("Constructor with a message.", "Count is a constructor with a message."),
-    ("Count the words.", "Count counts the words."),
-    ("Count returns the words.", "Count returns the words."),
-    ("Count is a no-op.", "Count is a no-op."),
-    ("Reset.", "Count resets."),
-])
-def test_go_comments_put_the_verb_in_the_third_person(summary, first_line):
-    text = "package p\n\nfunc Count(s string) int { return 0 }\n"
-    assert document(text, "go", "return", summary) == f"package p\n\n// {first_line}\nfunc Count(s string) int {{ return 0 }}\n"
