@@ -61,9 +61,9 @@ def measure(contexts: list[int], repeats: int, steps: int, threads: int,
     rows = []
     for n in contexts:
         per_repeat = {r: [median(s) for s in samples[r][n]] for r in RUNTIMES}
-        ratios = [a / b for a, b in zip(per_repeat["onnxruntime"], per_repeat["ctranslate2"])]
-        row: dict[str, Any] = {"context": n, "ratio_onnx_over_ct2": round(median(ratios), 3),
-                               "ratio_ci": [round(x, 3) for x in bootstrap_interval(ratios, median)]}
+        ratios = [a / b for a, b in zip(per_repeat["onnxruntime"], per_repeat["ctranslate2"]) if b > 0]
+        row: dict[str, Any] = {"context": n, "ratio_onnx_over_ct2": round(median(ratios), 3) if ratios else None,
+                               "ratio_ci": [round(x, 3) for x in bootstrap_interval(ratios, median)] if ratios else None}
         for runtime in RUNTIMES:
             steps_ms = [x for s in samples[runtime][n] for x in s]
             weights = weights_file(models[runtime].path).stat().st_size

