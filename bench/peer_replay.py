@@ -345,8 +345,13 @@ def markdown(name: str, data: dict[str, Any]) -> list[str]:
         s, pauses = run["summary"], run["summary"]["pauses"]
         if side == "ours":
             cache = run.get("server_prompt_cache") or {}
-            label, reuse = "ours: CTranslate2 int8, the server's defaults", (
-                f"static prompt hit / fill {cache.get('hits', 0)} / {cache.get('fills', 0)}")
+            if "reused_ids" in cache:  # ONNX Runtime: prefix reuse, counted in ids
+                label = "ours: ONNX Runtime int8, the server's defaults"
+                total = cache["reused_ids"] + cache["computed_ids"]
+                reuse = f"{cache['reused_ids']} of {total} prompt ids reused"
+            else:
+                label = "ours: CTranslate2 int8, the server's defaults"
+                reuse = f"static prompt hit / fill {cache.get('hits', 0)} / {cache.get('fills', 0)}"
         else:
             jobs = run["jobs"]
             label = f"{side} Q4_K_M behind our pipeline, debounce {run['options']['debounce_ms']} ms"
