@@ -29,6 +29,11 @@ class KVState:
     ids: list[int]
     past: list[np.ndarray]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the cache holds."""
+        return sum(a.nbytes for a in self.past)
+
     def truncated(self, length: int) -> KVState:
         """The cache of `ids[:length]`."""
         if length == len(self.ids):
@@ -44,14 +49,16 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class PrefixCache:
-    """Up to `capacity` KV states; a request takes the one sharing the longest prefix with its prompt.
+    """Up to `capacity` KV states holding at most `max_bytes`; a request takes the one sharing the
+    longest prefix with its prompt.
 
     A taken state is out of the cache while its generation runs and is put back (extended by what
     was generated) when it ends, so two generations never share one.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.capacity = max(0, capacity)
+        self.max_bytes = max_bytes
         self._states: list[KVState] = []  # least recently used first
         self._lock = threading.Lock()
         self.hits = 0  # requests that continued a cached prefix
@@ -80,10 +87,14 @@ class PrefixCache:
         return best.truncated(best_length)
 
     def put(self, state: KVState) -> None:
-        """Keep `state` as the most recently used, dropping the least recently used beyond the capacity."""
+        """Keep `state` as the most recently used, dropping the least recently used beyond the
+        capacity or the byte budget."""
         with self._lock:
             states = [s for s in self._states if s.ids != state.ids] + [state]
-            self._states = states[-self.capacity:] if self.capacity else []
+            states = states[-self.capacity:] if self.capacity else []
+            while len(states) > 1 and self.max_bytes is not None and sum(s.nbytes for s in states) > self.max_bytes:
+                states.pop(0)
+            self._states = states
 
     def release(self) -> int:
         """Drop every cached state now; how many there were."""
@@ -99,8 +110,15 @@ class PrefixCache:
                 "computed_ids": self.computed_ids, "released": self.released, "held": len(self._states)}
 
 
+# Sequences kept at least, whatever `max_cached_prompts` says (a state of 1,000 ids of the 0.5B
+# default is 25 MB: several editors on one daemon each keep theirs), and the memory they may hold.
+MIN_CACHED_SEQUENCES = 8
+MAX_CACHED_BYTES = 512 * 2**20
+
+
 class OnnxDecoderEngine:
-    """A Llama/Qwen2 decoder on ONNX Runtime (CPU), its prompts' KV caches kept for reuse."""
+    """A Llama/Qwen2 decoder on ONNX Runtime (CPU), its prompts' KV caches kept for reuse: at least
+    MIN_CACHED_SEQUENCES (more if `max_cached_prompts` says so) within MAX_CACHED_BYTES."""
 
     def __init__(self, model_dir: Path, tokenizer: CodeTokenizer, *, threads: int, max_cached_prompts: int) -> None:
         import onnxruntime
@@ -121,7 +139,7 @@ class OnnxDecoderEngine:
         self._present_names = [name.replace("past_", "present_", 1) for name in self._past_names]
         _, kv_heads, _, head_dim = past[0].shape
         self._empty = [np.zeros((1, kv_heads, 0, head_dim), np.float32) for _ in past]
-        self.cache = PrefixCache(max_cached_prompts)
+        self.cache = PrefixCache(max(max_cached_prompts, MIN_CACHED_SEQUENCES), MAX_CACHED_BYTES)
 
     def release(self) -> None:
         """Drop the session and the cached states now."""

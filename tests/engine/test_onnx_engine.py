@@ -90,7 +90,7 @@ def test_a_continued_prefix_gives_what_a_full_pass_gives(built):
 def test_generation_continues_the_longest_cached_prefix_and_matches_an_uncached_run(built):
     model_dir = built["qwen2-int8"]
     ids, end = _ids(model_dir), ["<|im_end|>"]
-    cold = list(_engine(model_dir, cached=0).stream(ids, 0, 12, end))
+    cold = list(_engine(model_dir).stream(ids, 0, 12, end))  # a fresh engine: nothing cached
     engine = _engine(model_dir)
     first = list(engine.stream(ids[:-3], 0, 12, end))
     assert engine.prompt_cache_stats()["fills"] == 1 and engine.prompt_cache_stats()["held"] == 1
@@ -142,6 +142,10 @@ def test_prefix_cache_keeps_the_most_recent_states_and_never_hands_one_out_twice
     assert cache.take([8]) is None and empty
     assert common_prefix([1, 2, 3], [1, 2]) == 2 and common_prefix([], [1]) == 0
     assert PrefixCache(0).take([1]) is None
+    bounded = PrefixCache(8, max_bytes=2 * state([1, 2, 3]).nbytes)
+    for ids in ([1, 2, 3], [4, 5, 6], [7, 8, 9]):
+        bounded.put(state(ids))
+    assert [s.ids for s in bounded._states] == [[4, 5, 6], [7, 8, 9]]  # the budget, not the capacity, dropped the oldest
 
 
 def test_quantized_blocks_round_trip():
