@@ -150,8 +150,8 @@ class CodeModel:
 
     Args:
         model: a preset name (`codet5-lsp models` lists them; "default" is the embedded
-            SmolLM2-135M), a Hugging Face hub id, or a local directory (Hugging Face checkpoint
-            or converted CTranslate2 model).
+            Qwen2.5-Coder-0.5B), a Hugging Face hub id, or a local directory (Hugging Face
+            checkpoint, or a model converted for CTranslate2 or ONNX Runtime).
         device: "auto", "cpu" or "cuda".
         compute_type: "auto" (int8 on CPU, int8_float16 on CUDA) or any CTranslate2 compute type.
         cpu_threads: threads for one generation (0 = all cores, at most 8).
