@@ -141,11 +141,6 @@ class OnnxDecoderEngine:
         self._empty = [np.zeros((1, kv_heads, 0, head_dim), np.float32) for _ in past]
         self.cache = PrefixCache(max(max_cached_prompts, MIN_CACHED_SEQUENCES), MAX_CACHED_BYTES)
 
-    def release(self) -> None:
-        """Drop the session and the cached states now."""
-        self.cache.release()
-        self.session = None
-
     def release_cached_prompts(self) -> int:
         """Free the cached KV states now; how many there were."""
         return self.cache.release()
