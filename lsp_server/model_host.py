@@ -179,7 +179,8 @@ class ModelHost:
             future.set_result(model)
             return
         self._model = model
-        self._set_status(HostStatus(ModelState.READY, model.preset.name, "Ready", model.device, model.compute_type))
+        self._set_status(HostStatus(ModelState.READY, model.preset.name, f"Ready ({model.runtime})", model.device,
+                                    model.compute_type))
         future.set_result(model)
 
     def _ensure_summarizer(self, settings: Settings) -> None:

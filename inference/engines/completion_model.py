@@ -39,6 +39,7 @@ class CompletionModel(Protocol):
     preset: Preset
     device: str
     compute_type: str
+    runtime: str  # what runs it: "onnxruntime", "ctranslate2", "transformers" or "openai" (a server)
     tokenizer: CodeTokenizer | None  # None: the model tokenizes text itself (a server's)
 
     @property

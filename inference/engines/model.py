@@ -187,6 +187,7 @@ class CodeModel:
         self.path = resolved.path
         self.preset: Preset = resolved.preset
         self.backend = resolved.backend
+        self.runtime = resolved.backend.value
         if progress:
             progress(f"Loading {self.preset.name} ({self.device}, {self.compute_type})")
         self.tokenizer = CodeTokenizer(resolved.path)

@@ -107,6 +107,7 @@ class RemoteCodeModel:
         self.model_id = self.engine.resolve_model()
         self.device = "remote"
         self.compute_type = ""
+        self.runtime = "openai"
         self.tokenizer = None  # the server tokenizes: the prompt stage sends it text
         self.preset = Preset(
             name=f"openai:{self.model_id}", hub_id=None, architecture=Architecture.DECODER,

@@ -78,7 +78,7 @@ class _Prompt:
 
 async def test_jobs_withdrawn_while_a_long_job_runs_leave_the_queue_at_once():
     # The jobs here only wait or return: the host's queue is under test, not a model.
-    host = ModelHost(lambda settings, progress: SimpleNamespace(preset=SimpleNamespace(name="stand-in"), device="cpu", compute_type="int8",
+    host = ModelHost(lambda settings, progress: SimpleNamespace(preset=SimpleNamespace(name="stand-in"), device="cpu", compute_type="int8", runtime="stand-in",
                                                                      prompt_cache_stats=lambda: None, release_cached_prompts=lambda: 0))
     host.ensure(Settings())
     await host.ready()
@@ -123,7 +123,7 @@ def _done_futures() -> int:
 
 
 async def test_a_daemon_session_keeps_nothing_per_notification():
-    host = ModelHost(lambda settings, progress: SimpleNamespace(preset=SimpleNamespace(name="stand-in"), device="cpu", compute_type="int8",
+    host = ModelHost(lambda settings, progress: SimpleNamespace(preset=SimpleNamespace(name="stand-in"), device="cpu", compute_type="int8", runtime="stand-in",
                                                                      prompt_cache_stats=lambda: None, release_cached_prompts=lambda: 0))
     listening: asyncio.Queue[int] = asyncio.Queue()
     daemon = asyncio.ensure_future(serve("127.0.0.1", 0, host, Settings(), on_listening=listening.put_nowait))
