@@ -63,12 +63,13 @@ class HostStatus:
     message: str = ""
     device: str = ""
     compute_type: str = ""
+    runtime: str = ""  # what runs the model (CompletionModel.runtime)
 
     def to_json(self) -> dict[str, str]:
         """The `codet5/status` notification's params (and the start of `codet5.status`'s answer)."""
         return {
             "state": self.state.value, "model": self.model, "message": self.message,
-            "device": self.device, "computeType": self.compute_type,
+            "device": self.device, "computeType": self.compute_type, "runtime": self.runtime,
         }
 
 
@@ -179,8 +180,8 @@ class ModelHost:
             future.set_result(model)
             return
         self._model = model
-        self._set_status(HostStatus(ModelState.READY, model.preset.name, f"Ready ({model.runtime})", model.device,
-                                    model.compute_type))
+        self._set_status(HostStatus(ModelState.READY, model.preset.name, "Ready", model.device, model.compute_type,
+                                    model.runtime))
         future.set_result(model)
 
     def _ensure_summarizer(self, settings: Settings) -> None:

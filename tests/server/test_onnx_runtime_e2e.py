@@ -24,7 +24,7 @@ async def test_a_typed_character_continues_the_cached_prefix(onnx_model, tmp_pat
     options = {"model": str(onnx_model), "completionMode": "line", "debounceMs": 0, "speculative": False}
     async with stdio_client(tmp_path / "cache", options, "--threads", "1") as (client, _):
         await client.wait_for(lambda c: c.state() == "ready", timeout=120)
-        assert client.statuses[-1]["message"] == "Ready (onnxruntime)"  # the status says what runs the model
+        assert client.statuses[-1]["runtime"] == "onnxruntime"  # the status says what runs the model
         uri = "file:///work/count.py"
         open_document(client, uri, SOURCE)
         first = await inline(client, uri, end_of(SOURCE))
