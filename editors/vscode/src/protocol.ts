@@ -13,6 +13,17 @@ export interface ModelStatus {
   message?: string;
   device?: string;
   computeType?: string;
+  /** What runs the model: "onnxruntime", "ctranslate2", "transformers" or "openai". */
+  runtime?: string;
+}
+
+/** "tiny on cpu (int8, onnxruntime)": the model and where and how it runs, as far as the status says. */
+export function describeModel(status: ModelStatus): string {
+  if (!status.model) {
+    return "no model";
+  }
+  const how = [status.computeType, status.runtime].filter((part) => part).join(", ");
+  return `${status.model}${status.device ? ` on ${status.device}` : ""}${how ? ` (${how})` : ""}`;
 }
 
 /** Why a completion request got nothing (`codet5/noSuggestion`, and `codet5.status`'s recent ones). */
@@ -61,7 +72,7 @@ export interface StatusReply extends ModelStatus {
 
 /** One line for an information message. */
 export function describeStatus(reply: StatusReply): string {
-  const model = reply.model ? `${reply.model}${reply.device ? ` on ${reply.device}` : ""}${reply.computeType ? ` (${reply.computeType})` : ""}` : "no model";
+  const model = describeModel(reply);
   const cache = reply.cache ? `; typed-ahead cache ${reply.cache.hits} hits, ${reply.cache.misses} misses` : "";
   const message = reply.message && reply.message.toLowerCase() !== reply.state ? ` (${reply.message})` : "";
   const last = reply.noSuggestion?.recent.at(-1);

@@ -1,6 +1,6 @@
 // The model state shown in the status bar, from the server's `codet5/status` notifications.
 import * as vscode from "vscode";
-import { ModelStatus, NoSuggestion, describeNoSuggestion } from "./protocol";
+import { ModelStatus, NoSuggestion, describeModel, describeNoSuggestion } from "./protocol";
 
 /** What the status bar item shows. */
 export interface StatusView {
@@ -22,7 +22,7 @@ export function renderStatus(client: ClientState, enabled: boolean, lastNoSugges
     return { text: "$(error) codet5", tooltip: `codet5-lsp: ${client.message}\nRun "codet5: Show log" for details.`, error: true };
   }
   const status = client.status;
-  const model = status.model ? `${status.model}${status.device ? ` on ${status.device}` : ""}${status.computeType ? ` (${status.computeType})` : ""}` : "no model";
+  const model = describeModel(status);
   const detail = status.message ? `\n${status.message}` : "";
   switch (status.state) {
     case "loading":

@@ -80,6 +80,8 @@ describe("command messages", () => {
   test("status reply", () => {
     const line = describeStatus({ state: "ready", message: "Ready", ...model, cache: { hits: 3, misses: 4 } });
     assert.equal(line, "codet5-lsp: ready, tiny on cpu (int8); typed-ahead cache 3 hits, 4 misses");
+    assert.equal(describeStatus({ state: "ready", message: "Ready", ...model, runtime: "onnxruntime" }), "codet5-lsp: ready, tiny on cpu (int8, onnxruntime)");
+    assert.match(renderStatus({ kind: "running", status: { state: "ready", ...model, runtime: "ctranslate2" } }, true).tooltip, /tiny on cpu \(int8, ctranslate2\)/);
     assert.equal(describeStatus({ state: "loading", message: "converting" }), "codet5-lsp: loading (converting), no model");
     const recent = [{ reason: "superseded", message: "a newer request cancelled this one", uri: "file:///w/a.py", position: { line: 0, character: 3 } }];
     assert.equal(

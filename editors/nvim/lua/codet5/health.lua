@@ -70,7 +70,7 @@ function M.check()
   elseif state.state == "error" then
     health.error(("model %s: %s"):format(state.model, state.message))
   elseif state.state == "ready" then
-    health.ok(("%s ready on %s (%s)"):format(state.model, state.device, state.computeType))
+    health.ok(("%s ready %s"):format(state.model, status.where(state)))
   else
     health.info(("model state: %s %s"):format(state.state, state.message))
   end

@@ -197,7 +197,7 @@ function M.status()
     if err then
       return vim.notify(lsp.describe_error("codet5.status", err), vim.log.levels.WARN)
     end
-    local model = reply.model ~= "" and ("%s on %s (%s)"):format(reply.model, reply.device, reply.computeType) or "no model"
+    local model = reply.model ~= "" and ("%s %s"):format(reply.model, status.where(reply)) or "no model"
     local message = (reply.message ~= "" and reply.message:lower() ~= reply.state) and (" (" .. reply.message .. ")") or ""
     local cache = reply.cache and ("; typed-ahead cache %d hits, %d misses"):format(reply.cache.hits, reply.cache.misses) or ""
     vim.notify(("codet5: %s%s, %s%s; completions %s%s"):format(reply.state, message, model, cache,

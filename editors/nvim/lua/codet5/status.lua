@@ -7,9 +7,10 @@ local M = {}
 ---@field model string
 ---@field device string
 ---@field computeType string
+---@field runtime string
 
 ---@type codet5.Status
-M.current = { state = "stopped", message = "", model = "", device = "", computeType = "" }
+M.current = { state = "stopped", message = "", model = "", device = "", computeType = "", runtime = "" }
 M.enabled = true
 M.notify = true
 
@@ -26,6 +27,19 @@ function M.say(message, level)
   end
 end
 
+--- "on cpu (int8, onnxruntime)": where and how the model runs, as far as `status` says.
+---@param status table  a status payload or `codet5.status` reply
+---@return string
+function M.where(status)
+  local how = {}
+  for _, part in ipairs({ status.computeType or "", status.runtime or "" }) do
+    if part ~= "" then
+      how[#how + 1] = part
+    end
+  end
+  return ("on %s%s"):format(status.device or "", #how > 0 and (" (" .. table.concat(how, ", ") .. ")") or "")
+end
+
 --- Record a state change and tell the user about the ones that matter.
 ---@param status table  a `codet5/status` payload, or a client-side state
 function M.update(status)
@@ -36,13 +50,14 @@ function M.update(status)
     model = status.model or "",
     device = status.device or "",
     computeType = status.computeType or "",
+    runtime = status.runtime or "",
   }
   local state = M.current.state
   if state ~= previous then
     if state == "loading" then
       M.say(("codet5: loading %s: %s"):format(M.current.model, M.current.message), vim.log.levels.INFO)
     elseif state == "ready" and previous == "loading" then
-      M.say(("codet5: %s ready on %s (%s)"):format(M.current.model, M.current.device, M.current.computeType), vim.log.levels.INFO)
+      M.say(("codet5: %s ready %s"):format(M.current.model, M.where(M.current)), vim.log.levels.INFO)
     elseif state == "error" then
       M.say("codet5: " .. (M.current.message ~= "" and M.current.message or "the model failed to load"), vim.log.levels.ERROR)
     end
