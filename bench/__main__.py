@@ -15,6 +15,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from inference.models.resolve import RUNTIMES
+
 from .machine import LoadSampler, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -322,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seconds", type=float, default=30.0, help="typing time per editor count (default 30)")
     load.add_argument("--threads", type=int, help="the daemon's CTranslate2 threads (default: its own)")
     load.add_argument("--greedy", action="store_true", help="editor 0 asks for the most tokens the settings allow")
-    load.add_argument("--runtime", choices=("auto", "ctranslate2", "onnxruntime"), default="auto", help="the daemon's runtime")
+    load.add_argument("--runtime", choices=RUNTIMES, default="auto", help="the daemon's runtime")
 
     py150 = sub.add_parser("py150", help="CodeXGLUE py150 line completion sample: bare engine vs the server's pipeline")
     py150.add_argument("--limit", type=int, help="only the first N samples")

@@ -52,10 +52,6 @@ def model_directory(
 ) -> Path:
     """The local directory `load_model` would load with these settings, fetched and converted
     first if needed (`codet5-lsp models pull`)."""
-    from ..models.resolve import resolve_model
-    from .model import pick_compute_type, pick_device, pick_runtime
+    from .model import resolve_for
 
-    device = pick_device(device)
-    compute_type = pick_compute_type(compute_type, device)
-    chosen = pick_runtime(runtime, str(model), device, compute_type)
-    return resolve_model(str(model), local_files_only=local_files_only, runtime=chosen, progress=progress).path
+    return resolve_for(str(model), device, compute_type, runtime, local_files_only=local_files_only, progress=progress)[2].path

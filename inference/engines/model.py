@@ -29,7 +29,7 @@ from ..models.prompt_formats import (
     chat_summary_prompt,
     summary_prompt,
 )
-from ..models.resolve import RUNTIMES, Backend, onnx_runtime_builds, resolve_model
+from ..models.resolve import RUNTIMES, Backend, ResolvedModel, onnx_runtime_builds, resolve_model
 from .stream import StopPredicate, TextStream
 from .tokenizer import CodeTokenizer, IncrementalDecoder
 
@@ -69,6 +69,19 @@ def pick_runtime(runtime: str, spec: str, device: str, compute_type: str) -> str
     if runtime == Backend.ONNXRUNTIME.value and not onnx_fits:
         raise ValueError(f"the onnxruntime runtime runs int8 on the CPU, not {compute_type} on {device}")
     return runtime
+
+
+def resolve_for(
+    model: str, device: str, compute_type: str, runtime: str, *, local_files_only: bool = False,
+    trust_remote_code: bool = False, progress: Progress | None = None,
+) -> tuple[str, str, ResolvedModel]:
+    """The device, compute type and runnable directory these settings choose (`pick_device`,
+    `pick_compute_type`, `pick_runtime`), the directory fetched and converted first if needed."""
+    device = pick_device(device)
+    compute_type = pick_compute_type(compute_type, device)
+    resolved = resolve_model(model, local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                             runtime=pick_runtime(runtime, model, device, compute_type), progress=progress)
+    return device, compute_type, resolved
 
 
 def default_threads() -> int:
@@ -178,16 +191,13 @@ class CodeModel:
         runtime: str = "auto",
         progress: Progress | None = None,
     ) -> None:
-        self.device = pick_device(device)
-        self.compute_type = pick_compute_type(compute_type, self.device)
-        resolved = resolve_model(
-            str(model), local_files_only=local_files_only, trust_remote_code=trust_remote_code,
-            runtime=pick_runtime(runtime, str(model), self.device, self.compute_type), progress=progress,
+        self.device, self.compute_type, resolved = resolve_for(
+            str(model), device, compute_type, runtime, local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code, progress=progress,
         )
         self.path = resolved.path
         self.preset: Preset = resolved.preset
         self.backend = resolved.backend
-        self.runtime = resolved.backend.value
         if progress:
             progress(f"Loading {self.preset.name} ({self.device}, {self.compute_type})")
         self.tokenizer = CodeTokenizer(resolved.path)
@@ -221,6 +231,11 @@ class CodeModel:
         self._end_tokens = [
             t for t in (self.tokenizer.eos_token, *self.preset.extra_end_tokens) if t and self.tokenizer.token_id(t) is not None
         ]
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model: "onnxruntime", "ctranslate2" or "transformers"."""
+        return self.backend.value
 
     @property
     def can_complete(self) -> bool:

@@ -416,10 +416,17 @@ def convert_gguf_to_ct2(
         model = gguf_ct2.GGUFModel(gguf_path)
         if model.architecture not in gguf_ct2.HF_ARCHITECTURES:
             return _convert_gguf_with_transformers(gguf_path, out, quantization, progress, label, model.architecture)
-        with atomic_directory(out) as tmp:
-            recorded = gguf_ct2.convert(model, tmp, quantization, progress)
-            write_metadata(tmp, {"source": label, "quantization": quantization, "ctranslate2": ctranslate2.__version__,
-                                 "format_version": FORMAT_VERSION, **recorded})
+        return _write_conversion(model, out, quantization, progress, label, gguf_ct2.convert, ctranslate2=ctranslate2.__version__)
+
+
+def _write_conversion(model: Any, out: Path, quantization: str, progress: Progress, label: str,
+                      convert: Callable[..., dict[str, Any]], **metadata: str) -> Path:
+    """`convert(model, directory, quantization, progress)` of an open GGUF into `out`, written
+    atomically with its metadata."""
+    with atomic_directory(out) as tmp:
+        recorded = convert(model, tmp, quantization, progress)
+        write_metadata(tmp, {"source": label, "quantization": quantization, **metadata,
+                             "format_version": FORMAT_VERSION, **recorded})
     return out
 
 
@@ -446,10 +453,6 @@ def convert_gguf_to_onnx(
     from inference.models import gguf_ct2, gguf_onnx
 
     gguf_path, out = Path(gguf_path), Path(out)
+    label = source_label if source_label is not None else str(gguf_path)
     with building(out), disk_full_hint(out):
-        model = gguf_ct2.GGUFModel(gguf_path)
-        with atomic_directory(out) as tmp:
-            recorded = gguf_onnx.convert(model, tmp, quantization, progress)
-            write_metadata(tmp, {"source": source_label if source_label is not None else str(gguf_path),
-                                 "quantization": quantization, "format_version": FORMAT_VERSION, **recorded})
-    return out
+        return _write_conversion(gguf_ct2.GGUFModel(gguf_path), out, quantization, progress, label, gguf_onnx.convert)

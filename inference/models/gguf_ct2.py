@@ -445,14 +445,12 @@ def build_spec(model: GGUFModel, vocabulary: list[str], specials: dict[str, str 
     return spec
 
 
-def convert(model: GGUFModel, out_dir: Path, quantization: str, progress: Progress = None) -> dict[str, Any]:
-    """Write the CTranslate2 model and tokenizer of `model` into the existing directory `out_dir`;
-    returns what the metadata should record about the source (architecture, context length)."""
-    from importlib.metadata import version
-
+def write_tokenizer(model: GGUFModel, out_dir: Path, progress: Progress = None) -> tuple[list[str], dict[str, str | None]]:
+    """Write `model`'s tokenizer into `out_dir` and free the parsed token lists; its vocabulary and
+    special tokens. An unsupported file fails first, before any work."""
     if progress is not None:
         progress(f"Reading {model.path.name} ({model.architecture})")
-    config = model.config  # an unsupported file fails here, before any work
+    model.config  # a ConversionError for a file this converter cannot read
     tokenizer = read_tokenizer(model)
     tokenizer.save(out_dir)
     vocabulary, specials = tokenizer.vocabulary, tokenizer.specials
@@ -460,11 +458,22 @@ def convert(model: GGUFModel, out_dir: Path, quantization: str, progress: Progre
     del tokenizer
     model.forget("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")
     release_free_memory()
+    return vocabulary, specials
+
+
+def source_metadata(model: GGUFModel) -> dict[str, Any]:
+    """What a converted directory's metadata records about its GGUF source."""
+    from importlib.metadata import version
+
+    return {"architecture": HF_ARCHITECTURES[model.config.architecture], "context_length": model.config.context_length,
+            "gguf": version("gguf")}
+
+
+def convert(model: GGUFModel, out_dir: Path, quantization: str, progress: Progress = None) -> dict[str, Any]:
+    """Write the CTranslate2 model and tokenizer of `model` into the existing directory `out_dir`;
+    returns what the metadata should record about the source (architecture, context length)."""
+    vocabulary, specials = write_tokenizer(model, out_dir, progress)
     if progress is not None:
         progress(f"Converting to CTranslate2 {quantization}")
     build_spec(model, vocabulary, specials, quantization, progress).save(str(out_dir))
-    return {
-        "architecture": HF_ARCHITECTURES[config.architecture],
-        "context_length": config.context_length,
-        "gguf": version("gguf"),
-    }
+    return source_metadata(model)

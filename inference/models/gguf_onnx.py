@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .gguf_ct2 import HF_ARCHITECTURES, GGUFModel, Progress, layer_weights, read_tokenizer
+from .gguf_ct2 import GGUFModel, Progress, layer_weights, source_metadata, write_tokenizer
 
 GRAPH_FILE = "model.onnx"
 WEIGHTS_FILE = "model.onnx.data"
@@ -182,21 +182,11 @@ def convert(model: GGUFModel, out_dir: Path, quantization: str, progress: Progre
 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"ONNX Runtime decoders are built as {' or '.join(QUANTIZATIONS)}, not {quantization!r}")
-    if progress is not None:
-        progress(f"Reading {model.path.name} ({model.architecture})")
-    config = model.config
-    read_tokenizer(model).save(out_dir)
-    model.forget("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")
+    write_tokenizer(model, out_dir, progress)
     if progress is not None:
         progress(f"Building the ONNX Runtime decoder ({quantization})")
     onnx_model, embedding = build_graph(model, quantization, progress)
     onnx.save_model(onnx_model, str(out_dir / GRAPH_FILE), save_as_external_data=True, location=WEIGHTS_FILE)
     rows, scales = quantize_rows(embedding) if quantization == "int8" else (embedding, np.ones(len(embedding), np.float32))
     save_file({"rows": rows, "scales": scales}, str(out_dir / EMBEDDING_FILE))
-    return {
-        "architecture": HF_ARCHITECTURES[config.architecture],
-        "context_length": config.context_length,
-        "runtime": "onnxruntime",
-        "gguf": version("gguf"),
-        "onnx": version("onnx"),
-    }
+    return {**source_metadata(model), "runtime": "onnxruntime", "onnx": version("onnx")}
