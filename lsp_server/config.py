@@ -33,6 +33,7 @@ class Settings:
     local_files_only: bool = False
     trust_remote_code: bool = False
     max_cached_prompts: int = 2
+    draft_tokens: int = 2  # ONNX Runtime: ids guessed ahead by prompt lookup and checked in the same pass (0: none)
     summary_model: str = ""  # empty: summarize with the completion model if it can
     debounce_ms: int = 150  # an automatic inline request waits this long for a newer one first
     # A completion's generation stops this long after its job starts (0: no budget). Off by default: at 800 ms the
@@ -46,7 +47,7 @@ class Settings:
     def model_key(self) -> tuple:
         """The settings that require reloading the model when they change."""
         return (self.model, self.device, self.compute_type, self.runtime, self.threads, self.local_files_only,
-                self.trust_remote_code, self.max_cached_prompts)
+                self.trust_remote_code, self.max_cached_prompts, self.draft_tokens)
 
     def host_key(self) -> tuple:
         """The settings of the model host, which every session of a daemon shares (so a daemon
@@ -141,6 +142,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "localFilesOnly": ("local_files_only", _is_bool),
     "trustRemoteCode": ("trust_remote_code", _is_bool),
     "maxCachedPrompts": ("max_cached_prompts", _int_range(1, 16)),
+    "draftTokens": ("draft_tokens", _int_range(0, 8)),
     "summaryModel": ("summary_model", _is_str),
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
     "timeBudgetMs": ("time_budget_ms", _int_range(0, 60000)),

@@ -98,6 +98,7 @@ def load_code_model(settings: Settings, progress: Callable[[str], None]) -> Comp
         local_files_only=settings.local_files_only,
         trust_remote_code=settings.trust_remote_code,
         max_cached_prompts=settings.max_cached_prompts,
+        draft_tokens=settings.draft_tokens,
         progress=progress,
     )
 

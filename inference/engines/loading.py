@@ -22,6 +22,7 @@ def load_model(
     local_files_only: bool = False,
     trust_remote_code: bool = False,
     max_cached_prompts: int = 2,
+    draft_tokens: int = 2,
     runtime: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> CodeModel | RemoteCodeModel:
@@ -36,7 +37,8 @@ def load_model(
 
     return CodeModel(
         model, device, compute_type, cpu_threads, local_files_only=local_files_only,
-        trust_remote_code=trust_remote_code, max_cached_prompts=max_cached_prompts, runtime=runtime,
+        trust_remote_code=trust_remote_code, max_cached_prompts=max_cached_prompts, draft_tokens=draft_tokens,
+        runtime=runtime,
         progress=progress,
     )
 

@@ -171,6 +171,7 @@ class CodeModel:
         local_files_only: never try the network.
         trust_remote_code: let transformers run code shipped with a checkpoint (off by default).
         max_cached_prompts: live entries of the reused-prompt cache (each holds KV memory).
+        draft_tokens: ONNX Runtime: ids guessed ahead by prompt lookup per decoding pass (0: none).
         runtime: "auto", "ctranslate2" or "onnxruntime" (`pick_runtime`).
         progress: called with short messages while the model is fetched, converted and loaded.
 
@@ -188,6 +189,7 @@ class CodeModel:
         local_files_only: bool = False,
         trust_remote_code: bool = False,
         max_cached_prompts: int = 2,
+        draft_tokens: int = 2,
         runtime: str = "auto",
         progress: Progress | None = None,
     ) -> None:
@@ -213,7 +215,8 @@ class CodeModel:
         elif resolved.backend is Backend.ONNXRUNTIME:
             from .onnx_engine import OnnxDecoderEngine
 
-            self._engine = OnnxDecoderEngine(resolved.path, self.tokenizer, threads=threads, max_cached_prompts=max_cached_prompts)
+            self._engine = OnnxDecoderEngine(resolved.path, self.tokenizer, threads=threads, max_cached_prompts=max_cached_prompts,
+                                             draft_tokens=draft_tokens)
         elif self.preset.architecture is Architecture.DECODER:
             from .ct2_engines import DecoderEngine
 

@@ -172,9 +172,15 @@ def verify_model_bin(model_dir: Path) -> None:
 
     Directories without a recorded checksum (older builds, models converted elsewhere) pass. The
     check samples 2 MiB: it finds a truncated file and damage that covers any sampled block (the
-    start, the middle and the end always are), not every changed byte.
+    start, the middle and the end always are), not every changed byte. An ONNX Runtime graph built
+    for another version of its engine's interface is refused the same way (it must be rebuilt).
     """
+    from inference.models.gguf_onnx import GRAPH_VERSION
+
     metadata = read_metadata(model_dir) or {}
+    if is_onnx_dir(model_dir) and metadata.get("graph_version") != GRAPH_VERSION:
+        raise CorruptModelError(f"the model in {model_dir} was built for another version of the ONNX Runtime engine; "
+                                f"{_rebuild_hint(model_dir, metadata)}")
     recorded = metadata.get("model_bin")
     if not isinstance(recorded, dict):
         return

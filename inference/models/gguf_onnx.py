@@ -10,7 +10,8 @@ can only reuse a prompt that matches exactly.
 
 Weights come from `gguf_ct2.GGUFModel` (dequantized tensor by tensor) and are quantized again
 here. The token embedding is looked up outside the graph from int8 rows with a scale each
-(`embedding.safetensors`); only the last position's logits are computed.
+(`embedding.safetensors`); logits are computed for the last `last_positions` positions only (one
+for a prompt, several when the engine checks drafted ids in one pass).
 
 Directory: `model.onnx` + `model.onnx.data` (weights), `embedding.safetensors`, the tokenizer
 files and `codet5_lsp.json` (written by the caller).
@@ -30,6 +31,7 @@ WEIGHTS_FILE = "model.onnx.data"
 EMBEDDING_FILE = "embedding.safetensors"
 QUANTIZATIONS = ("int8", "float32")
 BLOCK = 32  # MatMulNBits rows per scale
+GRAPH_VERSION = 2  # the engine's interface to the graph; 2: `last_positions` (1: the last position's logits)
 _OPSET = 21
 
 
@@ -97,8 +99,9 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
     """The ONNX decoder of `model` and its float32 embedding table.
 
     Inputs: `inputs_embeds` [1, S, hidden], `position_ids` [1, S], `seqlens_k` [1] (past + S - 1),
-    `total_sequence_length` (past + S), `past_key_i`/`past_value_i` [1, kv heads, past, head dim].
-    Outputs: `logits` [1, 1, vocab] of the last position, `present_key_i`/`present_value_i`.
+    `total_sequence_length` (past + S), `last_positions` [1] (P, 1 <= P <= S),
+    `past_key_i`/`past_value_i` [1, kv heads, past, head dim].
+    Outputs: `logits` [1, P, vocab] of the last P positions, `present_key_i`/`present_value_i`.
     """
     from onnx import TensorProto, helper
 
@@ -113,8 +116,9 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
         helper.make_tensor_value_info("position_ids", TensorProto.INT64, [1, "sequence"]),
         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
         helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+        helper.make_tensor_value_info("last_positions", TensorProto.INT64, [1]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, config.vocab_size])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "positions", config.vocab_size])]
     x, residual = "inputs_embeds", ""
     for i in range(config.layers):
         if progress is not None:
@@ -157,8 +161,8 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
         graph.node("Mul", [f"{p}.gate", f"{p}.gate_sigmoid"], [f"{p}.gate_silu"])
         graph.node("Mul", [f"{p}.gate_silu", f"{p}.up"], [f"{p}.ffn_hidden"])
         x = graph.linear(f"{p}.ffn_hidden", f"{p}.down", w["mlp.down_proj.weight"])
-    last = [graph.constant("last.start", np.array([-1], np.int64)), graph.constant("last.end", np.array([1 << 62], np.int64)),
-            graph.constant("last.axis", np.array([1], np.int64))]
+    graph.node("Neg", ["last_positions"], ["last.start"])
+    last = ["last.start", graph.constant("last.end", np.array([1 << 62], np.int64)), graph.constant("last.axis", np.array([1], np.int64))]
     graph.node("Slice", [x, *last], ["last.x"])
     graph.node("Slice", [residual, *last], ["last.residual"])
     graph.node("SkipSimplifiedLayerNormalization", ["last.x", "last.residual", graph.constant("final_norm", model.weight("output_norm.weight"))],
@@ -189,4 +193,4 @@ def convert(model: GGUFModel, out_dir: Path, quantization: str, progress: Progre
     onnx.save_model(onnx_model, str(out_dir / GRAPH_FILE), save_as_external_data=True, location=WEIGHTS_FILE)
     rows, scales = quantize_rows(embedding) if quantization == "int8" else (embedding, np.ones(len(embedding), np.float32))
     save_file({"rows": rows, "scales": scales}, str(out_dir / EMBEDDING_FILE))
-    return {**source_metadata(model), "runtime": "onnxruntime", "onnx": version("onnx")}
+    return {**source_metadata(model), "runtime": "onnxruntime", "onnx": version("onnx"), "graph_version": GRAPH_VERSION}

@@ -7,6 +7,7 @@ continuing a cached prefix must give what a full pass gives.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ctranslate2
@@ -15,7 +16,8 @@ import pytest
 
 from inference.engines.healed_generation import FirstTokenRejected
 from inference.engines.model import CodeModel, pick_runtime
-from inference.engines.onnx_engine import KVState, OnnxDecoderEngine, PrefixCache, common_prefix
+from inference.engines.onnx_engine import DRAFT_TOKENS, KVState, OnnxDecoderEngine, PrefixCache, common_prefix
+from inference.engines.prompt_lookup import draft
 from inference.engines.tokenizer import CodeTokenizer
 from inference.models.convert import (
     CorruptModelError, convert_gguf_to_ct2, convert_gguf_to_onnx, is_onnx_dir, read_metadata, verify_model_bin,
@@ -47,8 +49,8 @@ def built(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _engine(model_dir: Path, cached: int = 2) -> OnnxDecoderEngine:
-    return OnnxDecoderEngine(model_dir, CodeTokenizer(model_dir), threads=1, max_cached_prompts=cached)
+def _engine(model_dir: Path, cached: int = 2, draft_tokens: int = DRAFT_TOKENS) -> OnnxDecoderEngine:
+    return OnnxDecoderEngine(model_dir, CodeTokenizer(model_dir), threads=1, max_cached_prompts=cached, draft_tokens=draft_tokens)
 
 
 def _ct2_next_logits(model_dir: Path, ids: list[int], compute_type: str = "default") -> np.ndarray:
@@ -64,14 +66,14 @@ def test_float32_graph_computes_what_ctranslate2_computes(built, name):
     engine, ids = _engine(built[f"{name}-float32"]), _ids(built[f"{name}-float32"])
     for length in (1, 5, len(ids)):
         logits, _ = engine._run(ids[:length], None)
-        np.testing.assert_allclose(logits, _ct2_next_logits(built[f"{name}-ct2"], ids[:length]), atol=2e-4, rtol=2e-4)
+        np.testing.assert_allclose(logits[-1], _ct2_next_logits(built[f"{name}-ct2"], ids[:length]), atol=2e-4, rtol=2e-4)
 
 
 @pytest.mark.parametrize("name", ["qwen2", "llama"])
 def test_int8_graph_is_as_close_to_float32_as_ctranslate2_int8(built, name):
     ids = _ids(built[f"{name}-int8"])
     exact = _ct2_next_logits(built[f"{name}-ct2"], ids)
-    ours, _ = _engine(built[f"{name}-int8"])._run(ids, None)
+    ours = _engine(built[f"{name}-int8"])._run(ids, None)[0][-1]
     theirs = _ct2_next_logits(built[f"{name}-ct2-int8"], ids, "int8")
     assert np.linalg.norm(ours - exact) <= 1.5 * np.linalg.norm(theirs - exact)
 
@@ -102,9 +104,44 @@ def test_generation_continues_the_longest_cached_prefix_and_matches_an_uncached_
     assert engine.release_cached_prompts() == 1 and engine.prompt_cache_stats()["held"] == 0
 
 
+def test_logits_of_several_positions_are_those_of_passes_ending_there(built):
+    engine, ids = _engine(built["qwen2-float32"]), _ids(built["qwen2-float32"])
+    _, head = engine._run(ids[:-4], None)
+    rows, state = engine._run(ids[-4:], head, positions=3)
+    assert rows.shape[0] == 3 and state.ids == ids
+    for back, row in zip((2, 1, 0), rows):
+        np.testing.assert_allclose(row, engine._run(ids[:len(ids) - back], None)[0][-1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("quantization", ["float32", "int8"])
+def test_guessing_ahead_changes_no_output_and_keeps_a_consistent_cache(built, quantization):
+    model_dir = built[f"qwen2-{quantization}"]
+    tokenizer = CodeTokenizer(model_dir)
+    prompts = [tokenizer.encode(text) for text in (TEXT, TEXT * 3, "x = 1\ny = 2\nx = 1\ny =", "def add(a, b):\n    return a")]
+    plain, guessing = _engine(model_dir, draft_tokens=0), _engine(model_dir, draft_tokens=4)
+    for ids in prompts:
+        assert list(guessing.stream(ids, 0, 24, [])) == list(plain.stream(ids, 0, 24, []))
+        for state in guessing.cache._states:  # what a rejected guess added was cut off again
+            assert all(a.shape[2] == len(state.ids) for a in state.past)
+    stats = guessing.prompt_cache_stats()
+    assert stats["drafted_ids"] > 0 and 0 <= stats["accepted_ids"] <= stats["drafted_ids"]
+    assert plain.prompt_cache_stats()["drafted_ids"] == 0
+    assert len(list(guessing.stream(prompts[1], 0, 2, []))) <= 2  # a guess never runs past max_new_tokens
+
+
+def test_prompt_lookup_drafts_what_followed_the_latest_occurrence_of_the_longest_tail():
+    ids = np.array([1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 2, 3])
+    assert draft(ids, 2) == [7, 8]  # "2 3" occurred twice: the latest one wins
+    assert draft(np.array([5, 1, 2, 3, 4, 6, 2, 3, 8, 1, 2, 3]), 3) == [4, 6, 2]  # "1 2 3" beats the later "2 3"
+    assert draft(np.array([1, 2, 3, 4]), 3) == []  # no tail recurs
+    assert draft(np.array([4, 1, 4]), 3) == []  # one id alone is not looked up
+    assert draft(ids, 0) == [] and draft(np.array([1, 2]), 3) == []
+    assert draft(np.array([1, 2, 1, 2]), 5) == [1, 2]  # what there is, up to the end
+
+
 def test_closing_a_stream_stops_it_and_keeps_what_it_computed(built):
     model_dir = built["qwen2-int8"]
-    engine, ids = _engine(model_dir), _ids(model_dir)
+    engine, ids = _engine(model_dir, draft_tokens=0), _ids(model_dir)
     stream = engine.stream(ids, 0, 40, [])
     taken = [next(stream) for _ in range(3)]
     stream.close()
@@ -164,6 +201,11 @@ def test_directory_metadata_and_a_corrupt_weights_file(built, tmp_path):
     for file in model_dir.iterdir():
         (copy / file.name).write_bytes(file.read_bytes())
     verify_model_bin(copy)
+    metadata = read_metadata(copy)
+    (copy / "codet5_lsp.json").write_text(json.dumps({**metadata, "graph_version": 1}))
+    with pytest.raises(CorruptModelError, match="another version of the ONNX Runtime engine"):
+        verify_model_bin(copy)  # a graph of an older interface is rebuilt, not run
+    (copy / "codet5_lsp.json").write_text(json.dumps(metadata))
     with open(copy / WEIGHTS_FILE, "r+b") as handle:
         handle.truncate(1000)
     with pytest.raises(CorruptModelError, match=WEIGHTS_FILE):

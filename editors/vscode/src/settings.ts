@@ -31,6 +31,7 @@ export const SERVER_SETTINGS = [
   "localFilesOnly",
   "trustRemoteCode",
   "maxCachedPrompts",
+  "draftTokens",
   "summaryModel",
   "debounceMs",
   "timeBudgetMs",
@@ -50,6 +51,7 @@ export const MODEL_SETTINGS: ReadonlySet<string> = new Set([
   "localFilesOnly",
   "trustRemoteCode",
   "maxCachedPrompts",
+  "draftTokens",
   "summaryIdleUnloadS",
   "promptCacheIdleReleaseS",
 ]);

@@ -50,14 +50,14 @@ M.defaults = {
 --- Every setting the server takes (lsp_server/config.py; tests/test_config.py keeps them equal).
 M.server_setting_names = {
   "model", "device", "computeType", "runtime", "threads", "contextTokens", "maxNewTokens", "completionMode",
-  "enabled", "disabledLanguages", "localFilesOnly", "trustRemoteCode", "maxCachedPrompts", "summaryModel",
+  "enabled", "disabledLanguages", "localFilesOnly", "trustRemoteCode", "maxCachedPrompts", "draftTokens", "summaryModel",
   "debounceMs", "timeBudgetMs", "speculative", "otherFiles", "summaryIdleUnloadS", "promptCacheIdleReleaseS",
 }
 
 --- Settings that choose and load the model, or say when it frees memory: a daemon takes them from its own command line.
 M.model_settings = {
   model = true, device = true, computeType = true, runtime = true, threads = true,
-  localFilesOnly = true, trustRemoteCode = true, maxCachedPrompts = true,
+  localFilesOnly = true, trustRemoteCode = true, maxCachedPrompts = true, draftTokens = true,
   summaryIdleUnloadS = true, promptCacheIdleReleaseS = true,
 }
 
