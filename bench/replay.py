@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
     "no-speculation": {"speculative": False},
     "no-other-files": {"otherFiles": False},
+    "no-drafts": {"draftTokens": 0},
     **{runtime: {"runtime": runtime} for runtime in ("ctranslate2", "onnxruntime")},
     **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (0, 50, 100, 150) for b in (800, 1000, 1500)},
 }
@@ -467,10 +468,11 @@ def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
             f"{s['accepts']['next_shown']}/{s['accepts']['count']}",
             f"{cache['hits'] - cache.get('speculativeHits', 0)} / {cache.get('speculativeHits', 0)} of {cache['hits'] + cache['misses']}",
             f"{kv.get('hits', 0)} / {kv.get('fills', 0)} / {kv.get('refused', 0)}" if kv else "-",
+            f"{kv['accepted_ids']} / {kv['drafted_ids']}" if "drafted_ids" in kv else "-",
         ])
     lines.append(markdown_table(
         ["variant (server settings)", "load", "keys", "pauses ending with a suggestion visible [95% CI]",
          "pause to suggestion p50 / p95 ms", "pause to any answer p50 / p95 ms", "completed model runs p50 / p95 ms",
          "suggestions shown", "superseded", "model jobs per key", "accepts followed by a suggestion",
-         "typed-ahead / speculative hits", "KV prompt cache hit / fill / refused"], rows))
+         "typed-ahead / speculative hits", "KV prompt cache hit / fill / refused", "drafted ids kept / run"], rows))
     return [*lines, ""]
