@@ -4,7 +4,8 @@ Rust: functions with a test attribute (`#[test]`, `#[tokio::test]`, `#[bench]`, 
 everything in a module compiled for tests only (`#[cfg(test)] mod tests`, `#![cfg(test)]`). Java:
 methods with a JUnit or TestNG annotation (`@Test`, `@ParameterizedTest`, `@BeforeEach`, ...). Go:
 functions taking the `testing` package's T, B, F, M or TB (`func TestX(t *testing.T)`, test
-helpers). JavaScript and TypeScript: functions inside a `describe`, `it` or `test` call's arguments.
+helpers). JavaScript and TypeScript: functions inside a `describe`, `it` or `test` call's arguments,
+and every function of a file that imports or requires a test framework (`qunit`, `tap`, `mocha`, ...).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ _JAVA_TEST_ANNOTATIONS = frozenset({
     "AfterTest", "BeforeSuite", "AfterSuite", "DataProvider",
 })
 _GO_TESTING_TYPES = frozenset({"T", "B", "F", "M", "TB"})
+_JS_TEST_FRAMEWORKS = frozenset({
+    "qunit", "tap", "tape", "mocha", "chai", "jest", "@jest/globals", "vitest", "ava", "node:test", "uvu", "jasmine",
+    "sinon", "supertest", "@playwright/test", "cypress", "should", "expect.js", "power-assert", "zora", "baretest",
+})
 _JS_TEST_CALLS = frozenset({"describe", "it", "test", "suite", "beforeEach", "afterEach", "beforeAll", "afterAll",
                             "xdescribe", "xit", "fdescribe", "fit"})
 
@@ -38,8 +43,45 @@ def is_test_code(function: Node, language: str) -> bool:
         parameters = function.child_by_field_name("parameters")
         return parameters is not None and any(_is_testing_type(p.child_by_field_name("type")) for p in parameters.named_children)
     if language in ("javascript", "typescript", "tsx"):
-        return any(node.type == "arguments" and _js_callee_name(node.parent) in _JS_TEST_CALLS for node in ancestors(function))
+        lineage = list(ancestors(function))
+        return _imports_test_framework(lineage[-1]) or any(
+            node.type == "arguments" and _js_callee_name(node.parent) in _JS_TEST_CALLS for node in lineage)
     return False
+
+
+def _imports_test_framework(program: Node) -> bool:
+    """JavaScript/TypeScript: whether a top-level `import ... from "m"`, `import "m"` or `require("m")`
+    names a test framework (its package: `@scope/name` or `name`, before any further path)."""
+    for statement in program.named_children:
+        if statement.type == "import_statement":
+            source = statement.child_by_field_name("source")
+            modules = [source] if source is not None else []
+        else:
+            modules = [node for node in _descendants(statement, "call_expression", depth=4) if _is_require(node)]
+            modules = [m.child_by_field_name("arguments").named_children[0] for m in modules]
+        for module in modules:
+            name = _text(module).strip("'\"`")
+            parts = name.split("/")
+            package = "/".join(parts[:2]) if name.startswith("@") else parts[0]
+            if package in _JS_TEST_FRAMEWORKS or package.startswith("@testing-library/"):
+                return True
+    return False
+
+
+def _descendants(node: Node, kind: str, depth: int) -> list[Node]:
+    """Nodes of type `kind` at most `depth` levels below `node` (a declaration's initializer, not a body)."""
+    found, level = [], [node]
+    for _ in range(depth + 1):
+        found.extend(n for n in level if n.type == kind)
+        level = [c for n in level for c in n.named_children]
+    return found
+
+
+def _is_require(call: Node) -> bool:
+    """`require("m")` with one string argument."""
+    callee, arguments = call.child_by_field_name("function"), call.child_by_field_name("arguments")
+    return (callee is not None and callee.type == "identifier" and _text(callee) == "require" and arguments is not None
+            and len(arguments.named_children) == 1 and arguments.named_children[0].type == "string")
 
 
 def _has_test_attribute(item: Node) -> bool:

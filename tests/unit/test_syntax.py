@@ -752,12 +752,17 @@ app.get("/", function handler(req, res) {});
     (GO_TESTS, "go", ["Add", "Testify"]),
     (JS_TESTS, "javascript", ["add", "handler"]),
     (JS_TESTS, "typescript", ["add", "handler"]),
+    ("import type QUnit from 'qunit'\nconst pub = (jwk: object) => jwk\nfunction run() {}\n", "typescript", []),
+    ("const tap = require('tap');\nfunction check(t) {}\n", "javascript", []),
+    ("import { expect } from '@jest/globals';\nexport function twice(x) { return 2 * x; }\n", "javascript", []),
+    ("import taper from 'taper';\nimport 'mocha-like/setup';\nconst x = require(name);\nfunction kept() {}\n", "javascript", ["kept"]),
 ])
 def test_functions_in_can_leave_test_code_out(text, language, kept):
     """Test functions and what only tests compile or call are left out by the tree, not by name:
-    `Testify` is no test, a `#[cfg(not(test))]` function is built code."""
+    `Testify` is no test, a `#[cfg(not(test))]` function is built code; a JavaScript or TypeScript
+    file that imports a test framework is test code (`taper` and `mocha-like` are not one)."""
     assert [f.name for f in functions_in(text, language, tests=False)] == kept
-    assert set(kept) < {f.name for f in functions_in(text, language)}
+    assert set(kept) <= {f.name for f in functions_in(text, language)}
 
 
 # --- format_docstring: golden insertions ------------------------------------------------------
