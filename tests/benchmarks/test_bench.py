@@ -267,6 +267,22 @@ def test_fidelity_measures_two_quantizations_and_pairs_them(tiny_models):
     assert "int8 is" in fidelity.markdown({**result, "speed": speed})
 
 
+def test_draft_tokens_pairs_the_same_points_across_draft_sizes(tmp_path):
+    from bench.draft_tokens import measure, points
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import DecoderShape, train_bpe_tokenizer, write_random_gguf
+
+    prompts = points(4, seed=3)
+    assert prompts == points(4, seed=3) and len(prompts) == 4
+    assert all(not p.endswith("\n") and p.count("\n") == 40 for p in prompts)  # cut inside a line, 40 lines above
+    gguf = write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer(), DecoderShape(context=8192))  # 40 lines of bytes
+    model = convert_gguf_to_onnx(gguf, tmp_path / "onnx")
+    result = measure([0, 2], count=3, seed=3, threads=1, spec=str(model))
+    reference, drafted = result["rows"]
+    assert reference["ratio_of_sums"] == 1.0 and reference["drafted_ids"] == 0 and reference["same_line"] == 3
+    assert drafted["points"] == 3 and 0 <= drafted["accepted_ids"] <= drafted["drafted_ids"]
+
+
 def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
     from bench.runtime_decode import measure
     from inference.models.convert import convert_gguf_to_ct2, convert_gguf_to_onnx
