@@ -283,6 +283,19 @@ def test_draft_tokens_pairs_the_same_points_across_draft_sizes(tmp_path):
     assert drafted["points"] == 3 and 0 <= drafted["accepted_ids"] <= drafted["drafted_ids"]
 
 
+def test_onnx_profile_counts_each_operator_of_a_decode_pass(tmp_path):
+    from bench.onnx_profile import profile
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
+
+    model = convert_gguf_to_onnx(write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer()), tmp_path / "onnx")
+    result = profile(model, cached=20, steps=3, threads=1, prefix=tmp_path / "profile")
+    operators = {row["op"]: row for row in result["operators"]}
+    assert result["steps"] == 3 and result["wall_ms_per_pass"] > 0
+    assert operators["MatMulNBits"]["nodes"] == 2 * 4 + 1  # qkv, o, gate/up, down per layer and the output
+    assert operators["GroupQueryAttention"]["nodes"] == 2  # one per layer
+
+
 def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
     from bench.runtime_decode import measure
     from inference.models.convert import convert_gguf_to_ct2, convert_gguf_to_onnx
