@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", default="default", help="model to pull (preset, hub id or path)")
     models.add_argument("--runtime", choices=RUNTIMES, default=argparse.SUPPRESS,
                         help="pull the model for this runtime (default: auto, as the server chooses)")
+    models.add_argument("--compute-type", choices=COMPUTE_TYPES, default=argparse.SUPPRESS,
+                        help="pull the build for this compute type (int4: the embedded models' 4-bit build; default: auto)")
     _common_options(models)
     return parser
 
@@ -131,7 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         server_only = {dest: default for dest, default in vars(parser.parse_args([])).items() if dest not in EVERY_COMMAND}
         given = [f"--{dest.replace('_', '-')}" for dest, default in server_only.items() if getattr(args, dest) != default]
         if args.command == "models":
-            given += [f"--{dest.replace('_', '-')}" for dest in MODEL_DEFAULTS if hasattr(args, dest) and dest != "runtime"]
+            given += [f"--{dest.replace('_', '-')}" for dest in MODEL_DEFAULTS if hasattr(args, dest) and dest not in ("runtime", "compute_type")]
         if given:
             parser.error(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to `{args.command}`")
     for dest, default in {**MODEL_DEFAULTS, **COMMON_DEFAULTS}.items():
@@ -219,7 +221,8 @@ def run_models(args: argparse.Namespace) -> int:
         from inference.models.resolve import ModelNotFoundError
 
         try:
-            path = model_directory(args.name, runtime=args.runtime, local_files_only=args.offline, progress=_progress)
+            path = model_directory(args.name, compute_type=args.compute_type, runtime=args.runtime, local_files_only=args.offline,
+                                   progress=_progress)
         except (ModelNotFoundError, OSError, RuntimeError, ValueError) as exc:
             raise CliError(str(exc), 2) from exc
         print(path)

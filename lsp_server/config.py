@@ -13,7 +13,7 @@ from inference.engines.openai_backend import RemoteSpecError, is_remote_spec, pa
 from inference.models.resolve import RUNTIMES
 
 DEVICES = ("auto", "cpu", "cuda")
-COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")
+COMPUTE_TYPES = ("auto", "int8", "int4", "int8_float16", "int8_bfloat16", "int8_float32", "float16", "bfloat16", "float32")
 
 
 @dataclass(frozen=True)

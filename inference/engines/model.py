@@ -29,7 +29,7 @@ from ..models.prompt_formats import (
     chat_summary_prompt,
     summary_prompt,
 )
-from ..models.resolve import RUNTIMES, Backend, ResolvedModel, onnx_runtime_builds, resolve_model
+from ..models.resolve import INT4, RUNTIMES, Backend, ResolvedModel, onnx_runtime_builds, resolve_model
 from .stream import StopPredicate, TextStream
 from .tokenizer import CodeTokenizer, IncrementalDecoder
 
@@ -46,9 +46,14 @@ def pick_device(device: str) -> str:
 
 
 def pick_compute_type(compute_type: str, device: str) -> str:
-    """`auto` -> int8 on CPU, int8_float16 on CUDA; anything else must be supported there."""
+    """`auto` -> int8 on CPU, int8_float16 on CUDA; int4 (ONNX Runtime's 4-bit weights) on CPU;
+    anything else must be supported there."""
     if compute_type == "auto":
         return "int8_float16" if device == "cuda" else "int8"
+    if compute_type == INT4:
+        if device != "cpu":
+            raise ValueError(f"compute type int4 runs on the CPU (ONNX Runtime), not on {device}")
+        return compute_type
     supported = ctranslate2.get_supported_compute_types(device)
     if compute_type not in supported:
         raise ValueError(f"compute type {compute_type!r} is not supported on {device}; choose one of {sorted(supported)}")
@@ -56,14 +61,18 @@ def pick_compute_type(compute_type: str, device: str) -> str:
 
 
 def pick_runtime(runtime: str, spec: str, device: str, compute_type: str) -> str:
-    """`auto` -> ONNX Runtime for an embedded completion model on CPU in int8 (it continues earlier
-    prompts from their longest common prefix: bench/RESULTS.md), else CTranslate2. An explicit
-    choice must be possible here."""
+    """`auto` -> ONNX Runtime for an embedded completion model on CPU in int8 or int4 (it continues
+    earlier prompts from their longest common prefix: bench/RESULTS.md), else CTranslate2. An
+    explicit choice must be possible here; int4 is ONNX Runtime's alone."""
     from ..models.presets import find_preset
 
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    onnx_fits = device == "cpu" and compute_type == "int8"
+    onnx_fits = device == "cpu" and compute_type in ("int8", INT4)
+    if compute_type == INT4:
+        if runtime == Backend.CTRANSLATE2.value:
+            raise ValueError("compute type int4 runs on the onnxruntime runtime, not on ctranslate2")
+        return Backend.ONNXRUNTIME.value
     if runtime == "auto":
         return Backend.ONNXRUNTIME.value if onnx_fits and onnx_runtime_builds(find_preset(spec)) else Backend.CTRANSLATE2.value
     if runtime == Backend.ONNXRUNTIME.value and not onnx_fits:
@@ -80,7 +89,8 @@ def resolve_for(
     device = pick_device(device)
     compute_type = pick_compute_type(compute_type, device)
     resolved = resolve_model(model, local_files_only=local_files_only, trust_remote_code=trust_remote_code,
-                             runtime=pick_runtime(runtime, model, device, compute_type), progress=progress)
+                             runtime=pick_runtime(runtime, model, device, compute_type),
+                             quantization=INT4 if compute_type == INT4 else "int8", progress=progress)
     return device, compute_type, resolved
 
 

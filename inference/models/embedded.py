@@ -49,30 +49,31 @@ def _report(progress: Progress, message: str) -> None:
 ONNX_RUNTIME = "onnxruntime"  # the runtime whose conversion of an embedded model is built by convert_gguf_to_onnx
 
 
-def embedded_model_dir(name: str = DEFAULT_EMBEDDED, runtime: str = "ctranslate2") -> Path:
-    """Where the converted embedded model `name` lives for `runtime` (it may not exist yet)."""
-    return models_dir() / f"{name}{'-onnx' if runtime == ONNX_RUNTIME else ''}-{EMBEDDED_QUANTIZATION}"
+def embedded_model_dir(name: str = DEFAULT_EMBEDDED, runtime: str = "ctranslate2", quantization: str = EMBEDDED_QUANTIZATION) -> Path:
+    """Where the converted embedded model `name` lives for `runtime` in `quantization` (it may not exist yet)."""
+    return models_dir() / f"{name}{'-onnx' if runtime == ONNX_RUNTIME else ''}-{quantization}"
 
 
-def is_embedded_model_current(model_dir: Path) -> bool:
-    """Whether `model_dir` holds a complete conversion in the current format."""
+def is_embedded_model_current(model_dir: Path, quantization: str = EMBEDDED_QUANTIZATION) -> bool:
+    """Whether `model_dir` holds a complete conversion in the current format and `quantization`."""
     metadata = read_metadata(model_dir)
     return (
         (is_ct2_dir(model_dir) or is_onnx_dir(model_dir))
         and (Path(model_dir) / "tokenizer.json").is_file()
         and metadata is not None
         and metadata.get("format_version") == FORMAT_VERSION
-        and metadata.get("quantization") == EMBEDDED_QUANTIZATION
+        and metadata.get("quantization") == quantization
         and model_bin_intact(model_dir)
     )
 
 
-def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = None, runtime: str = "ctranslate2") -> Path:
-    """The int8 directory of the embedded model `name` for `runtime` (CTranslate2's, or ONNX Runtime's
-    for "onnxruntime"), built first if missing or outdated."""
+def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = None, runtime: str = "ctranslate2",
+                          quantization: str = EMBEDDED_QUANTIZATION) -> Path:
+    """The directory of the embedded model `name` for `runtime` (CTranslate2's, or ONNX Runtime's for
+    "onnxruntime", which also builds "int4"), built first if missing or outdated."""
     source = EMBEDDED_SOURCES[name]
-    target = embedded_model_dir(name, runtime)
-    if is_embedded_model_current(target):
+    target = embedded_model_dir(name, runtime, quantization)
+    if is_embedded_model_current(target, quantization):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with building(target), disk_full_hint(target), \
@@ -80,7 +81,7 @@ def ensure_embedded_model(name: str = DEFAULT_EMBEDDED, progress: Progress = Non
         gguf_path = fetch_gguf(source, Path(tmp), progress)
         convert = convert_gguf_to_onnx if runtime == ONNX_RUNTIME else convert_gguf_to_ct2
         convert(
-            gguf_path, target, EMBEDDED_QUANTIZATION, progress,
+            gguf_path, target, quantization, progress,
             source_label=f"{source.description} (GGUF sha256 {source.sha256 or sha256_file(gguf_path)})",
         )
     _report(progress, f"Embedded model ready: {target}")

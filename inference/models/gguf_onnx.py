@@ -2,7 +2,8 @@
 
 The graph is written with ONNX Runtime's CPU contrib operators, the ones its own model builder
 uses for these decoders: `MatMulNBits` (int8 weights in blocks of 32 rows with a float32 scale
-each; plain `MatMul` for float32), `RotaryEmbedding` with explicit position ids,
+each; int4: the layers' matrices in 4 bits with a scale and a zero point per block, the output
+matrix in 8; plain `MatMul` for float32), `RotaryEmbedding` with explicit position ids,
 `GroupQueryAttention` taking and returning each layer's key/value cache, and the fused RMS norms.
 The cache is an input and an output, so the engine (inference/engines/onnx_engine.py) keeps it
 between requests and continues any earlier prompt from its longest common prefix; CTranslate2
@@ -29,7 +30,7 @@ from .gguf_ct2 import GGUFModel, Progress, layer_weights, source_metadata, write
 GRAPH_FILE = "model.onnx"
 WEIGHTS_FILE = "model.onnx.data"
 EMBEDDING_FILE = "embedding.safetensors"
-QUANTIZATIONS = ("int8", "float32")
+QUANTIZATIONS = ("int8", "int4", "float32")  # int4: the layers' matrices in 4 bits, the output matrix in 8
 BLOCK = 32  # MatMulNBits rows per scale
 GRAPH_VERSION = 2  # the engine's interface to the graph; 2: `last_positions` (1: the last position's logits)
 _OPSET = 21
@@ -45,6 +46,23 @@ def quantize_blocks(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray,
     scales[scales == 0] = 1.0
     codes = np.clip(np.rint(padded / scales[..., None]), -127, 127).astype(np.int16) + 128
     return codes.astype(np.uint8), scales.astype(np.float32).reshape(-1)
+
+
+def quantize_blocks_4bit(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[N, K] float32 -> MatMulNBits' asymmetric 4-bit layout: codes uint8 [N, K/block, block/2] (two
+    per byte, the first in the low half), float32 scales [N * K/block] ((maximum - minimum) / 15 per
+    block) and uint8 zero points [N * ceil(K/block / 2)] (two per byte): value = scale x (code - zero)."""
+    rows, cols = weight.shape
+    blocks = -(-cols // block)
+    padded = np.pad(weight, ((0, 0), (0, blocks * block - cols))).reshape(rows, blocks, block)
+    low, high = padded.min(axis=2), padded.max(axis=2)
+    scales = (high - low) / 15.0
+    scales[scales == 0] = 1.0
+    zeros = np.clip(np.rint(-low / scales), 0, 15).astype(np.uint8)
+    codes = np.clip(np.rint(padded / scales[..., None]) + zeros[..., None], 0, 15).astype(np.uint8)
+    zeros = np.pad(zeros, ((0, 0), (0, blocks % 2)))
+    return ((codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8), scales.astype(np.float32).reshape(-1),
+            (zeros[:, 0::2] | (zeros[:, 1::2] << 4)).astype(np.uint8).reshape(-1))
 
 
 def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,19 +92,23 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, outputs, domain="com.microsoft" if contrib else "", **attributes))
         return outputs[0]
 
-    def linear(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray | None = None) -> str:
-        """x @ weight.T (+ bias), `weight` [out, in] as Hugging Face stores it."""
+    def linear(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray | None = None, *, eight_bits: bool = False) -> str:
+        """x @ weight.T (+ bias), `weight` [out, in] as Hugging Face stores it; `eight_bits` keeps
+        it in 8 bits in an int4 graph."""
         if self.quantization == "float32":
             out = self.node("MatMul", [x, self.constant(f"{name}.weight", weight.T.astype(np.float32))], [f"{name}.matmul"])
             if bias is None:
                 return out
             return self.node("Add", [out, self.constant(f"{name}.bias", bias.astype(np.float32))], [f"{name}.out"])
-        codes, scales = quantize_blocks(weight)
+        bits = 4 if self.quantization == "int4" and not eight_bits else 8
+        codes, scales, *zeros = quantize_blocks_4bit(weight) if bits == 4 else quantize_blocks(weight)
         inputs = [x, self.constant(f"{name}.codes", codes), self.constant(f"{name}.scales", scales)]
+        if zeros or bias is not None:
+            inputs.append(self.constant(f"{name}.zeros", zeros[0]) if zeros else "")
         if bias is not None:
-            inputs += ["", "", self.constant(f"{name}.bias", bias.astype(np.float32))]
+            inputs += ["", self.constant(f"{name}.bias", bias.astype(np.float32))]
         return self.node("MatMulNBits", inputs, [f"{name}.out"], contrib=True, K=weight.shape[1], N=weight.shape[0],
-                         bits=8, block_size=BLOCK, accuracy_level=4)
+                         bits=bits, block_size=BLOCK, accuracy_level=4)
 
 
 def _rotary_tables(head_dim: int, theta: float, positions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +191,7 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
                ["last.normed"], contrib=True, epsilon=eps)
     embedding = model.weight(model.embedding_tensor or "token_embd.weight")
     output = embedding if config.tied else model.weight("output.weight")
-    graph.node("Identity", [graph.linear("last.normed", "lm_head", output)], ["logits"])
+    graph.node("Identity", [graph.linear("last.normed", "lm_head", output, eight_bits=True)], ["logits"])
     onnx_graph = helper.make_graph(graph.nodes, f"{config.architecture} decoder", inputs, outputs, graph.initializers)
     onnx_model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", _OPSET), helper.make_opsetid("com.microsoft", 1)])
     onnx_model.ir_version = 10
@@ -191,6 +213,6 @@ def convert(model: GGUFModel, out_dir: Path, quantization: str, progress: Progre
         progress(f"Building the ONNX Runtime decoder ({quantization})")
     onnx_model, embedding = build_graph(model, quantization, progress)
     onnx.save_model(onnx_model, str(out_dir / GRAPH_FILE), save_as_external_data=True, location=WEIGHTS_FILE)
-    rows, scales = quantize_rows(embedding) if quantization == "int8" else (embedding, np.ones(len(embedding), np.float32))
+    rows, scales = quantize_rows(embedding) if quantization != "float32" else (embedding, np.ones(len(embedding), np.float32))
     save_file({"rows": rows, "scales": scales}, str(out_dir / EMBEDDING_FILE))
     return {**source_metadata(model), "runtime": "onnxruntime", "onnx": version("onnx"), "graph_version": GRAPH_VERSION}

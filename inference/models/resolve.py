@@ -37,6 +37,7 @@ class Backend(str, Enum):
 
 
 RUNTIMES = ("auto", Backend.CTRANSLATE2.value, Backend.ONNXRUNTIME.value)
+INT4 = "int4"  # a compute type of ONNX Runtime alone: the embedded models with 4-bit layer weights
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,13 @@ def resolve_model(
     local_files_only: bool = False,
     trust_remote_code: bool = False,
     runtime: str = "ctranslate2",
+    quantization: str = "int8",  # or INT4, with runtime "onnxruntime"
     progress: Progress | None = None,
 ) -> ResolvedModel:
     """Find or build a runnable directory for `spec` (preset name, hub id or local path); with
     `runtime` "onnxruntime", an embedded completion model is built for ONNX Runtime instead of
-    CTranslate2 (a local directory runs on the runtime it was converted for).
+    CTranslate2, in `quantization` (int8 or int4; a local directory runs on the runtime it was
+    converted for).
 
     Leftovers of builds that were killed are removed first; a cached conversion whose model.bin
     fails its checksum is built again."""
@@ -200,7 +203,7 @@ def resolve_model(
                 f"ONNX Runtime runs the embedded completion models ({', '.join(EMBEDDED_SOURCES)}) and directories "
                 f"converted for it, not {spec!r}; use the ctranslate2 runtime for it"
             )
-        return ResolvedModel(ensure_embedded_model(preset.name, progress, ONNX_RUNTIME), preset, Backend.ONNXRUNTIME)
+        return ResolvedModel(ensure_embedded_model(preset.name, progress, ONNX_RUNTIME, quantization), preset, Backend.ONNXRUNTIME)
     if preset is not None and preset.embedded:
         return ResolvedModel(EMBEDDED_BUILDERS[preset.name](progress), preset, Backend.CTRANSLATE2)
     name = preset.name if preset else spec.replace("/", "--")

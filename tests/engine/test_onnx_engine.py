@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 from inference.engines.healed_generation import FirstTokenRejected
-from inference.engines.model import CodeModel, pick_runtime
+from inference.engines.model import CodeModel, pick_compute_type, pick_runtime, resolve_for
 from inference.engines.onnx_engine import DRAFT_TOKENS, KVState, OnnxDecoderEngine, PrefixCache, common_prefix
 from inference.engines.prompt_lookup import draft
 from inference.engines.tokenizer import CodeTokenizer
 from inference.models.convert import (
     CorruptModelError, convert_gguf_to_ct2, convert_gguf_to_onnx, is_onnx_dir, read_metadata, verify_model_bin,
 )
-from inference.models.gguf_onnx import WEIGHTS_FILE, quantize_blocks
+from inference.models.embedded import embedded_model_dir
+from inference.models.gguf_onnx import WEIGHTS_FILE, quantize_blocks, quantize_blocks_4bit
 from inference.models.resolve import Backend, ModelNotFoundError, resolve_model
 from tests.tiny_gguf import DecoderShape, train_bpe_tokenizer, write_random_gguf
 
@@ -193,6 +194,31 @@ def test_quantized_blocks_round_trip():
     assert codes.shape == (8, 3, 32) and np.abs(restored - weight).max() <= scales.max() / 2 + 1e-6
 
 
+def test_4bit_blocks_round_trip_with_their_zero_points():
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(4, 70)).astype(np.float32) + 0.5  # not centred: the zero point moves
+    codes, scales, zeros = quantize_blocks_4bit(weight)
+    assert codes.shape == (4, 3, 16) and scales.shape == (12,) and zeros.shape == (4 * 2,)
+    unpacked = np.stack([codes & 15, codes >> 4], axis=-1).reshape(4, 3, 32).astype(np.float32)
+    zero = np.stack([zeros & 15, zeros >> 4], axis=-1).reshape(4, -1)[:, :3].astype(np.float32)
+    restored = ((unpacked - zero[..., None]) * scales.reshape(4, 3, 1)).reshape(4, -1)[:, :70]
+    assert np.abs(restored - weight).max() <= scales.max() * 1.01  # half a step, and the zero point's rounding
+
+
+def test_int4_graph_stays_near_float32_and_generates(built, tmp_path):
+    gguf = built["qwen2-gguf"]
+    int4 = convert_gguf_to_onnx(gguf, tmp_path / "int4", "int4")
+    ids = _ids(int4)
+    exact = _engine(built["qwen2-float32"])._run(ids, None)[0][-1]
+    ours = _engine(int4)._run(ids, None)[0][-1]
+    eight = _engine(built["qwen2-int8"])._run(ids, None)[0][-1]
+    assert 0 < np.linalg.norm(eight - exact) < np.linalg.norm(ours - exact) < 0.5 * np.linalg.norm(exact)
+    assert read_metadata(int4)["quantization"] == "int4"
+    model = CodeModel(int4, "cpu", "int4", 1)
+    assert model.backend is Backend.ONNXRUNTIME and model.compute_type == "int4"
+    assert isinstance("".join(model.complete("def add(a, b):\n    return", max_new_tokens=6)), str)
+
+
 def test_directory_metadata_and_a_corrupt_weights_file(built, tmp_path):
     model_dir = built["qwen2-int8"]
     assert is_onnx_dir(model_dir) and read_metadata(model_dir)["runtime"] == "onnxruntime"
@@ -232,6 +258,15 @@ def test_runtime_choice():
         pick_runtime("onnxruntime", "default", "cuda", "int8_float16")
     with pytest.raises(ValueError, match="runtime must be"):
         pick_runtime("tensorrt", "default", "cpu", "int8")
+    assert pick_runtime("auto", "default", "cpu", "int4") == "onnxruntime"  # 4-bit weights: ONNX Runtime's alone
+    with pytest.raises(ValueError, match="int4 runs on the onnxruntime runtime"):
+        pick_runtime("ctranslate2", "default", "cpu", "int4")
+    with pytest.raises(ValueError, match="int4 runs on the CPU"):
+        pick_compute_type("int4", "cuda")
+    assert pick_compute_type("int4", "cpu") == "int4"
+    assert embedded_model_dir("default", "onnxruntime", "int4").name == "default-onnx-int4"
+    with pytest.raises(ModelNotFoundError, match="ONNX Runtime runs the embedded completion models"):
+        resolve_for("Salesforce/codet5p-220m", "cpu", "int4", "auto", local_files_only=True)
 
 
 def test_onnx_runtime_is_refused_for_a_model_it_cannot_build():

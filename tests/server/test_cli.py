@@ -165,8 +165,9 @@ def test_the_demo_says_what_its_output_shows(tmp_path, tiny_models):
 
 
 def test_models_pull_builds_for_the_runtime_the_server_would_use(tmp_path, tiny_models):
-    """`models pull default` names the ONNX Runtime directory on a CPU (the server's `runtime: auto`)
-    and the CTranslate2 one with `--runtime ctranslate2`; either counts as cached in `models list`."""
+    """`models pull default` names the ONNX Runtime directory on a CPU (the server's `runtime: auto`),
+    the CTranslate2 one with `--runtime ctranslate2` and the 4-bit one with `--compute-type int4`;
+    either counts as cached in `models list`."""
     from inference.models.convert import convert_gguf_to_onnx
     from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
 
@@ -181,3 +182,8 @@ def test_models_pull_builds_for_the_runtime_the_server_would_use(tmp_path, tiny_
     shutil.copytree(tiny_models.llama_int8, models / f"{completer.name}-int8")
     result = run_cli(tmp_path, "models", "pull", "default", "--runtime", "ctranslate2", "--offline")
     assert result.returncode == 0 and result.stdout.strip() == str(models / f"{completer.name}-int8"), result.stderr
+    int4_dir = convert_gguf_to_onnx(tmp_path / "tiny.gguf", models / f"{completer.name}-onnx-int4", "int4")
+    result = run_cli(tmp_path, "models", "pull", "default", "--compute-type", "int4", "--offline")
+    assert result.returncode == 0 and result.stdout.strip() == str(int4_dir), result.stderr
+    result = run_cli(tmp_path, "models", "pull", "default", "--compute-type", "int4", "--runtime", "ctranslate2", "--offline")
+    assert result.returncode == 2 and "int4 runs on the onnxruntime runtime" in result.stderr

@@ -39,3 +39,15 @@ async def test_a_typed_character_continues_the_cached_prefix(onnx_model, tmp_pat
     cache = status["promptCache"]
     assert cache["fills"] >= 1 and cache["hits"] >= 1
     assert cache["reused_ids"] > cache["computed_ids"] / 2  # the second prompt re-read only its tail
+
+
+async def test_a_4bit_build_runs_with_compute_type_int4(tmp_path):
+    """`computeType: int4` is accepted and reported, and a 4-bit build answers completions."""
+    model = convert_gguf_to_onnx(write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer()), tmp_path / "int4", "int4")
+    options = {"model": str(model), "computeType": "int4", "completionMode": "line", "debounceMs": 0, "speculative": False}
+    async with stdio_client(tmp_path / "cache", options, "--threads", "1") as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready", timeout=120)
+        assert client.statuses[-1]["runtime"] == "onnxruntime" and client.statuses[-1]["computeType"] == "int4"
+        uri = "file:///work/count.py"
+        open_document(client, uri, SOURCE)
+        assert isinstance(await inline(client, uri, end_of(SOURCE)), types.InlineCompletionList)
