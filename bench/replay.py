@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-speculation": {"speculative": False},
     "no-other-files": {"otherFiles": False},
     "no-drafts": {"draftTokens": 0},
+    "int4": {"computeType": "int4"},
     **{runtime: {"runtime": runtime} for runtime in ("ctranslate2", "onnxruntime")},
     **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (0, 50, 100, 150) for b in (800, 1000, 1500)},
 }
