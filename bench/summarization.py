@@ -234,24 +234,25 @@ def sample(examples: list[Example], size: int | None) -> list[Example]:
     return [examples[i] for i in keep]
 
 
-def model_systems(summarizers: Sequence[str], cpu_threads: int,
-                  as_written: bool = False) -> tuple[dict[str, Callable[[Example], str]], list[dict[str, str]]]:
-    """The systems of the summary models `summarizers` (model specs) that load here, and a
-    description of each model; models that are not installed are skipped with a message. With
-    `as_written`, each model's summaries also as it writes them, before `shown` (the same generations)."""
+def model_systems(summarizers: Sequence[str], cpu_threads: int, as_written: bool = False,
+                  compute_type: str = "auto") -> tuple[dict[str, Callable[[Example], str]], list[dict[str, str]]]:
+    """The systems of the summary models `summarizers` (model specs, loaded in `compute_type`) that
+    load here, and a description of each model; models that are not installed are skipped with a
+    message. With `as_written`, each model's summaries also as it writes them, before `shown` (the
+    same generations)."""
     from inference import CodeModel
 
     systems: dict[str, Callable[[Example], str]] = {}
     models = []
     for spec in summarizers:
         try:
-            model = CodeModel(spec, cpu_threads=cpu_threads)
+            model = CodeModel(spec, compute_type=compute_type, cpu_threads=cpu_threads)
         except FileNotFoundError as exc:
             print(f"bench: {exc}: {spec} not scored", file=sys.stderr, flush=True)
             continue
         if not model.can_summarize:
             raise ValueError(f"{spec} ({model.preset.name}) cannot summarize code")
-        label = f"{model.preset.name} ({model_kind(model)})"
+        label = f"{model.preset.name} ({model_kind(model)}{'' if compute_type == 'auto' else ', ' + model.compute_type})"
         written = _Remembered(functools.partial(lambda m, e: written_text(m, e.code), model))
         systems[label] = functools.partial(lambda w, e: shown(w(e), e.language, e.name), written)
         if as_written:
@@ -280,17 +281,18 @@ class _Remembered:
 
 def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cpu_threads: int = 2,
              limit: int | None = None, size: int | None = None, polyglot_dir: Path = POLYGLOT,
-             sets: Sequence[str] = SETS, polyglot_split: str = "test", as_written: bool = False) -> dict[str, Any]:
+             sets: Sequence[str] = SETS, polyglot_split: str = "test", as_written: bool = False,
+             compute_type: str = "auto") -> dict[str, Any]:
     """Scores of the summary models `summarizers` (model specs) and the name baseline on the test
     `sets` (the first `limit` examples, or a seeded sample of `size`; the five-language split is
     one set per language, from its `polyglot_split`), with the metric's sample check. Models this
-    installation lacks are left out (the baseline is always scored). `as_written`: `model_systems`'."""
+    installation lacks are left out (the baseline is always scored). `as_written`, `compute_type`: `model_systems`'."""
     sample_score = official_sample_score()
     print(f"bench: smoothed BLEU-4 on the CodeXGLUE evaluator sample: {sample_score!r}", file=sys.stderr, flush=True)
     if abs(sample_score - OFFICIAL_SAMPLE_SCORE) > 1e-9:
         raise RuntimeError(f"the BLEU implementation gives {sample_score} on the official sample, not {OFFICIAL_SAMPLE_SCORE}")
 
-    systems, models = model_systems(summarizers, cpu_threads, as_written)
+    systems, models = model_systems(summarizers, cpu_threads, as_written, compute_type)
     systems["baseline: function name"] = lambda e: name_sentence(e.name)
     chosen: dict[str, list[Example]] = {}
     if "held-out" in sets:
@@ -378,6 +380,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the five-language split to score (default test; valid is for choosing)")
     parser.add_argument("--as-written", action="store_true", help="also score each model's summaries as it "
                         "writes them, before they are put in the language's doc comment convention")
+    parser.add_argument("--compute-type", default="auto", help="load the summary models in this compute type "
+                        "(e.g. int4: the embedded default's 4-bit build)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"test sets to score, comma-separated (default {','.join(SETS)})")
     parser.add_argument("--limit", type=int, help="only the first N examples of each set")
     parser.add_argument("--sample", type=int, help="a seeded random sample of N examples of each larger set")
@@ -391,7 +395,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown test sets {unknown}: choose from {', '.join(SETS)}")
     result = evaluate(args.summarizer or SUMMARIZERS, args.held_out, args.codexglue, limit=args.limit, size=args.sample,
-                      polyglot_dir=args.polyglot, sets=sets, polyglot_split=args.split, as_written=args.as_written)
+                      polyglot_dir=args.polyglot, sets=sets, polyglot_split=args.split, as_written=args.as_written,
+                      compute_type=args.compute_type)
     text = table(result)
     print(text)
     if args.card:
