@@ -68,11 +68,11 @@ def pick_runtime(runtime: str, spec: str, device: str, compute_type: str) -> str
 
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    onnx_fits = device == "cpu" and compute_type in ("int8", INT4)
     if compute_type == INT4:
         if runtime == Backend.CTRANSLATE2.value:
             raise ValueError("compute type int4 runs on the onnxruntime runtime, not on ctranslate2")
         return Backend.ONNXRUNTIME.value
+    onnx_fits = device == "cpu" and compute_type == "int8"
     if runtime == "auto":
         return Backend.ONNXRUNTIME.value if onnx_fits and onnx_runtime_builds(find_preset(spec)) else Backend.CTRANSLATE2.value
     if runtime == Backend.ONNXRUNTIME.value and not onnx_fits:

@@ -9,7 +9,8 @@ prompt cache works the same way; CTranslate2's static prompt is reused only on a
 Decoding guesses ahead by prompt lookup (inference/engines/prompt_lookup.py): when the last ids
 recur earlier in the sequence, the ids that followed them there are run in the same pass as the
 next id, and those the model agrees with are kept. On two cores a pass over 4 ids costs about 1.2
-passes over one, so every agreed id saves most of a step; the output is the greedy one either way.
+passes over one, so every agreed id saves most of a step. The output is the greedy one either way, up
+to rounding: a pass over several ids takes ONNX Runtime's matrix kernel for several rows.
 """
 
 from __future__ import annotations
