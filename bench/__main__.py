@@ -36,10 +36,10 @@ def _command() -> str:
     return "python -m bench " + shlex.join(sys.argv[1:])
 
 
-def _model(name: str):
+def _model(name: str, compute_type: str = "auto"):
     from inference import load_model
 
-    return load_model(name, local_files_only=True, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+    return load_model(name, compute_type=compute_type, local_files_only=True, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
 
 
 def run_replay(args: argparse.Namespace) -> None:
@@ -138,7 +138,7 @@ def run_humaneval(args: argparse.Namespace) -> None:
             raise SystemExit(1)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     print(f"bench: HumanEval single-line infilling, {len(tasks)} tasks, paths {paths}", file=sys.stderr, flush=True)
-    model = _model(args.model)
+    model = _model(args.model, args.compute_type)
     options = CompletionOptions(context_tokens=args.context_tokens, mode=args.mode, time_budget_ms=args.time_budget_ms)
     machine = machine_info()
     with LoadSampler() as load:
@@ -157,13 +157,13 @@ def run_repo(args: argparse.Namespace) -> None:
 
     from . import repo_check
 
-    model = _model(args.model)
+    model = _model(args.model, args.compute_type)
     options = CompletionOptions(context_tokens=args.context_tokens)
     machine = machine_info()
     with LoadSampler() as load:
         result = repo_check.run(model, args.split, args.per_package, args.seed, options, args.limit,
                                 tuple(v.strip() for v in args.variants.split(",") if v.strip()), args.kind)
-    result.update(command=_command(), machine=machine, load=load.summary(), model=args.model)
+    result.update(command=_command(), machine=machine, load=load.summary(), model=args.model, compute_type=args.compute_type)
     for variant, summary in result["variants"].items():
         print(f"bench: repo {args.split} {args.kind} {variant:10} name hit {100 * summary['name_hit']:.1f}% "
               f"EM {100 * summary['exact']:.1f}% ES {100 * summary['similarity']:.1f} "
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--model", default="default", help="model to measure (default: the embedded default, Qwen2.5-Coder-0.5B)")
+    parser.add_argument("--compute-type", default="auto", help="its compute type for humaneval and repo (e.g. int4; default auto)")
     parser.add_argument("--context-tokens", type=int, default=1024, help="the server's context budget (default 1024)")
     parser.add_argument("--humaneval-limit", type=int, help="with no command: only the first N HumanEval tasks")
     parser.add_argument("--replay-lines", type=int, help="with no command: lines typed per replay scenario (default 30)")
