@@ -2,8 +2,8 @@
 the latest earlier occurrence of the sequence's last few ids are a cheap guess at what comes next.
 
 The engine checks a draft in one model pass and keeps the ids the model itself would have chosen,
-so a draft changes how fast a completion comes, never which one (Saxena, "Prompt Lookup
-Decoding", 2023; llama.cpp's `lookup` example).
+so a draft changes how fast a completion comes, not which one, up to rounding (Saxena, "Prompt
+Lookup Decoding", 2023; llama.cpp's `lookup` example).
 """
 
 from __future__ import annotations
