@@ -205,10 +205,11 @@ def run_load(args: argparse.Namespace) -> None:
     machine = machine_info()
     with LoadSampler() as load:
         result = daemon_load.run(model=args.model, clients=clients, seconds=args.seconds, threads=args.threads,
-                                 greedy=args.greedy, runtime=args.runtime)
+                                 greedy=args.greedy, runtime=args.runtime, compute_type=args.compute_type)
     result.update(command=_command(), machine=machine, load=load.summary())
     runtime = "" if args.runtime == "auto" else f"-{args.runtime}"
-    _save(args.results, f"load{'-greedy' if args.greedy else ''}{runtime}", result)
+    compute_type = "" if args.compute_type == "auto" else f"-{args.compute_type}"
+    _save(args.results, f"load{'-greedy' if args.greedy else ''}{runtime}{compute_type}", result)
 
 
 def run_py150(args: argparse.Namespace) -> None:
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--model", default="default", help="model to measure (default: the embedded default, Qwen2.5-Coder-0.5B)")
-    parser.add_argument("--compute-type", default="auto", help="its compute type for humaneval and repo (e.g. int4; default auto)")
+    parser.add_argument("--compute-type", default="auto", help="its compute type for humaneval, repo and load (e.g. int4; default auto)")
     parser.add_argument("--context-tokens", type=int, default=1024, help="the server's context budget (default 1024)")
     parser.add_argument("--humaneval-limit", type=int, help="with no command: only the first N HumanEval tasks")
     parser.add_argument("--replay-lines", type=int, help="with no command: lines typed per replay scenario (default 30)")

@@ -121,8 +121,9 @@ async def _one_run(port: int, pid: int, clients: int, seconds: float, seed: int,
 
 
 async def _measure(model: str, clients: Sequence[int], seconds: float, threads: int | None, seed: int,
-                   greedy: bool, runtime: str) -> list[dict[str, Any]]:
-    daemon_args = ["--model", model, "--offline", "--runtime", runtime, *(["--threads", str(threads)] if threads else [])]
+                   greedy: bool, runtime: str, compute_type: str) -> list[dict[str, Any]]:
+    daemon_args = ["--model", model, "--offline", "--runtime", runtime, "--compute-type", compute_type,
+                   *(["--threads", str(threads)] if threads else [])]
     process, port = await start_daemon(daemon_args, dict(os.environ))
     runs = []
     try:
@@ -140,8 +141,10 @@ async def _measure(model: str, clients: Sequence[int], seconds: float, threads: 
 
 
 def run(*, model: str = "default", clients: Sequence[int] = CLIENTS, seconds: float = 30.0,
-        threads: int | None = None, seed: int = 0, greedy: bool = False, runtime: str = "auto") -> dict[str, Any]:
+        threads: int | None = None, seed: int = 0, greedy: bool = False, runtime: str = "auto",
+        compute_type: str = "auto") -> dict[str, Any]:
     """Each number of editors in turn for `seconds` (editor 0 greedy with `greedy`) on a daemon with
-    `runtime`; the figures per run."""
-    return {"model": model, "runtime": runtime, "seconds_per_run": seconds, "greedy_settings": GREEDY if greedy else None,
-            "runs": asyncio.run(_measure(model, clients, seconds, threads, seed, greedy, runtime))}
+    `runtime` and `compute_type`; the figures per run."""
+    return {"model": model, "runtime": runtime, "compute_type": compute_type, "seconds_per_run": seconds,
+            "greedy_settings": GREEDY if greedy else None,
+            "runs": asyncio.run(_measure(model, clients, seconds, threads, seed, greedy, runtime, compute_type))}

@@ -148,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--polyglot", type=Path, help="draw --per-language functions of each language from this "
                         "five-language data directory's test packages instead of --root")
     parser.add_argument("--per-language", type=int, default=6)
+    parser.add_argument("--compute-type", default="auto", help="the summarizers' compute type (e.g. int4; default auto)")
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     args = parser.parse_args(argv)
     from inference import CodeModel
@@ -156,10 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         functions = sample_functions_by_language(args.polyglot, args.per_language, args.seed)
     else:
         functions = sample_functions(args.root, args.count, args.seed)
-    models = {spec: CodeModel(spec, cpu_threads=2) for spec in args.summarizer or ["default"]}
+    models = {spec: CodeModel(spec, compute_type=args.compute_type, cpu_threads=2) for spec in args.summarizer or ["default"]}
     records = [{**asdict(f), "summaries": {spec: hover_text(m, f.code, f.language, f.name) for spec, m in models.items()}} for f in functions]
     root = f"{args.polyglot} (test packages)" if args.polyglot else str(args.root)
-    args.out.write_text(json.dumps({"root": root, "seed": args.seed, "functions": records}, indent=1) + "\n", encoding="utf-8")
+    audit = {"root": root, "seed": args.seed, "compute_type": args.compute_type, "functions": records}
+    args.out.write_text(json.dumps(audit, indent=1) + "\n", encoding="utf-8")
     for record in records:
         print(f"{record['module']}.{record['name']}:{record['line']}: {record['summaries']}")
     return 0
