@@ -1,9 +1,11 @@
 """GGUF (`llama`, `qwen2`) -> ONNX Runtime decoder directory with numpy and `onnx` alone: no torch.
 
 The graph is written with ONNX Runtime's CPU contrib operators, the ones its own model builder
-uses for these decoders: `MatMulNBits` (int8 weights in blocks of 32 rows with a float32 scale
-each; int4: the layers' matrices in 4 bits with a scale and a zero point per block, the output
-matrix in 8; plain `MatMul` for float32), `RotaryEmbedding` with explicit position ids,
+uses for these decoders: `MatMulIntegerToFloat` for int8 (weights in int8 with a float32 scale
+per output, each row of the activations quantized to 8 bits on the fly, so a prompt's many rows run
+on the CPU's int8 dot products: half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md),
+`MatMulNBits` for int4 (the layers' matrices in 4 bits with a scale and a zero point per block of
+32, the output matrix in 8), plain `MatMul` for float32, `RotaryEmbedding` with explicit position ids,
 `GroupQueryAttention` taking and returning each layer's key/value cache, and the fused RMS norms.
 The cache is an input and an output, so the engine (inference/engines/onnx_engine.py) keeps it
 between requests and continues any earlier prompt from its longest common prefix; CTranslate2
@@ -32,20 +34,9 @@ WEIGHTS_FILE = "model.onnx.data"
 EMBEDDING_FILE = "embedding.safetensors"
 QUANTIZATIONS = ("int8", "int4", "float32")  # int4: the layers' matrices in 4 bits, the output matrix in 8
 BLOCK = 32  # MatMulNBits rows per scale
-GRAPH_VERSION = 2  # the engine's interface to the graph; 2: `last_positions` (1: the last position's logits)
+GRAPH_VERSION = 3  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 rows quantized on the fly
 _OPSET = 21
-
-
-def quantize_blocks(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """[N, K] float32 -> MatMulNBits' 8-bit layout: codes uint8 [N, K/block, block] (zero point 128,
-    the operator's default) and float32 scales [N * K/block] (absolute maximum / 127 per block)."""
-    rows, cols = weight.shape
-    blocks = -(-cols // block)
-    padded = np.pad(weight, ((0, 0), (0, blocks * block - cols))).reshape(rows, blocks, block)
-    scales = np.abs(padded).max(axis=2) / 127.0
-    scales[scales == 0] = 1.0
-    codes = np.clip(np.rint(padded / scales[..., None]), -127, 127).astype(np.int16) + 128
-    return codes.astype(np.uint8), scales.astype(np.float32).reshape(-1)
+ONE_ROW = "one_row"  # whether this pass runs one id (a decode step) or several (a prompt, drafts)
 
 
 def quantize_blocks_4bit(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,7 +57,8 @@ def quantize_blocks_4bit(weight: np.ndarray, block: int = BLOCK) -> tuple[np.nda
 
 
 def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Int8 rows with one float32 scale each (the embedding table)."""
+    """Int8 rows with one float32 scale each (absolute maximum / 127): the embedding table, and the
+    8-bit matrices (one scale per output)."""
     scales = np.abs(matrix).max(axis=1) / 127.0
     scales[scales == 0] = 1.0
     return np.rint(matrix / scales[:, None]).astype(np.int8), scales.astype(np.float32)
@@ -79,11 +71,18 @@ class _Graph:
         self.quantization = quantization
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        self.shared_names: set[str] = set()
 
     def constant(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
 
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def shared(self, name: str, value: np.ndarray) -> str:
+        """A constant that several nodes use, added once."""
+        if name not in self.shared_names:
+            self.shared_names.add(self.constant(name, value))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str], *, contrib: bool = False, **attributes: Any) -> str:
@@ -95,20 +94,49 @@ class _Graph:
     def linear(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray | None = None, *, eight_bits: bool = False) -> str:
         """x @ weight.T (+ bias), `weight` [out, in] as Hugging Face stores it; `eight_bits` keeps
         it in 8 bits in an int4 graph."""
+        bias_input = [] if bias is None else [self.constant(f"{name}.bias", bias.astype(np.float32))]
         if self.quantization == "float32":
             out = self.node("MatMul", [x, self.constant(f"{name}.weight", weight.T.astype(np.float32))], [f"{name}.matmul"])
-            if bias is None:
-                return out
-            return self.node("Add", [out, self.constant(f"{name}.bias", bias.astype(np.float32))], [f"{name}.out"])
-        bits = 4 if self.quantization == "int4" and not eight_bits else 8
-        codes, scales, *zeros = quantize_blocks_4bit(weight) if bits == 4 else quantize_blocks(weight)
-        inputs = [x, self.constant(f"{name}.codes", codes), self.constant(f"{name}.scales", scales)]
-        if zeros or bias is not None:
-            inputs.append(self.constant(f"{name}.zeros", zeros[0]) if zeros else "")
-        if bias is not None:
-            inputs += ["", self.constant(f"{name}.bias", bias.astype(np.float32))]
-        return self.node("MatMulNBits", inputs, [f"{name}.out"], contrib=True, K=weight.shape[1], N=weight.shape[0],
-                         bits=bits, block_size=BLOCK, accuracy_level=4)
+            return self.node("Add", [out, *bias_input], [f"{name}.out"]) if bias_input else out
+        if self.quantization == "int8" or eight_bits:
+            return self._linear_8bit(x, name, weight, bias_input)
+        codes, scales, zeros = quantize_blocks_4bit(weight)
+        inputs = [x, self.constant(f"{name}.codes", codes), self.constant(f"{name}.scales", scales), self.constant(f"{name}.zeros", zeros)]
+        return self.node("MatMulNBits", inputs + (["", *bias_input] if bias_input else []), [f"{name}.out"], contrib=True,
+                         K=weight.shape[1], N=weight.shape[0], bits=4, block_size=BLOCK, accuracy_level=4)
+
+    def _linear_8bit(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
+        """x @ weight.T with int8 weights (a scale per output). A pass over one row quantizes it to
+        8 bits on the fly (`DynamicQuantizeMatMul`); a pass over several quantizes each row with its
+        own scale (uint8 around 128; `x` of rank 3) and runs them on the CPU's int8 dot products
+        (`MatMulIntegerToFloat`), so that one row's large values do not cost the others their
+        precision, as one scale for all rows would."""
+        from onnx import TensorProto, helper
+
+        codes, scales = quantize_rows(weight)  # a row of `weight` is a column of the product
+        codes_name, scales_name = self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales)
+        outer, self.nodes = self.nodes, []
+        one = self.node("DynamicQuantizeMatMul", [x, codes_name, scales_name, *(["", *bias_input] if bias_input else [])],
+                        [f"{name}.one_row"], contrib=True)
+        one_row, self.nodes = self.nodes, []
+        largest = self.node("ReduceMax", [self.node("Abs", [x], [f"{name}.abs"]), self.shared("last_axis", np.array([-1], np.int64))],
+                            [f"{name}.largest"], keepdims=1)
+        step = self.node("Max", [self.node("Mul", [largest, self.shared("one_127th", np.array(1 / 127, np.float32))], [f"{name}.step0"]),
+                                 self.shared("smallest_step", np.array(1e-12, np.float32))], [f"{name}.step"])
+        middle = self.node("Expand", [self.shared("middle", np.full((1, 1, 1), 128, np.uint8)), self.node("Shape", [step], [f"{name}.rows"])],
+                           [f"{name}.middle"])
+        quantized = self.node("QuantizeLinear", [x, step, middle], [f"{name}.quantized"], axis=-1, block_size=weight.shape[1])
+        product = self.node("MatMulIntegerToFloat", [quantized, codes_name, self.shared("unit", np.array(1, np.float32)), scales_name,
+                                                     self.shared("middle_scalar", np.array(128, np.uint8))], [f"{name}.product"], contrib=True)
+        rows = self.node("Mul", [product, step], [f"{name}.scaled"])
+        if bias_input:
+            rows = self.node("Add", [rows, *bias_input], [f"{name}.rows_out"])
+        several, self.nodes = self.nodes, outer
+
+        def branch(nodes: list[Any], output: str) -> Any:
+            return helper.make_graph(nodes, f"{name}.{output}", [], [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)])
+
+        return self.node("If", [ONE_ROW], [f"{name}.out"], then_branch=branch(one_row, one), else_branch=branch(several, rows))
 
 
 def _rotary_tables(head_dim: int, theta: float, positions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +170,10 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
     ]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "positions", config.vocab_size])]
     x, residual = "inputs_embeds", ""
+    if quantization != "float32":
+        length = graph.node("Gather", [graph.node("Shape", ["inputs_embeds"], ["embeds_shape"]), graph.constant("sequence_axis", np.array(1, np.int64))],
+                            ["sequence_length"], axis=0)
+        graph.node("Equal", [length, graph.constant("one_id", np.array(1, np.int64))], [ONE_ROW])
     for i in range(config.layers):
         if progress is not None:
             progress(f"Layer {i + 1}/{config.layers}")

@@ -292,7 +292,7 @@ def test_onnx_profile_counts_each_operator_of_a_decode_pass(tmp_path):
     result = profile(model, cached=20, steps=3, threads=1, prefix=tmp_path / "profile")
     operators = {row["op"]: row for row in result["operators"]}
     assert result["steps"] == 3 and result["wall_ms_per_pass"] > 0
-    assert operators["MatMulNBits"]["nodes"] == 2 * 4 + 1  # qkv, o, gate/up, down per layer and the output
+    assert operators["DynamicQuantizeMatMul"]["nodes"] == 2 * 4 + 1  # qkv, o, gate/up, down per layer and the output
     assert operators["GroupQueryAttention"]["nodes"] == 2  # one per layer
 
 
@@ -310,3 +310,20 @@ def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
             assert row[runtime]["n"] > 0 and row[runtime]["median_ms"] >= 0 and row[runtime]["bound_ms"] > 0
         assert row["ratio_onnx_over_ct2"] is None or row["ratio_onnx_over_ct2"] > 0
     assert result["rows"][0]["onnxruntime"]["weights_mb"] != result["rows"][0]["ctranslate2"]["weights_mb"]
+
+
+def test_compute_types_bench_times_each_build_and_its_distance_from_float32(tmp_path):
+    from bench.compute_types import measure
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
+
+    gguf = write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer())
+    builds = {q: (str(convert_gguf_to_onnx(gguf, tmp_path / q, q)), q) for q in ("int8", "int4")}
+    exact = convert_gguf_to_onnx(gguf, tmp_path / "float32", "float32")
+    result = measure(builds, [16, 40], [8], repeats=2, steps=3, threads=1, reference=exact, windows=3, window=40)
+    for row in result["first_pass"] + result["decode_step"]:
+        assert all(row[name]["n"] > 0 and row[name]["median_ms"] > 0 for name in builds)
+        assert row["int8"]["ratio"] == 1.0  # the baseline against itself
+    distances = result["distance_from_float32"]
+    assert distances["int8"]["windows"] == 3 and 0 <= distances["int4"]["same_top_id"] <= 3
+    assert 0 < distances["int8"]["median_distance"] < distances["int4"]["median_distance"] < 1
