@@ -10,7 +10,8 @@ Decoding guesses ahead by prompt lookup (inference/engines/prompt_lookup.py): wh
 recur earlier in the sequence, the ids that followed them there are run in the same pass as the
 next id, and those the model agrees with are kept. On two cores a pass over 4 ids costs about 1.2
 passes over one, so every agreed id saves most of a step. The output is the greedy one either way, up
-to rounding: a pass over several ids takes ONNX Runtime's matrix kernel for several rows.
+to rounding: in int8 a pass over several ids quantizes its inputs row by row, a pass over one id
+on its own (gguf_onnx), so a near tie may go the other way (the same line on 54 of 60 points).
 """
 
 from __future__ import annotations

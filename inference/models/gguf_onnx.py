@@ -1,9 +1,9 @@
 """GGUF (`llama`, `qwen2`) -> ONNX Runtime decoder directory with numpy and `onnx` alone: no torch.
 
-The graph is written with ONNX Runtime's CPU contrib operators, the ones its own model builder
-uses for these decoders: `MatMulIntegerToFloat` for int8 (weights in int8 with a float32 scale
-per output, each row of the activations quantized to 8 bits on the fly, so a prompt's many rows run
-on the CPU's int8 dot products: half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md),
+The graph is written with ONNX Runtime's CPU contrib operators: for int8, weights in int8 with a
+float32 scale per output and the activations quantized to 8 bits on the fly (`DynamicQuantizeMatMul`
+for one row, `MatMulIntegerToFloat` with a scale per row for several), so a prompt's many rows run
+on the CPU's int8 dot products (half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md);
 `MatMulNBits` for int4 (the layers' matrices in 4 bits with a scale and a zero point per block of
 32, the output matrix in 8), plain `MatMul` for float32, `RotaryEmbedding` with explicit position ids,
 `GroupQueryAttention` taking and returning each layer's key/value cache, and the fused RMS norms.
