@@ -1,8 +1,8 @@
 """GGUF (`llama`, `qwen2`) -> ONNX Runtime decoder directory with numpy and `onnx` alone: no torch.
 
 The graph is written with ONNX Runtime's CPU contrib operators: for int8, weights in int8 with a
-float32 scale per output and the activations quantized to 8 bits on the fly (`DynamicQuantizeMatMul`
-for one row, `MatMulIntegerToFloat` with a scale per row for several), so a prompt's many rows run
+float32 scale per output and the activations quantized to 8 bits on the fly (`DynamicQuantizeLinear`
+for one row, a scale per row for several) for `MatMulIntegerToFloat`, so a prompt's many rows run
 on the CPU's int8 dot products (half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md);
 `MatMulNBits` for int4 (the layers' matrices in 4 bits with a scale and a zero point per block of
 32, the output matrix in 8), plain `MatMul` for float32, `RotaryEmbedding` with explicit position ids,
@@ -34,7 +34,7 @@ WEIGHTS_FILE = "model.onnx.data"
 EMBEDDING_FILE = "embedding.safetensors"
 QUANTIZATIONS = ("int8", "int4", "float32")  # int4: the layers' matrices in 4 bits, the output matrix in 8
 BLOCK = 32  # MatMulNBits rows per scale
-GRAPH_VERSION = 3  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 rows quantized on the fly
+GRAPH_VERSION = 4  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 inputs quantized on the fly; 4: one int8 product node per matrix
 _OPSET = 21
 ONE_ROW = "one_row"  # whether this pass runs one id (a decode step) or several (a prompt, drafts)
 
@@ -106,18 +106,19 @@ class _Graph:
                          K=weight.shape[1], N=weight.shape[0], bits=4, block_size=BLOCK, accuracy_level=4)
 
     def _linear_8bit(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
-        """x @ weight.T with int8 weights (a scale per output). A pass over one row quantizes it to
-        8 bits on the fly (`DynamicQuantizeMatMul`); a pass over several quantizes each row with its
-        own scale (uint8 around 128; `x` of rank 3) and runs them on the CPU's int8 dot products
-        (`MatMulIntegerToFloat`), so that one row's large values do not cost the others their
+        """x @ weight.T with int8 weights (a scale per output) and `x` (rank 3) quantized to 8 bits
+        on the fly, so that a prompt's many rows run on the CPU's int8 dot products
+        (`MatMulIntegerToFloat`, one node per matrix: its weights are packed once). A pass over one
+        row quantizes it as `DynamicQuantizeLinear` does; a pass over several gives each row its own
+        scale (uint8 around 128), so that one row's large values do not cost the others their
         precision, as one scale for all rows would."""
         from onnx import TensorProto, helper
 
         codes, scales = quantize_rows(weight)  # a row of `weight` is a column of the product
-        codes_name, scales_name = self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales)
         outer, self.nodes = self.nodes, []
-        one = self.node("DynamicQuantizeMatMul", [x, codes_name, scales_name, *(["", *bias_input] if bias_input else [])],
-                        [f"{name}.one_row"], contrib=True)
+        one = [f"{name}.one_row_q", f"{name}.one_row_scale", f"{name}.one_row_zero"]
+        self.node("DynamicQuantizeLinear", [x], [one[0], f"{name}.one_row_scale0", one[2]])
+        self.node("Reshape", [f"{name}.one_row_scale0", self.shared("row_scale_shape", np.array([1, 1, 1], np.int64))], [one[1]])
         one_row, self.nodes = self.nodes, []
         largest = self.node("ReduceMax", [self.node("Abs", [x], [f"{name}.abs"]), self.shared("last_axis", np.array([-1], np.int64))],
                             [f"{name}.largest"], keepdims=1)
@@ -125,18 +126,20 @@ class _Graph:
                                  self.shared("smallest_step", np.array(1e-12, np.float32))], [f"{name}.step"])
         middle = self.node("Expand", [self.shared("middle", np.full((1, 1, 1), 128, np.uint8)), self.node("Shape", [step], [f"{name}.rows"])],
                            [f"{name}.middle"])
-        quantized = self.node("QuantizeLinear", [x, step, middle], [f"{name}.quantized"], axis=-1, block_size=weight.shape[1])
-        product = self.node("MatMulIntegerToFloat", [quantized, codes_name, self.shared("unit", np.array(1, np.float32)), scales_name,
-                                                     self.shared("middle_scalar", np.array(128, np.uint8))], [f"{name}.product"], contrib=True)
-        rows = self.node("Mul", [product, step], [f"{name}.scaled"])
-        if bias_input:
-            rows = self.node("Add", [rows, *bias_input], [f"{name}.rows_out"])
+        rows = [self.node("QuantizeLinear", [x, step, middle], [f"{name}.rows_q"], axis=-1, block_size=weight.shape[1]), step,
+                self.node("Identity", [self.shared("middle_scalar", np.array(128, np.uint8))], [f"{name}.rows_zero"])]
         several, self.nodes = self.nodes, outer
 
-        def branch(nodes: list[Any], output: str) -> Any:
-            return helper.make_graph(nodes, f"{name}.{output}", [], [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)])
+        def branch(nodes: list[Any], outputs: list[str]) -> Any:
+            types = (TensorProto.UINT8, TensorProto.FLOAT, TensorProto.UINT8)
+            return helper.make_graph(nodes, outputs[0], [], [helper.make_tensor_value_info(o, t, None) for o, t in zip(outputs, types)])
 
-        return self.node("If", [ONE_ROW], [f"{name}.out"], then_branch=branch(one_row, one), else_branch=branch(several, rows))
+        quantized = [f"{name}.quantized", f"{name}.row_scale", f"{name}.zero"]
+        self.nodes.append(helper.make_node("If", [ONE_ROW], quantized, then_branch=branch(one_row, one), else_branch=branch(several, rows)))
+        product = self.node("MatMulIntegerToFloat", [quantized[0], self.constant(f"{name}.codes", codes.T), self.shared("unit", np.array(1, np.float32)),
+                                                     self.constant(f"{name}.scales", scales), quantized[2]], [f"{name}.product"], contrib=True)
+        out = self.node("Mul", [product, quantized[1]], [f"{name}.scaled"])
+        return self.node("Add", [out, *bias_input], [f"{name}.out"]) if bias_input else out
 
 
 def _rotary_tables(head_dim: int, theta: float, positions: int) -> tuple[np.ndarray, np.ndarray]:
