@@ -40,6 +40,7 @@ class Settings:
     # HumanEval server path fell from 52.5% to 35.7% pass@1 on this 2-core machine (bench/RESULTS.md).
     time_budget_ms: int = 0
     speculative: bool = True  # after a suggestion, compute the next one (as if accepted) while idle
+    prewarm: bool = True  # while the editor is idle, compute the prompt at the user's cursor into the prompt cache
     other_files: bool = True  # completions take context from the chunks of other open documents that match
     summary_idle_unload_s: int = 300  # a summary model unused this long is unloaded until the next summary (0: never)
     prompt_cache_idle_release_s: int = 300  # the completion model's cached prompts are freed after this long without jobs (0: never)
@@ -147,6 +148,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
     "timeBudgetMs": ("time_budget_ms", _int_range(0, 60000)),
     "speculative": ("speculative", _is_bool),
+    "prewarm": ("prewarm", _is_bool),
     "otherFiles": ("other_files", _is_bool),
     "summaryIdleUnloadS": ("summary_idle_unload_s", _int_range(0, 86400)),
     "promptCacheIdleReleaseS": ("prompt_cache_idle_release_s", _int_range(0, 86400)),

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import attrs
 import cattrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcServerNotInitialized
@@ -29,6 +30,19 @@ from .documents import LspWorkspace, open_document
 log = logging.getLogger(__name__)
 _RECEIVED: ContextVar[tuple[str, TextDocument] | None] = ContextVar("received_document", default=None)
 _REQUEST_ID: ContextVar[Any] = ContextVar("request_id", default=None)  # the request a handler answers
+
+
+CURSOR_NOTIFICATION = "codet5/cursor"  # from the client: where the user's cursor is
+
+
+@attrs.define
+class CursorNotification:
+    """`codet5/cursor`: the user's cursor is at `position` in the document (it was opened,
+    focused or clicked); the server may prepare the prompt there while the editor is quiet."""
+
+    params: types.TextDocumentPositionParams
+    method: str = CURSOR_NOTIFICATION
+    jsonrpc: str = "2.0"
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,9 @@ class Codet5Protocol(LanguageServerProtocol):
         result = yield from super().lsp_initialize(params)
         self._workspace = LspWorkspace.like(self._workspace)
         return result
+
+    def get_message_type(self, method: str) -> Any:
+        return CursorNotification if method == CURSOR_NOTIFICATION else super().get_message_type(method)
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         if "jsonrpc" in data and "method" in data and "params" not in data:

@@ -10,7 +10,7 @@ from lsprotocol import types
 
 from .config import Settings
 from .model_host import ModelHost
-from .protocol import Codet5Protocol
+from .protocol import CURSOR_NOTIFICATION, Codet5Protocol
 from .requests import code_action, commands, completion, hover, inline_completion
 from .session import Codet5Server
 
@@ -51,9 +51,18 @@ def create_server(host: ModelHost, *, pinned: Settings | None = None, base: Sett
     def did_change_configuration(ls: Codet5Server, params: types.DidChangeConfigurationParams) -> None:
         ls.apply_settings(params.settings)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: Codet5Server, params: types.DidOpenTextDocumentParams) -> None:
+        ls.moved(params.text_document.uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: Codet5Server, params: types.DidChangeTextDocumentParams) -> None:
-        ls.edited(params.text_document.uri)
+        changes = params.content_changes
+        ls.edited(params.text_document.uri, ranged=bool(changes) and isinstance(changes[-1], types.TextDocumentContentChangePartial))
+
+    @server.feature(CURSOR_NOTIFICATION)
+    def cursor_moved(ls: Codet5Server, params: types.TextDocumentPositionParams) -> None:
+        ls.cursor_reported(params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: Codet5Server, params: types.DidCloseTextDocumentParams) -> None:

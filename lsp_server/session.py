@@ -1,6 +1,7 @@
 """One client's session: its settings, documents and in-flight requests, and the concurrency
-rules of `lsp_server.requests` applied (snapshot, latest wins, the job host's priority), and the
-speculative next suggestion computed while the editor is idle."""
+rules of `lsp_server.requests` applied (snapshot, latest wins, the job host's priority); the
+speculative next suggestion computed while the editor is idle, and the prompt at the user's
+cursor computed ahead (prewarm) once the editor has been quiet for a moment."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ from .model_host import (
     ModelUnavailable,
 )
 from .positions import cursor
-from .protocol import Codet5Protocol, document_at_receipt
-from .requests.rules import PRIORITY_SPECULATIVE, RequestRules
+from .protocol import CURSOR_NOTIFICATION, Codet5Protocol, document_at_receipt
+from .requests.rules import PRIORITY_PREWARM, PRIORITY_SPECULATIVE, RequestRules
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ STATUS_NOTIFICATION = "codet5/status"
 NO_SUGGESTION_NOTIFICATION = "codet5/noSuggestion"  # why a completion request got nothing
 MAX_DOCUMENT_CHARS = 2_000_000  # larger documents stay in sync but get no model or syntax work
 MAX_OTHER_FILES = 16  # the most recently used open documents a completion may take context from
+# The editor quiet this long (no edit, request, open, close or cursor report) before the prompt at the
+# user's cursor is computed ahead: a burst of events (a file opened with others, typing) leads to one.
+PREWARM_IDLE_S = 0.4
 
 
 class RequestFailed(JsonRpcException):
@@ -93,6 +97,11 @@ class Codet5Server(LanguageServer):
         self.requests: dict[str, int] = {}  # supersede key -> number of its latest request
         self.speculations: dict[str, Speculation] = {}
         self.used: dict[str, None] = {}  # open documents by last edit or completion, most recent last
+        self.cursors: dict[str, types.Position] = {}  # where the user was last seen in each open document
+        self._activity = 0  # events of the editor so far: a prewarm started before the latest one stops
+        self._prewarm_timer: asyncio.TimerHandle | None = None
+        self._warmed: tuple | None = None  # the last (uri, text, line, character, other files) whose prompt ran
+        self.last_prewarm: dict[str, Any] | None = None  # where the latest prewarm was (codet5.status)
         self.limits: SessionLimits | None = None  # a shared daemon's per-session limits
         self.stages: Counter[str] = Counter()  # pipeline stages reached ("speculative." for speculations)
         self.no_suggestions = NoSuggestionLog()
@@ -152,12 +161,17 @@ class Codet5Server(LanguageServer):
             task.cancel()
         for speculation in self.speculations.values():
             speculation.cancel()
+        if self._prewarm_timer is not None:
+            self._prewarm_timer.cancel()
+        self._activity += 1
 
-    def edited(self, uri: str) -> None:
-        """A change to `uri` arrived: a speculation for another text of it is dropped now."""
-        self._use(uri)
-        speculation = self.speculations.get(uri)
+    def edited(self, uri: str, ranged: bool = False) -> None:
+        """A change to `uri` arrived (`ranged`: the last of its edits had a range, so the cursor is
+        taken to be at the end of its text): a speculation for another text of it is dropped now."""
         document = open_document(self.workspace, uri)
+        last = document.changes[-1] if ranged and document is not None and document.changes else None
+        self.moved(uri, document.position_at(last.start + last.inserted) if last is not None else None)
+        speculation = self.speculations.get(uri)
         if speculation is not None and (document is None or not speculation.leads_to(document.source)):
             del self.speculations[uri]
             speculation.cancel()
@@ -166,9 +180,83 @@ class Codet5Server(LanguageServer):
         """`uri` was closed: its cached and speculative suggestions go."""
         self.pipeline.cache.forget(uri)
         self.used.pop(uri, None)
+        self.cursors.pop(uri, None)
+        self._quiet_then_prewarm()
         speculation = self.speculations.pop(uri, None)
         if speculation is not None:
             speculation.cancel()
+
+    # -- prewarm ---------------------------------------------------------------------------
+    def moved(self, uri: str, position: types.Position | None = None) -> None:
+        """The user is in `uri` (at `position`, when known): it becomes the most recently used
+        document, and once the editor has been quiet for PREWARM_IDLE_S its prompt at the last known
+        cursor (without one: the end of the document) is computed into the model's prompt cache."""
+        self._use(uri)
+        if position is not None:
+            self.cursors[uri] = position
+        self._quiet_then_prewarm()
+
+    def cursor_reported(self, params: types.TextDocumentPositionParams) -> None:
+        """A `codet5/cursor` notification: the user's cursor is at `position` in `textDocument` (a
+        document opened or focused, a click): `moved`. A position outside every open document is
+        logged and dropped (a notification gets no error)."""
+        uri, position = params.text_document.uri, params.position
+        document = open_document(self.workspace, uri)
+        if document is None or position.line > document.line_count:
+            log.warning("dropped %s: %s:%d:%d is not in an open document", CURSOR_NOTIFICATION, uri,
+                        position.line, position.character)
+            return
+        self.moved(uri, position)
+
+    def _quiet_then_prewarm(self) -> None:
+        """An event of the editor: a prewarm under way stops at its next check, and the next one
+        starts after PREWARM_IDLE_S without another."""
+        self._activity += 1
+        self._arm_prewarm()
+
+    def _arm_prewarm(self) -> None:
+        loop = getattr(self, "loop", None)
+        if self._prewarm_timer is not None:
+            self._prewarm_timer.cancel()
+            self._prewarm_timer = None
+        if loop is not None and not loop.is_closed() and self.settings.prewarm:
+            self._prewarm_timer = loop.call_later(PREWARM_IDLE_S, self._prewarm)
+
+    def _prewarm(self) -> None:
+        """Compute, at the lowest priority, the prompt of the most recently used document at its
+        cursor, unless that very prompt has run already; it stops at any event of the editor and
+        whenever a more urgent job waits."""
+        self._prewarm_timer = None
+        if any(not task.done() for task in self.latest.values()):
+            self._arm_prewarm()  # a completion runs: it computes its prompt itself
+            return
+        uri = next(reversed(self.used), None)
+        document = open_document(self.workspace, uri) if uri is not None else None
+        if document is None or _refusal(self.settings, document.language_id, document.source) is not None:
+            return
+        end = types.Position(document.line_count, 0)
+        try:
+            character, position = cursor(document, self.cursors.get(uri, end))
+        except JsonRpcInvalidParams:  # lines were deleted below the last cursor seen
+            character, position = cursor(document, end)
+        request = CompletionRequest(uri, document.source, position.line, character, language_for(document.language_id, uri),
+                                    self.settings.completion_options(), other_files=self.other_files(uri))
+        key = _warm_key(request)
+        if key == self._warmed:
+            return
+        activity, host = self._activity, self.host
+        self.last_prewarm = {"uri": uri, "line": position.line, "character": position.character}
+
+        def warmed(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self._warmed = key
+            else:
+                _consume(task)
+
+        task = asyncio.ensure_future(self.pipeline.prewarm(
+            request, HostWorker(host, PRIORITY_PREWARM, self), trace=lambda event: self._count("prewarm." + event.stage),
+            stale=lambda: self._activity != activity or host.more_urgent_waiting(PRIORITY_PREWARM)))
+        task.add_done_callback(warmed)
 
     def _use(self, uri: str) -> None:
         self.used.pop(uri, None)
@@ -242,7 +330,7 @@ class Codet5Server(LanguageServer):
             self.no_suggestion(reason, uri, position)
             return None, position
 
-        self._use(uri)
+        self.moved(uri, position)
         request = CompletionRequest(uri, document.source, position.line, character,
                                     language_for(document.language_id, uri), self.settings.completion_options(),
                                     automatic=automatic, other_files=self.other_files(uri))
@@ -260,6 +348,8 @@ class Codet5Server(LanguageServer):
             self.latest[key] = task
         try:
             suggestion = await asyncio.shield(task)
+            if suggestion is None or not suggestion.from_cache:
+                self._warmed = _warm_key(request)  # its prompt ran: a prewarm of it would add nothing
             if suggestion is not None and rules.supersedes and self.settings.speculative:
                 self._speculate(request, suggestion.text)
             return suggestion, position
@@ -333,6 +423,11 @@ class Codet5Server(LanguageServer):
         if previous is not None:
             previous.cancel()
         self.speculations[request.uri] = Speculation(accepted.text, request.offset, accepted.offset, task, cancelled)
+
+
+def _warm_key(request: CompletionRequest) -> tuple:
+    """What makes a completion's prompt: two requests with the same key have the same prompt."""
+    return request.uri, request.text, request.line, request.character, request.other_files
 
 
 def _consume(task: asyncio.Task) -> None:

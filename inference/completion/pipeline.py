@@ -180,6 +180,43 @@ class CompletionPipeline:
         if not model.can_complete:
             on_empty(NoSuggestion.MODEL_CANNOT_COMPLETE)
             return None
+        context, prompt, prompt_for = await self._prepare(request, lines, model, trace, stale)
+        options = request.options
+        start = time.perf_counter()
+        generated = await worker.run(  # a model loaded since (new settings) gets its own prompt
+            lambda m, stop: generate(prompt if m is model else prompt_for(m), context, m, stop,
+                                     budget_s=options.time_budget_ms / 1000, clock=self.clock, stale=stale))
+        if trace is not None:
+            trace(StageEvent("generate", generated.text, (time.perf_counter() - start) * 1000))
+        _check(stale, "generate")
+        result = traced(trace, "postprocess", lambda: postprocess_explained(generated.text, context.request, trace))
+        if isinstance(result, NoSuggestion):
+            on_empty(NoSuggestion.TIME_BUDGET if generated.expired else result)
+            return None
+        if self.cache is not None:
+            self.cache.store(request.uri, prefix, suffix, result, speculative=speculative)
+        return Suggestion(result, from_cache=False)
+
+    async def prewarm(self, request: CompletionRequest, worker: Worker, *, trace: Trace | None = None,
+                      stale: Stale = _never_stale) -> int | None:
+        """Compute the prompt of `request` ahead of it, into the model's prompt cache, so that a
+        request at this cursor (or after it on the same lines) continues it instead of starting
+        cold: the prompt ids run, None when the model keeps no such cache. `stale` ends it between
+        stages and between the model's passes (JobStopped before the model runs)."""
+        model = await worker.model()
+        _check(stale, "model")
+        if not model.can_complete:
+            return None
+        _, prompt, prompt_for = await self._prepare(request, split_lines(request.text), model, trace, stale)
+        return await worker.run(lambda m, stop: traced(trace, "prefill", lambda: m.prefill(
+            prompt if m is model else prompt_for(m), lambda: stop.is_set() or stale())))
+
+    async def _prepare(
+        self, request: CompletionRequest, lines: list[str], model: CompletionModel, trace: Trace | None, stale: Stale,
+    ) -> tuple[CompletionContext, CompletionPrompt, Callable[[CompletionModel], CompletionPrompt]]:
+        """The context and prompt stages of `request` (its text split into `lines`) for `model`:
+        the context, the prompt, and how to build it for another model (one loaded since)."""
+        text, line, character = request.text, request.line, request.character
         if max(map(len, lines), default=0) > MAX_LINE_CHARS:
             text, character = clip_long_lines(lines, line, character)
         options = replace(request.options, context_tokens=min(request.options.context_tokens, model.preset.max_context_tokens))
@@ -199,20 +236,7 @@ class CompletionPipeline:
         prompt = await asyncio.get_running_loop().run_in_executor(
             _CONTEXT_THREADS, lambda: traced(trace, "prompt", lambda: prompt_for(model)))
         _check(stale, "prompt")
-        start = time.perf_counter()
-        generated = await worker.run(  # a model loaded since (new settings) gets its own prompt
-            lambda m, stop: generate(prompt if m is model else prompt_for(m), context, m, stop,
-                                     budget_s=options.time_budget_ms / 1000, clock=self.clock, stale=stale))
-        if trace is not None:
-            trace(StageEvent("generate", generated.text, (time.perf_counter() - start) * 1000))
-        _check(stale, "generate")
-        result = traced(trace, "postprocess", lambda: postprocess_explained(generated.text, context.request, trace))
-        if isinstance(result, NoSuggestion):
-            on_empty(NoSuggestion.TIME_BUDGET if generated.expired else result)
-            return None
-        if self.cache is not None:
-            self.cache.store(request.uri, prefix, suffix, result, speculative=speculative)
-        return Suggestion(result, from_cache=False)
+        return context, prompt, prompt_for
 
     def complete(
         self, request: CompletionRequest, model: CompletionModel, *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,4 +78,9 @@ class CompletionModel(Protocol):
 
     def prompt_cache_stats(self) -> dict[str, int] | None:
         """The cached prompts' counters (hits, fills, ...); None for a model without such a cache."""
+        ...
+
+    def prefill(self, prompt: CompletionPrompt, stop: Callable[[], bool]) -> int | None:
+        """Compute the prompt's state ahead of its request, into the prompt cache (`stop()` may end
+        it early); how many ids were run, None for a model without such a cache."""
         ...

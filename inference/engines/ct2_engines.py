@@ -138,6 +138,10 @@ class DecoderEngine:
         """The static-prompt cache's counters."""
         return self.static_cache.stats()
 
+    def prefill(self, prompt_ids: list[int], stop: Callable[[], bool]) -> int | None:
+        """Always None: CTranslate2 reuses a static prompt only on an exact match, filled by a generation."""
+        return None
+
     def _static_options(self, tokens: list[str], static_len: int) -> tuple[int, dict]:
         static_len = min(static_len, len(tokens) - 1)
         if static_len <= 0 or not self.static_cache.admit(tokens[:static_len]):

@@ -19,6 +19,11 @@ class PromptCaching(Protocol):
         """The prompt cache's counters (hits, fills, ...); None without such a cache."""
         ...
 
+    def prefill(self, prompt_ids: list[int], stop: Callable[[], bool]) -> int | None:
+        """Compute and cache the state of `prompt_ids` ahead of a request for it (`stop()` may end
+        it early); how many ids were run, None when this engine cannot continue a cached prefix."""
+        ...
+
 
 class NoPromptCache:
     """PromptCaching for an engine that keeps no prompts cached."""
@@ -28,6 +33,10 @@ class NoPromptCache:
         return 0
 
     def prompt_cache_stats(self) -> dict[str, int] | None:
+        """Always None: this engine keeps no prompts cached."""
+        return None
+
+    def prefill(self, prompt_ids: list[int], stop: Callable[[], bool]) -> int | None:
         """Always None: this engine keeps no prompts cached."""
         return None
 

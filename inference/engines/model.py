@@ -269,6 +269,15 @@ class CodeModel:
         """The cached static prompts' counters (hits, fills, ...); None for an engine without that cache."""
         return self._engine.prompt_cache_stats()
 
+    def prefill(self, prompt: CompletionPrompt, stop: Callable[[], bool]) -> int | None:
+        """Compute the state of a decoder prompt ahead of its request, in the engine's prefix cache;
+        how many ids were run, None when the engine keeps no such cache or the prompt is not a
+        decoder's."""
+        model_input = prompt.model_input
+        if not isinstance(model_input, DecoderPrompt) or not model_input.ids:
+            return None
+        return self._engine.prefill(model_input.ids, stop)
+
     def count_tokens(self, text: str) -> int:
         """Number of model tokens in `text`."""
         return len(self.tokenizer.encode(text))

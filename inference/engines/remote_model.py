@@ -134,6 +134,10 @@ class RemoteCodeModel:
         """Always None: nothing is cached here."""
         return None
 
+    def prefill(self, prompt: CompletionPrompt, stop: Callable[[], bool]) -> int | None:
+        """Always None: the server manages its own cache."""
+        return None
+
     def count_tokens(self, text: str) -> int:
         """An estimate: see `estimate_tokens`."""
         return estimate_tokens(text)

@@ -26,7 +26,7 @@ def status(ls: Codet5Server, *args: Any) -> dict[str, Any]:
     return {**ls.host.status.to_json(), "settings": settings_to_json(ls.settings),
             "cache": ls.pipeline.cache.stats(), "promptCache": ls.host.prompt_cache_stats(),
             "summaryModel": ls.host.summary_model_stats(),
-            "stages": dict(ls.stages),
+            "stages": dict(ls.stages), "prewarm": ls.last_prewarm,
             "summaryCache": ls.summarizer.cache.stats(), "noSuggestion": ls.no_suggestions.to_json()}
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The job host's priorities (lower runs first): a suggestion the user waits for, then a summary (a
-# hover, a generated docstring), then the next suggestion computed ahead, only while nothing else waits.
+# hover, a generated docstring), then the next suggestion computed ahead, only while nothing else waits,
+# and last the prompt at the cursor computed ahead while the editor is idle (prewarm).
 PRIORITY_COMPLETION = 0
 PRIORITY_SUMMARY = 10
 PRIORITY_SPECULATIVE = 20
+PRIORITY_PREWARM = 30
 SUMMARY_WAIT_LIMIT_S = 1.0  # a summary queued this long runs before newer completions (job_queue)
 
 

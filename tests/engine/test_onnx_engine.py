@@ -16,6 +16,7 @@ import pytest
 
 from inference.engines.healed_generation import FirstTokenRejected, top_k
 from inference.engines.model import CodeModel, pick_compute_type, pick_runtime, resolve_for
+from inference.engines import onnx_engine
 from inference.engines.onnx_engine import DRAFT_TOKENS, KVState, OnnxDecoderEngine, PrefixCache, common_prefix
 from inference.engines.prompt_lookup import draft
 from inference.engines.tokenizer import CodeTokenizer
@@ -171,6 +172,35 @@ def test_a_refused_first_token_names_the_most_likely_ones(built):
         list(engine.stream_checked(ids, 0, 8, [], lambda token: False, 5))
     assert refused.value.candidates == expected
     assert list(engine.stream_checked(ids, 0, 8, [], lambda token: True, 5))[0] == expected[0]
+
+
+def test_a_prefilled_prompt_is_continued_by_its_request_and_generates_what_a_cold_one_does(built, monkeypatch):
+    monkeypatch.setattr(onnx_engine, "PREFILL_CHUNK_IDS", 4)  # several passes over the tiny prompt
+    model_dir = built["qwen2-float32"]
+    ids, end = _ids(model_dir), ["<|im_end|>"]
+    cold = list(_engine(model_dir).stream(ids, 0, 10, end))
+    engine = _engine(model_dir)
+    assert engine.prefill(ids, lambda: False) == len(ids) - 1  # the last id is the request's to run
+    (state,) = engine.cache._states
+    np.testing.assert_allclose(state.past[0], _engine(model_dir)._run(ids[:-1], None)[1].past[0], atol=1e-5, rtol=1e-5)
+    assert engine.prompt_cache_stats()["hits"] == 0 and engine.prompt_cache_stats()["fills"] == 0  # not a request
+    assert engine.prefill(ids, lambda: False) == 0  # held already
+    assert list(engine.stream(ids, 0, 10, end)) == cold
+    stats = engine.prompt_cache_stats()
+    assert (stats["hits"], stats["reused_ids"], stats["computed_ids"], stats["prefilled_ids"]) == (1, len(ids) - 1, 1, len(ids) - 1)
+
+
+def test_a_prefill_stops_between_passes_and_keeps_what_it_ran(built, monkeypatch):
+    monkeypatch.setattr(onnx_engine, "PREFILL_CHUNK_IDS", 4)
+    model_dir = built["qwen2-int8"]
+    engine, ids = _engine(model_dir), _ids(model_dir)
+    checks = iter([False, False, True])
+    assert engine.prefill(ids, lambda: next(checks)) == 8  # two passes, then told to stop
+    assert [s.ids for s in engine.cache._states] == [ids[:8]]
+    assert engine.prefill(ids, lambda: True) == 0 and [s.ids for s in engine.cache._states] == [ids[:8]]
+    assert engine.prefill(ids, lambda: False) == len(ids) - 9  # continues where it stopped
+    assert [s.ids for s in engine.cache._states] == [ids[:-1]]
+    assert engine.prefill([], lambda: False) == 0 and engine.prefill(ids[:1], lambda: False) == 0
 
 
 def test_prefix_cache_keeps_the_most_recent_states_and_never_hands_one_out_twice():

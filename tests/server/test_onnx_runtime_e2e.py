@@ -4,6 +4,8 @@ of the one before it (`codet5.status`'s prompt cache counts the reused ids)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from lsprotocol import types
 
@@ -51,3 +53,59 @@ async def test_a_4bit_build_runs_with_compute_type_int4(tmp_path):
         uri = "file:///work/count.py"
         open_document(client, uri, SOURCE)
         assert isinstance(await inline(client, uri, end_of(SOURCE)), types.InlineCompletionList)
+
+
+async def _status(client) -> dict:
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))
+
+
+async def _prewarms(client, count: int, timeout: float = 60.0) -> dict:
+    """The status once `count` prewarms have reached the model (`prewarm.prefill`)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (status := await _status(client))["stages"].get("prewarm.prefill", 0) < count:
+        assert asyncio.get_running_loop().time() < deadline, status["stages"]
+        await asyncio.sleep(0.1)
+    return status
+
+
+async def test_the_prompt_at_the_cursor_is_computed_while_the_editor_is_quiet(onnx_model, tmp_path):
+    """Once the editor is quiet, the prompt of the document the user is in runs into the prompt cache:
+    at the end of a document just opened, at the cursor `codet5/cursor` reports; a request there
+    re-reads only its last id. Reports that name no open document or no position in it are dropped,
+    and the server goes on."""
+    options = {"model": str(onnx_model), "completionMode": "line", "debounceMs": 0, "speculative": False}
+    async with stdio_client(tmp_path / "cache", options, "--threads", "1") as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready", timeout=120)
+        uri, other = "file:///work/count.py", "file:///work/other.py"
+        open_document(client, uri, SOURCE)
+        opened = (await _prewarms(client, 1))["promptCache"]
+        assert opened["prefilled_ids"] > 10 and opened["fills"] == 0
+        for bad in ({"textDocument": {"uri": "file:///work/nowhere.py"}, "position": {"line": 0, "character": 0}},
+                    {"textDocument": {"uri": uri}, "position": {"line": 99, "character": 0}},
+                    {"textDocument": {"uri": uri}, "position": {"line": -1, "character": 2}}, {"uri": uri}, [1, 2], None):
+            client.protocol.notify("codet5/cursor", bad)
+        open_document(client, other, "class Stack:\n    def push(self, item):\n        self.items.append(item)\n")
+        second = (await _prewarms(client, 2))["promptCache"]
+        assert second["prefilled_ids"] > opened["prefilled_ids"]  # the document opened last
+        middle = types.Position(line=4, character=len("    return"))
+        client.protocol.notify("codet5/cursor", {"textDocument": {"uri": uri}, "position": {"line": 4, "character": middle.character}})
+        before = (await _prewarms(client, 3))["promptCache"]  # back in the first: its end's state holds this prompt
+        suggestion = await inline(client, uri, middle)
+        after = (await _status(client))["promptCache"]
+    assert isinstance(suggestion, types.InlineCompletionList)
+    assert after["hits"] - before["hits"] >= 1 and after["fills"] == before["fills"] == 0
+    assert after["computed_ids"] - before["computed_ids"] <= 2  # the request ran its last id (and the healed one's)
+
+
+async def test_no_prewarm_when_it_is_off(onnx_model, tmp_path):
+    options = {"model": str(onnx_model), "completionMode": "line", "debounceMs": 0, "speculative": False, "prewarm": False}
+    async with stdio_client(tmp_path / "cache", options, "--threads", "1") as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready", timeout=120)
+        uri = "file:///work/count.py"
+        open_document(client, uri, SOURCE)
+        client.protocol.notify("codet5/cursor", {"textDocument": {"uri": uri}, "position": {"line": 4, "character": 3}})
+        await asyncio.sleep(1.5)  # several times the quiet time a prewarm waits for
+        status = await _status(client)
+        await inline(client, uri, end_of(SOURCE))
+    assert status["promptCache"]["prefilled_ids"] == 0 and status["promptCache"]["held"] == 0
+    assert "prewarm.prefill" not in status["stages"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from inference.completion.options import CompletionOptions
-from inference.completion.pipeline import CompletionPipeline, CompletionRequest
+from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
 from inference.completion.trace import StageEvent
 from inference.completion.typeahead import TypeaheadCache
 from inference.engines.model import CodeModel
+from inference.engines.stream import JobStopped
 
 ADD = "def add(a, b):\n    return"  # the tiny Llama writes " a + b" here
 
@@ -42,8 +45,6 @@ def test_one_budget_the_context_tokens_reach_the_model(tiny_models):
 
 
 async def test_the_typed_ahead_cache_is_the_first_stage(tiny_models):
-    from inference.completion.pipeline import DirectWorker
-
     model = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
     pipeline = CompletionPipeline(TypeaheadCache())
     request = CompletionRequest("file:///add.py", ADD, 1, len("    return"), "python")
@@ -76,3 +77,13 @@ def test_other_open_files_go_in_front_of_the_prompt_when_the_model_separates_fil
     model.preset = replace(model.preset, file_separator="#file ")
     laid_out = "#file lib/maths.py\ndef add(a, b):\ndef greet(name):\n#file app/main.py\nimport maths\nresult = maths"
     assert prompt_text() == laid_out  # the outline of the imported module, then this file (its "." healed off)
+
+
+async def test_a_prewarm_runs_the_request_s_context_and_prompt_stages_then_asks_the_model_to_prefill(tiny_models):
+    model = CodeModel(str(tiny_models.llama_int8), cpu_threads=1)
+    request = CompletionRequest("file:///add.py", ADD, 1, len("    return"), "python")
+    events: list[StageEvent] = []
+    assert await CompletionPipeline().prewarm(request, DirectWorker(model), trace=events.append) is None  # CTranslate2: no prefix cache to fill
+    assert [e.stage for e in events] == ["syntax", "context", "prompt", "prefill"]
+    with pytest.raises(JobStopped):
+        await CompletionPipeline().prewarm(request, DirectWorker(model), stale=lambda: True)

@@ -152,6 +152,31 @@ function cases.settings_reach_the_server()
   child:close()
 end
 
+--- Where the server's latest prewarm was ({uri, line, character}), from its `codet5.status` reply.
+local function server_prewarm(child)
+  return child:lua([[
+    local client = require('codet5.lsp').client(0)
+    local reply = client:request_sync('workspace/executeCommand', { command = 'codet5.status' }, 5000, 0)
+    return reply and reply.result and reply.result.prewarm
+  ]])
+end
+
+function cases.cursor_reaches_the_server()
+  local child = ready_child({}, "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n")
+  child:input("5G4|") -- normal mode: line 5, column 4 (0-based 3)
+  local at = H.wait_for("a prewarm at the cursor", function()
+    local prewarm = server_prewarm(child)
+    return prewarm and prewarm.line == 4 and prewarm.character == 3 and prewarm
+  end, 20000)
+  H.matches(at.uri, "add%.py$", "the buffer's document")
+  child:input("1G") -- and after moving again
+  H.wait_for("a prewarm at the new cursor", function()
+    local prewarm = server_prewarm(child)
+    return prewarm and prewarm.line == 0 and prewarm.character == 3
+  end, 20000)
+  child:close()
+end
+
 function cases.toggle()
   local child = ready_child()
   child:cmd("Codet5Toggle")

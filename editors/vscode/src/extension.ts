@@ -8,6 +8,7 @@ import {
 } from "vscode-languageclient/node";
 import { ClientFactory, createClient } from "./client";
 import {
+  CURSOR_NOTIFICATION,
   ModelStatus,
   NO_SUGGESTION_NOTIFICATION,
   NoSuggestion,
@@ -45,6 +46,10 @@ export const COMMANDS = {
 
 const SECTION = "codet5";
 const STOP_TIMEOUT_MS = 5_000;
+/** The cursor is reported this long after it last moved (one report per pause, not per key). */
+export const CURSOR_REPORT_MS = 150;
+/** The schemes the client syncs (clientOptions' documentSelector): the server knows no other document. */
+const SYNCED_SCHEMES = ["file", "untitled"];
 
 /** What `activate` returns to other extensions (and to the tests). */
 export interface Codet5Api {
@@ -59,6 +64,8 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
   private readonly disposables: vscode.Disposable[] = [];
   private current: { client: LanguageClient; launch: Launch; sent: Set<string> } | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  private cursorEditor: vscode.TextEditor | undefined;
 
   constructor(private readonly factory: ClientFactory = createClient) {
     this.output = vscode.window.createOutputChannel("codet5-lsp", { log: true });
@@ -73,6 +80,8 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
       vscode.commands.registerCommand(COMMANDS.showLog, () => this.output.show(true)),
       vscode.commands.registerCommand(COMMANDS.showStatus, () => this.showStatus()),
       vscode.workspace.onDidChangeConfiguration((event) => this.onConfigurationChanged(event)),
+      vscode.window.onDidChangeActiveTextEditor((editor) => this.cursorMoved(editor)),
+      vscode.window.onDidChangeTextEditorSelection((event) => this.cursorMoved(event.textEditor)),
     );
   }
 
@@ -142,6 +151,7 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
   }
 
   async dispose(): Promise<void> {
+    clearTimeout(this.cursorTimer);
     await this.enqueue(() => this.stopClient());
     for (const disposable of this.disposables.splice(0)) {
       disposable.dispose();
@@ -164,6 +174,30 @@ export class Codet5Extension implements vscode.Disposable, Codet5Api {
       Object.keys(update).forEach((key) => current.sent.add(key));
       void current.client.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: update } });
     }
+  }
+
+  /** The user switched to `editor` or moved its cursor: reported CURSOR_REPORT_MS after the last move. */
+  private cursorMoved(editor: vscode.TextEditor | undefined): void {
+    if (!editor) {
+      return;
+    }
+    this.cursorEditor = editor;
+    clearTimeout(this.cursorTimer);
+    this.cursorTimer = setTimeout(() => this.reportCursor(), CURSOR_REPORT_MS);
+  }
+
+  /** Tell the server where the cursor rests (`codet5/cursor`), so it can compute the prompt there while the editor is quiet. */
+  private reportCursor(): void {
+    const editor = this.cursorEditor;
+    const client = this.runningClient();
+    this.cursorTimer = undefined;
+    if (!editor || !client || !SYNCED_SCHEMES.includes(editor.document.uri.scheme) || !completionsEnabled(config(), editor.document.languageId)) {
+      return;
+    }
+    void client.sendNotification(CURSOR_NOTIFICATION, {
+      textDocument: { uri: client.code2ProtocolConverter.asUri(editor.document.uri) },
+      position: client.code2ProtocolConverter.asPosition(editor.selection.active),
+    });
   }
 
   private enqueue(step: () => Promise<void>): Promise<void> {

@@ -5,6 +5,8 @@ import { ErrorCodes, ResponseError } from "vscode-languageserver-protocol";
 export const STATUS_NOTIFICATION = "codet5/status";
 /** Sent by the server each time a completion request gets no suggestion, with the reason. */
 export const NO_SUGGESTION_NOTIFICATION = "codet5/noSuggestion";
+/** Sent to the server when the cursor rests somewhere ({textDocument: {uri}, position}): it may compute the prompt there. */
+export const CURSOR_NOTIFICATION = "codet5/cursor";
 
 /** The payload of `codet5/status` (and of the `codet5.status` command). */
 export interface ModelStatus {
@@ -68,6 +70,8 @@ export interface StatusReply extends ModelStatus {
   cache?: { hits: number; misses: number };
   /** Empty answers of this session: counts per reason and the last few, newest last. */
   noSuggestion?: { counts: Record<string, number>; recent: NoSuggestion[] };
+  /** Where the server last computed a prompt ahead (its `prewarm` setting), if it has. */
+  prewarm?: { uri: string; line: number; character: number } | null;
 }
 
 /** One line for an information message. */

@@ -36,6 +36,7 @@ export const SERVER_SETTINGS = [
   "debounceMs",
   "timeBudgetMs",
   "speculative",
+  "prewarm",
   "otherFiles",
   "summaryIdleUnloadS",
   "promptCacheIdleReleaseS",

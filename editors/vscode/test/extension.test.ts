@@ -171,6 +171,19 @@ describe("with the real server over stdio", { skip: skipWithoutServer }, () => {
     assert.deepEqual(mock.messages, []);
   });
 
+  test("the cursor is reported when the user switches to a file or moves in it, and the server prepares the prompt there", async () => {
+    const other = createDocument("/tmp/codet5-vscode-test/cursor.py", "python", "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n");
+    mock.open(other);
+    const at = (line: number, character: number) => async () => {
+      const prewarm = (await serverStatus(api)).prewarm;
+      return prewarm?.uri.endsWith("cursor.py") === true && prewarm.line === line && prewarm.character === character;
+    };
+    mock.focus(other, new Position(4, 3));
+    await waitFor("a prewarm at the focused cursor", at(4, 3));
+    mock.moveCursor(new Position(1, 4));
+    await waitFor("a prewarm at the moved cursor", at(1, 4));
+  });
+
   test("generate docstring sends codet5.generateDocstring for the cursor and reports the outcome", async () => {
     mock.activeEditor = { document, selection: new Selection(new Position(0, 4), new Position(0, 4)) };
     const offered = api.client!.initializeResult?.capabilities.executeCommandProvider?.commands.includes(SERVER_COMMANDS.generateDocstring);

@@ -264,6 +264,8 @@ export const mock = {
   onDidChangeConfiguration: new EventEmitter<{ affectsConfiguration(section: string): boolean }>(),
   onDidOpenTextDocument: new EventEmitter<MockDocument>(),
   onDidCloseTextDocument: new EventEmitter<MockDocument>(),
+  onDidChangeActiveTextEditor: new EventEmitter<{ document: MockDocument; selection: Selection } | undefined>(),
+  onDidChangeTextEditorSelection: new EventEmitter<{ textEditor: { document: MockDocument; selection: Selection } }>(),
   /** Resolves the next message box with this choice (then goes back to dismissing). */
   messageChoice: undefined as string | undefined,
   reset(): void {
@@ -293,6 +295,16 @@ export const mock = {
   open(document: MockDocument): void {
     this.documents.push(document);
     this.onDidOpenTextDocument.fire(document);
+  },
+  /** Makes `document` the active editor's, its cursor at `position`, as switching to it would. */
+  focus(document: MockDocument, position: Position): void {
+    this.activeEditor = { document, selection: new Selection(position, position) };
+    this.onDidChangeActiveTextEditor.fire(this.activeEditor);
+  },
+  /** Moves the active editor's cursor, as a click would. */
+  moveCursor(position: Position): void {
+    this.activeEditor = { document: this.activeEditor!.document, selection: new Selection(position, position) };
+    this.onDidChangeTextEditorSelection.fire({ textEditor: this.activeEditor });
   },
   inlineCompletionProvider(): any {
     return this.providers.filter((p) => p.kind === "inlineCompletion").at(-1)?.provider;
@@ -383,7 +395,8 @@ export const window = {
   get visibleTextEditors() {
     return mock.activeEditor ? [mock.activeEditor] : [];
   },
-  onDidChangeActiveTextEditor: never<unknown>(),
+  onDidChangeActiveTextEditor: mock.onDidChangeActiveTextEditor.event,
+  onDidChangeTextEditorSelection: mock.onDidChangeTextEditorSelection.event,
   onDidChangeVisibleTextEditors: never<unknown>(),
   tabGroups: { all: [], onDidChangeTabs: never<unknown>(), onDidChangeTabGroups: never<unknown>() },
   showInformationMessage: show("info"),

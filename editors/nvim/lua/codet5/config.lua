@@ -51,7 +51,7 @@ M.defaults = {
 M.server_setting_names = {
   "model", "device", "computeType", "runtime", "threads", "contextTokens", "maxNewTokens", "completionMode",
   "enabled", "disabledLanguages", "localFilesOnly", "trustRemoteCode", "maxCachedPrompts", "draftTokens", "summaryModel",
-  "debounceMs", "timeBudgetMs", "speculative", "otherFiles", "summaryIdleUnloadS", "promptCacheIdleReleaseS",
+  "debounceMs", "timeBudgetMs", "speculative", "prewarm", "otherFiles", "summaryIdleUnloadS", "promptCacheIdleReleaseS",
 }
 
 --- Settings that choose and load the model, or say when it frees memory: a daemon takes them from its own command line.

@@ -4,6 +4,7 @@
 --
 -- See :help codet5.
 local config = require("codet5.config")
+local cursor = require("codet5.cursor")
 local keymaps = require("codet5.keymaps")
 local lsp = require("codet5.lsp")
 local status = require("codet5.status")
@@ -32,6 +33,7 @@ local function on_attach(_, bufnr)
   if engine then
     engine.attach(bufnr)
   end
+  cursor.attach(bufnr)
 end
 
 --- Start (or restart with new options) the client for the configured filetypes.
@@ -76,6 +78,7 @@ function M.stop()
       if engine then
         engine.detach(bufnr)
       end
+      cursor.detach(bufnr)
     end
   end
   lsp.stop()
