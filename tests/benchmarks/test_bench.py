@@ -327,3 +327,28 @@ def test_compute_types_bench_times_each_build_and_its_distance_from_float32(tmp_
     distances = result["distance_from_float32"]
     assert distances["int8"]["windows"] == 3 and 0 <= distances["int4"]["same_top_id"] <= 3
     assert 0 < distances["int8"]["median_distance"] < distances["int4"]["median_distance"] < 1
+
+
+def test_switch_visits_files_with_both_servers_and_pairs_them(tmp_path):
+    """bench.switch on a tiny ONNX Runtime model: the sample is seeded, each visit's line is code
+    followed by code, and both variants answer every visit; the prewarm variant prefills, the
+    other never does."""
+    import asyncio
+
+    from bench.switch import measure, visits
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import DecoderShape, train_bpe_tokenizer, write_random_gguf
+
+    chosen = visits(3, seed=5)
+    assert chosen == visits(3, seed=5) and len({path for path, _ in chosen}) == 3
+    for path, line in chosen:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert line >= 20 and lines[line].strip() and lines[line + 1].strip()
+    gguf = write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer(), DecoderShape(context=8192))
+    model = convert_gguf_to_onnx(gguf, tmp_path / "onnx")
+    result = asyncio.run(measure(2, 5, 900.0, ["prewarm", "no-prewarm"], str(model), 1024))
+    warm, cold = result["rows"]
+    assert warm["visits"] == cold["visits"] == 2 and cold["ratio_median"] == 1.0
+    assert warm["prompt_cache"]["prefilled_ids"] > 0 and warm["prewarms"] >= 2
+    assert cold["prompt_cache"]["prefilled_ids"] == 0 and cold["prewarms"] == 0
+    assert len(result["visits"]) == 2 and all(v["prewarm"]["ms"] > 0 for v in result["visits"])
