@@ -49,10 +49,11 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 PAUSE_MS = 300.0  # a gap without a key at least this long is a pause
 # Server settings of the compared variants: the speed mechanisms of issue 13 off, and the defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "before": {"debounceMs": 0, "timeBudgetMs": 0, "speculative": False}, "after": {},
+    "before": {"debounceMs": 0, "timeBudgetMs": 0, "speculative": False, "prewarm": False}, "after": {},
     **{f"debounce{ms}": {"debounceMs": ms} for ms in (0, 50, 100, 150, 200)},
     **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
     "no-speculation": {"speculative": False},
+    "no-prewarm": {"prewarm": False},
     "no-other-files": {"otherFiles": False},
     "no-drafts": {"draftTokens": 0},
     "int4": {"computeType": "int4"},
