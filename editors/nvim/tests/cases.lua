@@ -130,13 +130,19 @@ function cases.tab_falls_back_to_the_users_mapping()
   child:close()
 end
 
---- The settings the server is using, from its `codet5.status` reply.
-local function server_settings(child)
+--- The server's `codet5.status` reply.
+local function server_status(child)
   return child:lua([[
     local client = require('codet5.lsp').client(0)
     local reply = client:request_sync('workspace/executeCommand', { command = 'codet5.status' }, 5000, 0)
-    return reply and reply.result and reply.result.settings
+    return reply and reply.result
   ]])
+end
+
+--- The settings the server is using.
+local function server_settings(child)
+  local status = server_status(child)
+  return status and status.settings
 end
 
 function cases.settings_reach_the_server()
@@ -152,13 +158,10 @@ function cases.settings_reach_the_server()
   child:close()
 end
 
---- Where the server's latest prewarm was ({uri, line, character}), from its `codet5.status` reply.
+--- Where the server's latest prewarm was ({uri, line, character}).
 local function server_prewarm(child)
-  return child:lua([[
-    local client = require('codet5.lsp').client(0)
-    local reply = client:request_sync('workspace/executeCommand', { command = 'codet5.status' }, 5000, 0)
-    return reply and reply.result and reply.result.prewarm
-  ]])
+  local status = server_status(child)
+  return status and status.prewarm ~= vim.NIL and status.prewarm or nil
 end
 
 function cases.cursor_reaches_the_server()
