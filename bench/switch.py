@@ -2,7 +2,9 @@
 
 Two servers over stdio (`python -m lsp_server`, real LSP clients), one per variant, alive side by
 side and taking turns (the order alternates per file). For each of a seeded sample of standard-library
-modules an editor's visit is replayed: the file opens (the previous one closes), the cursor rests at
+modules an editor's visit is replayed: the file opens (the one opened `--keep-open` visits before
+closes: with 0, the previous one, so no other file is open; with more, the last ones stay open as
+tabs and their chunks go in front of the prompt, `otherFiles`), the cursor rests at
 the end of a random code line (a `codet5/cursor` notification, as the VS Code and Neovim clients send
 it), the user reads for `--read-ms`, then presses Enter (a didChange inserting the line break and the
 next line's indentation) and the editor asks for an inline suggestion (trigger kind Automatic, so
@@ -57,11 +59,12 @@ def visits(count: int, seed: int) -> list[tuple[Path, int]]:
 class Editor:
     """One server with its client, visiting files one at a time."""
 
-    def __init__(self, name: str, settings: dict[str, Any]) -> None:
+    def __init__(self, name: str, settings: dict[str, Any], keep_open: int = 0) -> None:
         self.name = name
         self.settings = settings
+        self.keep_open = keep_open
         self.client = _Client()
-        self.open_uri: str | None = None
+        self.opened: list[str] = []  # uris open, oldest first
 
     async def start(self, options: dict[str, Any]) -> None:
         await self.client.start_io(sys.executable, "-m", "lsp_server", "--offline")
@@ -75,10 +78,11 @@ class Editor:
     async def visit(self, path: Path, line: int, read_ms: float) -> tuple[float, str]:
         """Open `path`, rest the cursor at the end of `line`, read, press Enter, ask: (ms to the answer, suggestion)."""
         client = self.client
-        if self.open_uri is not None:
-            client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=self.open_uri)))
+        while len(self.opened) > self.keep_open:
+            client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=self.opened.pop(0))))
         text = path.read_text(encoding="utf-8", errors="replace")
-        uri = self.open_uri = path.resolve().as_uri()
+        uri = path.resolve().as_uri()
+        self.opened.append(uri)
         client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
         lines = text.splitlines(keepends=True)
         end = types.Position(line, len(lines[line].rstrip("\r\n").encode("utf-16-le")) // 2)
@@ -108,10 +112,11 @@ class Editor:
         await self.client.stop()
 
 
-async def measure(count: int, seed: int, read_ms: float, variants: list[str], model: str, context_tokens: int) -> dict[str, Any]:
+async def measure(count: int, seed: int, read_ms: float, variants: list[str], model: str, context_tokens: int,
+                  keep_open: int = 0) -> dict[str, Any]:
     options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
                "speculative": False}
-    editors = [Editor(name, VARIANTS[name]) for name in variants]
+    editors = [Editor(name, VARIANTS[name], keep_open) for name in variants]
     for editor in editors:
         await editor.start(options)
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -143,7 +148,7 @@ async def measure(count: int, seed: int, read_ms: float, variants: list[str], mo
             "same_suggestion": sum(a == b for a, b in zip(texts[name], texts[reference])), "visits": len(times[name]),
             "prompt_cache": statuses[name].get("promptCache"), "prewarms": statuses[name]["stages"].get("prewarm.prefill", 0),
         })
-    return {"machine": machine_info(), "seed": seed, "read_ms": read_ms, "reference": reference,
+    return {"machine": machine_info(), "seed": seed, "read_ms": read_ms, "keep_open": keep_open, "reference": reference,
             "load_mean": round(sum(loads) / len(loads), 2), "load_max": round(max(loads), 2),
             "visits": [{"file": p.name, "line": n + 1, **{v: {"ms": round(times[v][i], 1), "suggestion": texts[v][i]}
                                                             for v in variants}} for i, (p, n) in enumerate(chosen)],
@@ -156,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--read-ms", type=float, default=1500.0, help="how long the cursor rests before Enter")
     parser.add_argument("--variants", default="prewarm,no-prewarm", help="bench.switch.VARIANTS; the last is the reference")
+    parser.add_argument("--keep-open", type=int, default=0, help="files visited before that stay open (other files' context)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--context-tokens", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=Path("bench/results/switch-prewarm.json"))
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.files, args.seed, args.read_ms, args.variants.split(","), args.model, args.context_tokens))
+    result = asyncio.run(measure(args.files, args.seed, args.read_ms, args.variants.split(","), args.model, args.context_tokens,
+                                 args.keep_open))
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result["rows"], indent=1))
     return 0

@@ -346,9 +346,9 @@ def test_switch_visits_files_with_both_servers_and_pairs_them(tmp_path):
         assert line >= 20 and lines[line].strip() and lines[line + 1].strip()
     gguf = write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer(), DecoderShape(context=8192))
     model = convert_gguf_to_onnx(gguf, tmp_path / "onnx")
-    result = asyncio.run(measure(2, 5, 900.0, ["prewarm", "no-prewarm"], str(model), 1024))
+    result = asyncio.run(measure(3, 5, 900.0, ["prewarm", "no-prewarm"], str(model), 1024, keep_open=1))
     warm, cold = result["rows"]
-    assert warm["visits"] == cold["visits"] == 2 and cold["ratio_median"] == 1.0
-    assert warm["prompt_cache"]["prefilled_ids"] > 0 and warm["prewarms"] >= 2
+    assert warm["visits"] == cold["visits"] == 3 and cold["ratio_median"] == 1.0 and result["keep_open"] == 1
+    assert warm["prompt_cache"]["prefilled_ids"] > 0 and warm["prewarms"] >= 3
     assert cold["prompt_cache"]["prefilled_ids"] == 0 and cold["prewarms"] == 0
-    assert len(result["visits"]) == 2 and all(v["prewarm"]["ms"] > 0 for v in result["visits"])
+    assert len(result["visits"]) == 3 and all(v["prewarm"]["ms"] > 0 for v in result["visits"])
