@@ -416,8 +416,8 @@ class Codet5Server(LanguageServer):
             return
         cancelled = threading.Event()
         host = self.host
-        task = asyncio.ensure_future(self.pipeline.suggest(
-            accepted, HostWorker(host, PRIORITY_SPECULATIVE, self), speculative=True,
+        task = asyncio.ensure_future(self.pipeline.speculate(
+            accepted, HostWorker(host, PRIORITY_SPECULATIVE, self),
             trace=lambda event: self._count("speculative." + event.stage), stale=lambda: cancelled.is_set() or host.more_urgent_waiting(PRIORITY_SPECULATIVE)))
         task.add_done_callback(_consume)
         if previous is not None:

@@ -71,6 +71,23 @@ class CompletionRequest:
         return replace(self, text=text, line=line, character=character, automatic=False)
 
 
+    def entered(self) -> CompletionRequest:
+        """The request at the start of a new line, as after Enter at the cursor: the document's
+        line break inserted, no indentation."""
+        offset = self.offset
+        newline = _line_break(split_lines(self.text), self.line)
+        text = self.text[:offset] + newline + self.text[offset:]
+        return replace(self, text=text, line=self.line + 1, character=0, automatic=False)
+
+
+def _line_break(lines: list[str], line: int) -> str:
+    """The line break of `line` (else of the document's first line that has one, else "\n")."""
+    for candidate in [*lines[line:line + 1], *lines]:
+        if candidate.endswith(("\n", "\r")):
+            return "\r\n" if candidate.endswith("\r\n") else candidate[-1]
+    return "\n"
+
+
 @dataclass(frozen=True)
 class Suggestion:
     text: str  # inserted at the cursor
@@ -196,6 +213,27 @@ class CompletionPipeline:
         if self.cache is not None:
             self.cache.store(request.uri, prefix, suffix, result, speculative=speculative)
         return Suggestion(result, from_cache=False)
+
+    async def speculate(self, accepted: CompletionRequest, worker: Worker, *, trace: Trace | None = None,
+                        stale: Stale = _never_stale) -> Suggestion | None:
+        """Compute into the cache the suggestion that follows an accepted one, keyed by the
+        `accepted` document and cursor (`suggest`, speculative). When there is none there and the
+        cursor is at the end of its line (the accept completed the line), what follows is the next
+        line: computed as if Enter came next (`CompletionRequest.entered`) and stored at the
+        accepted cursor as the line break and that line, so that it shows at once after the accept
+        and, typed ahead, after the Enter (an editor's indentation being the start of the line's)."""
+        here = await self.suggest(accepted, worker, trace=trace, stale=stale, speculative=True)
+        lines = split_lines(accepted.text)
+        if here is not None or (accepted.line < len(lines) and lines[accepted.line][accepted.character:].strip()):
+            return here
+        entered = accepted.entered()
+        following = await self.suggest(entered, worker, trace=trace, stale=stale, speculative=True)
+        if following is None or self.cache is None:
+            return following
+        offset = accepted.offset
+        newline = entered.text[offset: entered.offset]
+        self.cache.store(accepted.uri, accepted.text[:offset], accepted.text[offset:], newline + following.text, speculative=True)
+        return Suggestion(newline + following.text, from_cache=False)
 
     async def prewarm(self, request: CompletionRequest, worker: Worker, *, trace: Trace | None = None,
                       stale: Stale = _never_stale) -> int | None:

@@ -179,6 +179,44 @@ async def test_a_speculative_result_is_served_only_for_the_accepted_document(mod
     assert cache.stats() == {"hits": 1, "speculativeHits": 1, "misses": 2}
 
 
+async def test_after_an_accept_that_completes_its_line_the_next_line_is_computed_ahead(model):
+    cache = TypeaheadCache()
+    pipeline = CompletionPipeline(cache)
+    first = _request(False)
+    shown = await pipeline.suggest(first, DirectWorker(model))
+    assert shown is not None and shown.text == " a + b"  # the whole line: nothing follows on it
+    accepted = first.accepted(shown.text)
+    ahead = await pipeline.speculate(accepted, DirectWorker(model))
+    assert ahead is not None and ahead.text == "\ndef greet(name):"  # the next line, as after Enter
+    served = await pipeline.suggest(accepted, DirectWorker(model))
+    assert served is not None and served.from_cache and served.text == "\ndef greet(name):"  # at once after the accept
+    entered = accepted.entered()
+    assert entered.text == ADD + " a + b\n" and (entered.line, entered.character) == (2, 0)
+    typed = await pipeline.suggest(entered, DirectWorker(model))
+    assert typed is not None and typed.from_cache and typed.text == "def greet(name):"  # and after the Enter
+    assert cache.stats()["speculativeHits"] == 2
+
+
+async def test_an_accept_cut_short_continues_its_line_and_one_inside_a_line_gets_no_next_line(model):
+    pipeline = CompletionPipeline(TypeaheadCache())
+    first = _request(False, max_new_tokens=1)
+    shown = await pipeline.suggest(first, DirectWorker(model))
+    assert shown is not None and shown.text == " a +"
+    ahead = await pipeline.speculate(first.accepted(shown.text), DirectWorker(model))
+    assert ahead is not None and ahead.text == " b"  # the line goes on: no line break
+    inside = CompletionRequest(URI, ADD + " a + b)", 1, len("    return a + b"), "python", CompletionOptions(mode="line"))
+    within = await pipeline.speculate(inside, DirectWorker(model))
+    assert within is None or "\n" not in within.text  # text after the cursor: never the next line
+
+
+def test_enter_inserts_the_line_s_own_line_break():
+    crlf = CompletionRequest(URI, "x = 1\r\ny = 2\r\n", 0, 5, "python")
+    assert (crlf.entered().text, crlf.entered().line, crlf.entered().character) == ("x = 1\r\n\r\ny = 2\r\n", 1, 0)
+    last = CompletionRequest(URI, "a\rb", 1, 1, "python")  # the last line has none: the document's
+    assert last.entered().text == "a\rb\r"
+    assert CompletionRequest(URI, "x", 0, 1, "python").entered().text == "x\n"
+
+
 async def test_through_the_server_the_next_suggestion_is_served_after_an_accept_and_dropped_after_another_edit(
         tmp_path, tiny_models):
     options = {"model": str(tiny_models.llama_int8), "threads": 1, "maxNewTokens": 1}
@@ -199,6 +237,22 @@ async def test_through_the_server_the_next_suggestion_is_served_after_an_accept_
         await inline(client, URI, end_of(ADD + " a + b  # other"))
         status = await _status(client)
         assert status["cache"]["speculativeHits"] == 1  # what was computed ahead for " a + b" was not served
+
+
+async def test_through_the_server_accepting_a_whole_line_shows_the_next_line_at_once(tmp_path, tiny_models):
+    options = {"model": str(tiny_models.llama_int8), "threads": 1, "completionMode": "line"}
+    async with stdio_client(tmp_path, options) as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready")
+        open_document(client, URI, ADD)
+        first = await inline(client, URI, end_of(ADD))
+        assert [item.insert_text for item in first.items] == [" a + b"]
+        client.text_document_did_change(_insert(URI, 2, end_of(ADD), " a + b"))  # Tab
+        after_accept = await inline(client, URI, end_of(ADD + " a + b"))
+        assert [item.insert_text for item in after_accept.items] == ["\ndef greet(name):"]
+        client.text_document_did_change(_insert(URI, 3, end_of(ADD + " a + b"), "\n"))  # Enter
+        after_enter = await inline(client, URI, types.Position(line=2, character=0))
+        assert [item.insert_text for item in after_enter.items] == ["def greet(name):"]
+        assert (await _status(client))["cache"]["speculativeHits"] == 2
 
 
 def _insert(uri: str, version: int, at: types.Position, text: str) -> types.DidChangeTextDocumentParams:
