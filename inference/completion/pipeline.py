@@ -70,7 +70,6 @@ class CompletionRequest:
         character = len(lines[line]) if line < len(lines) else 0
         return replace(self, text=text, line=line, character=character, automatic=False)
 
-
     def entered(self) -> CompletionRequest:
         """The request at the start of a new line, as after Enter at the cursor: the document's
         line break inserted, no indentation."""
