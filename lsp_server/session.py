@@ -96,8 +96,9 @@ class Codet5Server(LanguageServer):
         self.latest: dict[str, asyncio.Task] = {}
         self.requests: dict[str, int] = {}  # supersede key -> number of its latest request
         self.speculations: dict[str, Speculation] = {}
-        self.used: dict[str, None] = {}  # open documents by last edit or completion, most recent last
-        self.cursors: dict[str, types.Position] = {}  # where the user was last seen in each open document
+        # Open documents by last use (edit, completion, cursor report), most recent last, with where the
+        # user was last seen in each (None: not yet).
+        self.used: dict[str, types.Position | None] = {}
         self._activity = 0  # events of the editor so far: a prewarm started before the latest one stops
         self._prewarm_timer: asyncio.TimerHandle | None = None
         self._warmed: tuple | None = None  # the last (uri, text, line, character, other files) whose prompt ran
@@ -180,7 +181,6 @@ class Codet5Server(LanguageServer):
         """`uri` was closed: its cached and speculative suggestions go."""
         self.pipeline.cache.forget(uri)
         self.used.pop(uri, None)
-        self.cursors.pop(uri, None)
         self._quiet_then_prewarm()
         speculation = self.speculations.pop(uri, None)
         if speculation is not None:
@@ -191,9 +191,8 @@ class Codet5Server(LanguageServer):
         """The user is in `uri` (at `position`, when known): it becomes the most recently used
         document, and once the editor has been quiet for PREWARM_IDLE_S its prompt at the last known
         cursor (without one: the end of the document) is computed into the model's prompt cache."""
-        self._use(uri)
-        if position is not None:
-            self.cursors[uri] = position
+        last = self.used.pop(uri, None)
+        self.used[uri] = position if position is not None else last
         self._quiet_then_prewarm()
 
     def cursor_reported(self, params: types.TextDocumentPositionParams) -> None:
@@ -236,11 +235,10 @@ class Codet5Server(LanguageServer):
             return
         end = types.Position(document.line_count, 0)
         try:
-            character, position = cursor(document, self.cursors.get(uri, end))
+            character, position = cursor(document, self.used[uri] or end)
         except JsonRpcInvalidParams:  # lines were deleted below the last cursor seen
             character, position = cursor(document, end)
-        request = CompletionRequest(uri, document.source, position.line, character, language_for(document.language_id, uri),
-                                    self.settings.completion_options(), other_files=self.other_files(uri))
+        request = self._request(uri, document, position.line, character)
         key = _warm_key(request)
         if key == self._warmed:
             return
@@ -258,9 +256,11 @@ class Codet5Server(LanguageServer):
             stale=lambda: self._activity != activity or host.more_urgent_waiting(PRIORITY_PREWARM)))
         task.add_done_callback(warmed)
 
-    def _use(self, uri: str) -> None:
-        self.used.pop(uri, None)
-        self.used[uri] = None
+    def _request(self, uri: str, document: LspTextDocument, line: int, character: int,
+                 automatic: bool = False) -> CompletionRequest:
+        """The pipeline's request at (line, character) of `document`, with this session's settings and other files."""
+        return CompletionRequest(uri, document.source, line, character, language_for(document.language_id, uri),
+                                 self.settings.completion_options(), automatic=automatic, other_files=self.other_files(uri))
 
     def other_files(self, uri: str) -> tuple[OtherFile, ...]:
         """The open documents besides `uri` that completions may take context from (the setting
@@ -331,9 +331,7 @@ class Codet5Server(LanguageServer):
             return None, position
 
         self.moved(uri, position)
-        request = CompletionRequest(uri, document.source, position.line, character,
-                                    language_for(document.language_id, uri), self.settings.completion_options(),
-                                    automatic=automatic, other_files=self.other_files(uri))
+        request = self._request(uri, document, position.line, character, automatic)
         speculation = self._speculation_for(request)
         key = uri if self.limits is None else ""  # a shared daemon: one completion per session
         previous = self.latest.get(key) if rules.supersedes else None

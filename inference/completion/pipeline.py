@@ -229,8 +229,8 @@ class CompletionPipeline:
         following = await self.suggest(entered, worker, trace=trace, stale=stale, speculative=True)
         if following is None or self.cache is None:
             return following
-        offset = accepted.offset
-        newline = entered.text[offset: entered.offset]
+        offset = cursor_offset(lines, accepted.line, accepted.character)
+        newline = entered.text[offset: offset + len(entered.text) - len(accepted.text)]
         self.cache.store(accepted.uri, accepted.text[:offset], accepted.text[offset:], newline + following.text, speculative=True)
         return Suggestion(newline + following.text, from_cache=False)
 
