@@ -1,7 +1,8 @@
 """ONNX Runtime decoder engine: each prompt continues the longest common prefix of an earlier one.
 
-The graph (inference/models/gguf_onnx.py) takes and returns every layer's key/value cache, so
-the engine keeps the cache of the last few sequences it ran (prompt and generated ids) and runs
+The graph (inference/models/gguf_onnx.py) takes and returns every layer's key/value cache, both
+bound to one buffer per layer that each pass extends in place, so the engine keeps the cache of
+the last few sequences it ran (prompt and generated ids) and runs
 only the ids after the longest prefix a new prompt shares with one of them: while a user types,
 a request re-reads the few ids that changed instead of the lines around the cursor. llama.cpp's
 prompt cache works the same way; CTranslate2's static prompt is reused only on an exact match.
@@ -32,21 +33,40 @@ from .tokenizer import CodeTokenizer
 
 @dataclass
 class KVState:
-    """The key/value cache of `ids`: two arrays per layer, [1, kv heads, len(ids), head dim]."""
+    """The key/value cache of `ids`: two buffers per layer, [1, kv heads, capacity, head dim], whose
+    first len(ids) positions hold the ids' keys and values. A pass writes the positions after them
+    in place, so a state continued by a pass gives its buffers to the state that pass returns."""
 
     ids: list[int]
-    past: list[np.ndarray]
+    buffers: list[np.ndarray]
+
+    @property
+    def capacity(self) -> int:
+        """Positions the buffers hold."""
+        return self.buffers[0].shape[2]
 
     @property
     def nbytes(self) -> int:
         """Memory the cache holds."""
-        return sum(a.nbytes for a in self.past)
+        return sum(a.nbytes for a in self.buffers)
 
     def truncated(self, length: int) -> KVState:
-        """The cache of `ids[:length]`."""
-        if length == len(self.ids):
+        """The cache of `ids[:length]`, in the same buffers (the next pass overwrites the rest)."""
+        return self if length == len(self.ids) else KVState(self.ids[:length], self.buffers)
+
+    def with_room(self, length: int) -> KVState:
+        """This state, or a copy in larger buffers when it cannot hold `length` ids: the next
+        multiple of KV_CAPACITY_STEP at least KV_HEADROOM_IDS past `length` and half again the
+        old capacity, so that a generation grows its buffers rarely."""
+        if length <= self.capacity:
             return self
-        return KVState(self.ids[:length], [np.ascontiguousarray(a[:, :, :length]) for a in self.past])
+        capacity = -(-max(length + KV_HEADROOM_IDS, self.capacity * 3 // 2) // KV_CAPACITY_STEP) * KV_CAPACITY_STEP
+        buffers = []
+        for old in self.buffers:
+            new = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], old.dtype)
+            new[:, :, :len(self.ids)] = old[:, :, :len(self.ids)]
+            buffers.append(new)
+        return KVState(self.ids, buffers)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -119,11 +139,14 @@ class PrefixCache:
 
 
 # Sequences kept at least, whatever `max_cached_prompts` says (a state of 1,000 ids of the 0.5B
-# default is 25 MB: several editors on one daemon each keep theirs), and the memory they may hold.
+# default is 25 MB, and its buffers have room for more: several editors on one daemon each keep
+# theirs), and the memory they may hold.
 MIN_CACHED_SEQUENCES = 8
 MAX_CACHED_BYTES = 512 * 2**20
 DRAFT_TOKENS = 2  # ids guessed ahead per pass (0: none): 2 was fastest of 2, 3, 4 and 8 on stdlib lines
 PREFILL_CHUNK_IDS = 128  # a prefill runs its ids in passes of this many, checking between them whether to stop
+KV_CAPACITY_STEP = 256  # a KV buffer holds a multiple of this many positions
+KV_HEADROOM_IDS = 128  # positions a new buffer holds past the ids it is made for (a line's generation and its drafts)
 
 
 class OnnxDecoderEngine:
@@ -150,7 +173,7 @@ class OnnxDecoderEngine:
         self._past_names = [i.name for i in past]
         self._present_names = [name.replace("past_", "present_", 1) for name in self._past_names]
         _, kv_heads, _, head_dim = past[0].shape
-        self._empty = [np.zeros((1, kv_heads, 0, head_dim), np.float32) for _ in past]
+        self._empty = KVState([], [np.empty((1, kv_heads, 0, head_dim), np.float32) for _ in past])
         self.cache = PrefixCache(max(max_cached_prompts, MIN_CACHED_SEQUENCES), MAX_CACHED_BYTES)
         self.draft_tokens = draft_tokens
         self.drafted_ids = 0  # ids guessed by prompt lookup and run through the model
@@ -188,9 +211,15 @@ class OnnxDecoderEngine:
 
     def _run(self, ids: list[int], state: KVState | None, positions: int = 1) -> tuple[np.ndarray, KVState]:
         """Logits [positions, vocab] after each of the last `positions` of `ids`, which continue
-        `state` (None: from the start), and the extended state."""
-        past_ids, past = (state.ids, state.past) if state is not None else ([], self._empty)
-        start, total = len(past_ids), len(past_ids) + len(ids)
+        `state` (None: from the start), and the extended state. The graph reads the cache from the
+        buffers and writes the new ids' keys and values into them, past and present bound to the
+        same memory (ONNX Runtime's `GroupQueryAttention` shares them when they are one buffer), so
+        a pass neither reads nor writes a copy of the whole cache."""
+        import onnxruntime
+
+        start = len(state.ids) if state is not None else 0
+        total = start + len(ids)
+        state = (state if state is not None else self._empty).with_room(total)
         token_ids = np.asarray(ids, np.int64)
         feeds = {
             "inputs_embeds": (self._rows[token_ids].astype(np.float32) * self._scales[token_ids, None])[None],
@@ -198,10 +227,17 @@ class OnnxDecoderEngine:
             "seqlens_k": np.array([total - 1], np.int32),
             "total_sequence_length": np.array(total, np.int32),
             "last_positions": np.array([positions], np.int64),
-            **dict(zip(self._past_names, past)),
         }
-        logits, *present = self.session.run(["logits", *self._present_names], feeds)
-        return logits[0], KVState(past_ids + list(ids), present)
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output("logits")
+        for past, present, buffer in zip(self._past_names, self._present_names, state.buffers):
+            value = onnxruntime.OrtValue.ortvalue_from_numpy(buffer)
+            binding.bind_ortvalue_input(past, value)
+            binding.bind_ortvalue_output(present, value)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0].numpy()[0], KVState(state.ids + list(ids), state.buffers)
 
     def _start(self, prompt_ids: list[int]) -> tuple[np.ndarray, KVState]:
         if not prompt_ids:

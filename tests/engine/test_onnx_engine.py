@@ -55,6 +55,12 @@ def _engine(model_dir: Path, cached: int = 2, draft_tokens: int = DRAFT_TOKENS) 
     return OnnxDecoderEngine(model_dir, CodeTokenizer(model_dir), threads=1, max_cached_prompts=cached, draft_tokens=draft_tokens)
 
 
+def _cache_of(model_dir: Path, ids: list[int]) -> np.ndarray:
+    """The last layer's values after a pass over `ids` from the start."""
+    state = _engine(model_dir)._run(ids, None)[1]
+    return state.buffers[-1][:, :, :len(ids)]
+
+
 def _ct2_next_logits(model_dir: Path, ids: list[int], compute_type: str = "default") -> np.ndarray:
     return np.asarray(ctranslate2.Generator(str(model_dir), compute_type=compute_type).forward_batch([ids]))[0, -1]
 
@@ -86,8 +92,8 @@ def test_a_continued_prefix_gives_what_a_full_pass_gives(built):
     _, head = engine._run(ids[:7], None)
     continued, state = engine._run(ids[7:], head)
     np.testing.assert_allclose(continued, full, atol=1e-4, rtol=1e-4)
-    assert state.ids == ids and state.past[0].shape[2] == len(ids)
-    longer = KVState(state.ids, state.past).truncated(4)  # a cache cut back to a shorter prefix
+    assert state.ids == ids and state.capacity >= len(ids)
+    longer = state.truncated(4)  # a cache cut back to a shorter prefix, in the same buffers
     np.testing.assert_allclose(engine._run(ids[4:], longer)[0], full, atol=1e-4, rtol=1e-4)
 
 
@@ -104,6 +110,22 @@ def test_generation_continues_the_longest_cached_prefix_and_matches_an_uncached_
     assert stats["computed_ids"] == (len(ids) - 3) + (len(ids) - stats["reused_ids"])
     assert first  # the shorter prompt generated too
     assert engine.release_cached_prompts() == 1 and engine.prompt_cache_stats()["held"] == 0
+
+
+def test_a_state_grows_its_buffers_when_a_pass_needs_more_room(built, monkeypatch):
+    monkeypatch.setattr(onnx_engine, "KV_CAPACITY_STEP", 4)
+    monkeypatch.setattr(onnx_engine, "KV_HEADROOM_IDS", 2)
+    engine, ids = _engine(built["qwen2-float32"]), _ids(built["qwen2-float32"])
+    full, _ = engine._run(ids, None)
+    _, state = engine._run(ids[:3], None)
+    assert state.capacity == 8  # 3 ids and 2 of room, rounded up to the step
+    buffers = state.buffers
+    _, state = engine._run(ids[3:5], state)
+    assert state.buffers is buffers  # written in place
+    continued, state = engine._run(ids[5:], state)
+    assert state.capacity >= len(ids) + 2 and state.buffers is not buffers
+    np.testing.assert_allclose(continued, full, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(state.buffers[-1][:, :, :len(ids)], _cache_of(built["qwen2-float32"], ids), atol=1e-4, rtol=1e-4)
 
 
 def test_logits_of_several_positions_are_those_of_passes_ending_there(built):
@@ -135,7 +157,9 @@ def test_guessing_ahead_changes_no_output_and_keeps_a_consistent_cache(built, qu
             for i, token in enumerate(drafted):
                 assert token in top_k(reference._run(ids + drafted[:i], None)[0][-1], 3)
         for state in guessing.cache._states:  # what a rejected guess added was cut off again
-            assert all(a.shape[2] == len(state.ids) for a in state.past)
+            assert len(state.ids) <= state.capacity
+            if quantization == "float32":
+                np.testing.assert_allclose(state.buffers[-1][:, :, :len(state.ids)], _cache_of(model_dir, state.ids), atol=1e-4, rtol=1e-4)
     stats = guessing.prompt_cache_stats()
     assert stats["drafted_ids"] > 0 and 0 <= stats["accepted_ids"] <= stats["drafted_ids"]
     assert plain.prompt_cache_stats()["drafted_ids"] == 0
@@ -161,7 +185,6 @@ def test_closing_a_stream_stops_it_and_keeps_what_it_computed(built):
     cache = engine.cache
     (state,) = cache._states
     assert state.ids == ids + taken[:2]  # the third id was returned but never run through the model
-    assert state.past[0].shape[2] == len(state.ids)
 
 
 def test_a_refused_first_token_names_the_most_likely_ones(built):
@@ -182,7 +205,7 @@ def test_a_prefilled_prompt_is_continued_by_its_request_and_generates_what_a_col
     engine = _engine(model_dir)
     assert engine.prefill(ids, lambda: False) == len(ids) - 1  # the last id is the request's to run
     (state,) = engine.cache._states
-    np.testing.assert_allclose(state.past[0], _engine(model_dir)._run(ids[:-1], None)[1].past[0], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(state.buffers[-1][:, :, :len(ids) - 1], _cache_of(model_dir, ids[:-1]), atol=1e-5, rtol=1e-5)
     assert engine.prompt_cache_stats()["hits"] == 0 and engine.prompt_cache_stats()["fills"] == 0  # not a request
     assert engine.prefill(ids, lambda: False) == 0  # held already
     assert list(engine.stream(ids, 0, 10, end)) == cold
@@ -205,20 +228,19 @@ def test_a_prefill_stops_between_passes_and_keeps_what_it_ran(built, monkeypatch
 
 def test_prefix_cache_keeps_the_most_recent_states_and_never_hands_one_out_twice():
     cache = PrefixCache(2)
-    empty = [np.zeros((1, 1, 0, 2), np.float32)]
 
     def state(ids: list[int]) -> KVState:
-        return KVState(ids, [np.zeros((1, 1, len(ids), 2), np.float32)])
+        return KVState(ids, [np.zeros((1, 1, len(ids) + 1, 2), np.float32)])
 
     assert cache.take([1, 2, 3]) is None
     for ids in ([1, 2, 3], [4, 5, 6], [1, 2, 9, 9]):
         cache.put(state(ids))
     assert [s.ids for s in cache._states] == [[4, 5, 6], [1, 2, 9, 9]]
     taken = cache.take([1, 2, 9, 7])
-    assert taken.ids == [1, 2, 9] and taken.past[0].shape[2] == 3
+    assert taken.ids == [1, 2, 9] and taken.capacity == 5  # cut back in the same buffer
     assert [s.ids for s in cache._states] == [[4, 5, 6]]  # out while in use
     assert cache.take([4, 5, 6]).ids == [4, 5]  # one id is always left to run
-    assert cache.take([8]) is None and empty
+    assert cache.take([8]) is None
     assert common_prefix([1, 2, 3], [1, 2]) == 2 and common_prefix([], [1]) == 0
     assert PrefixCache(0).take([1]) is None
     bounded = PrefixCache(8, max_bytes=2 * state([1, 2, 3]).nbytes)
