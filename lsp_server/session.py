@@ -224,7 +224,8 @@ class Codet5Server(LanguageServer):
     def _prewarm(self) -> None:
         """Compute, at the lowest priority, the prompt of the most recently used document at its
         cursor, unless that very prompt has run already; it stops at any event of the editor and
-        whenever a more urgent job waits."""
+        whenever a more urgent job waits (another session's: then it is tried again once quiet,
+        and continues from what it ran)."""
         self._prewarm_timer = None
         if any(not task.done() for task in self.latest.values()):
             self._arm_prewarm()  # a completion runs: it computes its prompt itself
@@ -244,16 +245,25 @@ class Codet5Server(LanguageServer):
             return
         activity, host = self._activity, self.host
         self.last_prewarm = {"uri": uri, "line": position.line, "character": position.character}
+        stopped = False
+
+        def stale() -> bool:
+            nonlocal stopped
+            stopped = stopped or self._activity != activity or host.more_urgent_waiting(PRIORITY_PREWARM)
+            return stopped
 
         def warmed(task: asyncio.Task) -> None:
-            if not task.cancelled() and task.exception() is None:
-                self._warmed = key
-            else:
+            failed = task.cancelled() or task.exception() is not None
+            if failed:
                 _consume(task)
+            elif not stopped:
+                self._warmed = key
+            if stopped and self._activity == activity:
+                self._arm_prewarm()  # cut short by another session's work: go on once quiet again
 
         task = asyncio.ensure_future(self.pipeline.prewarm(
             request, HostWorker(host, PRIORITY_PREWARM, self), trace=lambda event: self._count("prewarm." + event.stage),
-            stale=lambda: self._activity != activity or host.more_urgent_waiting(PRIORITY_PREWARM)))
+            stale=stale))
         task.add_done_callback(warmed)
 
     def _request(self, uri: str, document: LspTextDocument, line: int, character: int,

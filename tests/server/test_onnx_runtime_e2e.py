@@ -109,3 +109,52 @@ async def test_no_prewarm_when_it_is_off(onnx_model, tmp_path):
         await inline(client, uri, end_of(SOURCE))
     assert status["promptCache"]["prefilled_ids"] == 0 and status["promptCache"]["held"] == 0
     assert "prewarm.prefill" not in status["stages"]
+
+
+async def test_a_prewarm_cut_short_by_another_session_s_job_goes_on_once_quiet(onnx_model, monkeypatch):
+    """A prewarm stops between passes whenever another session's job waits, so that job never
+    waits for more than one pass; what it ran is kept, it is not taken for done, and once the
+    editor is quiet again it goes on from there to the end of the prompt."""
+    import threading
+
+    from pygls.workspace import Workspace
+
+    from inference.engines import onnx_engine
+    from lsp_server.documents import LspWorkspace
+    from lsp_server import session as session_module
+    from lsp_server.config import Settings
+    from lsp_server.model_host import ModelHost
+    from lsp_server.session import Codet5Server
+
+    monkeypatch.setattr(onnx_engine, "PREFILL_CHUNK_IDS", 8)
+    monkeypatch.setattr(session_module, "PREWARM_IDLE_S", 0.05)
+    settings = Settings(model=str(onnx_model), threads=1)
+    host = ModelHost()
+    host.ensure(settings)
+    session = Codet5Server(host, base=settings)
+    session.loop = asyncio.get_running_loop()
+    session.protocol._workspace = LspWorkspace.like(Workspace(None))
+    uri, text = "file:///work/long.py", SOURCE + "\n" + "\n".join(f"value_{i} = count('{i}')" for i in range(12))
+    session.workspace.put_text_document(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
+    between_passes: list[bool] = []  # the model's checks, on the host's thread; the stages check on the loop's
+
+    def more_urgent_waiting(priority: int) -> bool:
+        if threading.current_thread() is threading.main_thread():
+            return False
+        between_passes.append(len(between_passes) == 1)  # another session's job queued during the first pass
+        return between_passes[-1]
+
+    monkeypatch.setattr(host, "more_urgent_waiting", more_urgent_waiting)
+    try:
+        model = await host.ready()
+        session.moved(uri)
+        deadline = asyncio.get_running_loop().time() + 20
+        while session._warmed is None:
+            assert asyncio.get_running_loop().time() < deadline, (session.stages, between_passes, model.prompt_cache_stats())
+            await asyncio.sleep(0.02)
+        stats = model.prompt_cache_stats()
+    finally:
+        host.close()
+    assert between_passes[:2] == [False, True] and session.stages["prewarm.prefill"] == 2  # cut after one pass, then again
+    assert stats["held"] == 1 and stats["prefilled_ids"] > 8 * 3  # one state: the second went on from the first's 8 ids
+    assert session.last_prewarm["uri"] == uri
