@@ -13,6 +13,13 @@ the suggestion. Reported per variant: median, p95, the median of per-file ratios
 with a bootstrap interval, and how often both variants gave the same suggestion (prewarm must not
 change it: a prompt's rows are quantized one by one, so a pass split in chunks computes the same up
 to rounding).
+
+With `--typists N` the variants run on two daemons instead (`python -m lsp_server --tcp`, one per
+variant, over TCP), and while a variant's editor visits its files N other editors type on its
+daemon without a pause, each waiting for the answer to every key (bench.daemon_load's closed loop).
+The files are visited in `--rounds` runs of consecutive files, the variants' order alternating per
+run, and only one daemon works at a time. Reported besides: the typists' answers per second and
+latency (p50, p95) beside each variant: what one editor's prewarm costs the others on a shared daemon.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import random
 import sys
 import sysconfig
@@ -29,8 +38,10 @@ from typing import Any
 
 from lsprotocol import types
 
+from .daemon_load import Editor as Typist
 from .machine import load_average, machine_info
 from .replay import _Client
+from .soak import start_daemon, wait_until_ready
 from .stats import bootstrap_interval, median, p95
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -57,17 +68,22 @@ def visits(count: int, seed: int) -> list[tuple[Path, int]]:
 
 
 class Editor:
-    """One server with its client, visiting files one at a time."""
+    """One server with its client, visiting files one at a time: its own over stdio, or a daemon's
+    session when `port` is given."""
 
-    def __init__(self, name: str, settings: dict[str, Any], keep_open: int = 0) -> None:
+    def __init__(self, name: str, settings: dict[str, Any], keep_open: int = 0, port: int | None = None) -> None:
         self.name = name
         self.settings = settings
         self.keep_open = keep_open
+        self.port = port
         self.client = _Client()
         self.opened: list[str] = []  # uris open, oldest first
 
     async def start(self, options: dict[str, Any]) -> None:
-        await self.client.start_io(sys.executable, "-m", "lsp_server", "--offline")
+        if self.port is None:
+            await self.client.start_io(sys.executable, "-m", "lsp_server", "--offline")
+        else:
+            await self.client.start_tcp("127.0.0.1", self.port)
         await self.client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(), initialization_options={**options, **self.settings}))
         self.client.initialized(types.InitializedParams())
@@ -137,6 +153,69 @@ async def measure(count: int, seed: int, read_ms: float, variants: list[str], mo
     finally:
         for editor in editors:
             await editor.stop()
+    return {**_report(variants, chosen, times, texts, statuses, loads, seed), "read_ms": read_ms, "keep_open": keep_open}
+
+
+async def measure_beside_typists(count: int, seed: int, read_ms: float, variants: list[str], model: str,
+                                 context_tokens: int, typists: int, rounds: int, keep_open: int = 0) -> dict[str, Any]:
+    """The visits of each variant on its own daemon while `typists` other editors type there (see
+    the module's docstring)."""
+    options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
+               "speculative": False}
+    daemons = [await start_daemon(["--model", model, "--offline"], dict(os.environ)) for _ in variants]
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    texts: dict[str, list[str]] = {name: [] for name in variants}
+    typing: dict[str, list[float]] = {name: [] for name in variants}
+    typing_s: dict[str, float] = {name: 0.0 for name in variants}
+    loads: list[float] = []
+    chosen = visits(count, seed)
+    size = -(-len(chosen) // rounds)
+    runs = [chosen[i: i + size] for i in range(0, len(chosen), size)]
+    editors: list[Editor] = []
+    try:
+        for _, port in daemons:
+            await wait_until_ready(port)
+        editors = [Editor(name, VARIANTS[name], keep_open, port) for name, (_, port) in zip(variants, daemons)]
+        for editor in editors:
+            await editor.start(options)
+        for number, run in enumerate(runs):
+            for editor in editors if number % 2 == 0 else editors[::-1]:
+                assert editor.port is not None
+                crowd = [Typist(i, editor.port, math.inf, seed * 100 + number) for i in range(typists)]
+                started = time.monotonic()
+                typed = [asyncio.ensure_future(t.run()) for t in crowd]
+                for path, line in run:
+                    ms, text = await editor.visit(path, line, read_ms)
+                    times[editor.name].append(ms)
+                    texts[editor.name].append(text)
+                    loads.append((load_average() or (0.0,))[0])
+                for typist in crowd:
+                    typist.deadline = 0.0  # stops after its current key
+                await asyncio.gather(*typed)
+                typing[editor.name] += [ms for t in crowd for ms in t.latencies_ms]
+                typing_s[editor.name] += time.monotonic() - started
+                print(f"bench: run {number + 1}/{len(runs)} {editor.name}: visits p50 "
+                      f"{median(times[editor.name][-len(run):]):.0f} ms, typists' answers p50 {median(typing[editor.name]):.0f} ms",
+                      file=sys.stderr, flush=True)
+        statuses = {editor.name: await editor.status() for editor in editors}
+    finally:
+        for editor in editors:
+            await editor.stop()
+        for process, _ in daemons:
+            process.terminate()
+            await process.wait()
+    report = _report(variants, chosen, times, texts, statuses, loads, seed)
+    for row in report["rows"]:
+        answers = typing[row["variant"]]
+        row["typists"] = {"editors": typists, "answers": len(answers), "answers_per_s": round(len(answers) / typing_s[row["variant"]], 2),
+                          "p50_ms": round(median(answers), 1), "p95_ms": round(p95(answers), 1),
+                          "p50_ci": [round(x, 1) for x in bootstrap_interval(answers, median)]}
+    return {**report, "read_ms": read_ms, "keep_open": keep_open, "typists": typists, "rounds": len(runs)}
+
+
+def _report(variants: list[str], chosen: list[tuple[Path, int]], times: dict[str, list[float]], texts: dict[str, list[str]],
+            statuses: dict[str, dict[str, Any]], loads: list[float], seed: int) -> dict[str, Any]:
+    """Per variant: the visits' median and p95, per-file ratios to the last variant, same suggestions."""
     reference = variants[-1]
     rows = []
     for name in variants:
@@ -148,7 +227,7 @@ async def measure(count: int, seed: int, read_ms: float, variants: list[str], mo
             "same_suggestion": sum(a == b for a, b in zip(texts[name], texts[reference])), "visits": len(times[name]),
             "prompt_cache": statuses[name].get("promptCache"), "prewarms": statuses[name]["stages"].get("prewarm.prefill", 0),
         })
-    return {"machine": machine_info(), "seed": seed, "read_ms": read_ms, "keep_open": keep_open, "reference": reference,
+    return {"machine": machine_info(), "seed": seed, "reference": reference,
             "load_mean": round(sum(loads) / len(loads), 2), "load_max": round(max(loads), 2),
             "visits": [{"file": p.name, "line": n + 1, **{v: {"ms": round(times[v][i], 1), "suggestion": texts[v][i]}
                                                             for v in variants}} for i, (p, n) in enumerate(chosen)],
@@ -164,10 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-open", type=int, default=0, help="files visited before that stay open (other files' context)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--context-tokens", type=int, default=1024)
+    parser.add_argument("--typists", type=int, default=0, help="editors typing on each variant's daemon meanwhile (0: no daemon)")
+    parser.add_argument("--rounds", type=int, default=4, help="with --typists: runs of consecutive files, the order alternating")
     parser.add_argument("--out", type=Path, default=Path("bench/results/switch-prewarm.json"))
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.files, args.seed, args.read_ms, args.variants.split(","), args.model, args.context_tokens,
-                                 args.keep_open))
+    variants = args.variants.split(",")
+    if args.typists:
+        result = asyncio.run(measure_beside_typists(args.files, args.seed, args.read_ms, variants, args.model, args.context_tokens,
+                                                    args.typists, args.rounds, args.keep_open))
+    else:
+        result = asyncio.run(measure(args.files, args.seed, args.read_ms, variants, args.model, args.context_tokens, args.keep_open))
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result["rows"], indent=1))
     return 0

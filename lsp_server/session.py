@@ -223,12 +223,15 @@ class Codet5Server(LanguageServer):
 
     def _prewarm(self) -> None:
         """Compute, at the lowest priority, the prompt of the most recently used document at its
-        cursor, unless that very prompt has run already; it stops at any event of the editor and
-        whenever a more urgent job waits (another session's: then it is tried again once quiet,
-        and continues from what it ran)."""
+        cursor, unless that very prompt has run already. It stops at any event of the editor and
+        whenever a more urgent job waits, and does not start while one does (another session's:
+        then it is tried again once quiet, and continues from what it ran)."""
         self._prewarm_timer = None
         if any(not task.done() for task in self.latest.values()):
             self._arm_prewarm()  # a completion runs: it computes its prompt itself
+            return
+        if self.host.more_urgent_waiting(PRIORITY_PREWARM):
+            self._arm_prewarm()  # another session's work waits (a shared daemon): it would stop before the model
             return
         uri = next(reversed(self.used), None)
         document = open_document(self.workspace, uri) if uri is not None else None

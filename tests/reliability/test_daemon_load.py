@@ -87,6 +87,7 @@ async def test_jobs_withdrawn_while_a_long_job_runs_leave_the_queue_at_once():
         long_job, _ = host.submit(PRIORITY_COMPLETION, lambda model, stop: release.wait(30))
         while not long_job.running():
             await asyncio.sleep(0.01)
+        assert not host.more_urgent_waiting(PRIORITY_COMPLETION + 1)  # one runs, nothing is queued
         held = []
         stale = []
         for _ in range(1000):  # editors typing while the worker is busy: each keystroke supersedes the last
@@ -110,6 +111,7 @@ async def test_jobs_withdrawn_while_a_long_job_runs_leave_the_queue_at_once():
         gc.collect()
         assert sum(ref() is not None for ref in held) == 0, "withdrawn jobs still hold their prompts"
 
+        assert host.more_urgent_waiting(PRIORITY_COMPLETION + 1)  # the latest waits
         release.set()
         assert await asyncio.wrap_future(latest) == "latest"
     finally:

@@ -112,9 +112,9 @@ async def test_no_prewarm_when_it_is_off(onnx_model, tmp_path):
 
 
 async def test_a_prewarm_cut_short_by_another_session_s_job_goes_on_once_quiet(onnx_model, monkeypatch):
-    """A prewarm stops between passes whenever another session's job waits, so that job never
-    waits for more than one pass; what it ran is kept, it is not taken for done, and once the
-    editor is quiet again it goes on from there to the end of the prompt."""
+    """A prewarm does not start while another session's job waits, and stops between passes
+    whenever one does, so that job never waits for more than one pass; what it ran is kept, it is
+    not taken for done, and once the editor is quiet again it goes on from there to the end of the prompt."""
     import threading
 
     from pygls.workspace import Workspace
@@ -140,10 +140,11 @@ async def test_a_prewarm_cut_short_by_another_session_s_job_goes_on_once_quiet(o
 
     def more_urgent_waiting(priority: int) -> bool:
         if threading.current_thread() is threading.main_thread():
-            return False
+            return next(waiting_at_first, False)
         between_passes.append(len(between_passes) == 1)  # another session's job queued during the first pass
         return between_passes[-1]
 
+    waiting_at_first = iter([True, True])  # another session's jobs at first: nothing of the prewarm runs yet
     monkeypatch.setattr(host, "more_urgent_waiting", more_urgent_waiting)
     try:
         model = await host.ready()
@@ -155,6 +156,7 @@ async def test_a_prewarm_cut_short_by_another_session_s_job_goes_on_once_quiet(o
         stats = model.prompt_cache_stats()
     finally:
         host.close()
+    assert next(waiting_at_first, None) is None and session.stages["prewarm.syntax"] == 2  # no stage ran while others waited
     assert between_passes[:2] == [False, True] and session.stages["prewarm.prefill"] == 2  # cut after one pass, then again
     assert stats["held"] == 1 and stats["prefilled_ids"] > 8 * 3  # one state: the second went on from the first's 8 ids
     assert session.last_prewarm["uri"] == uri
