@@ -205,7 +205,14 @@ class Codet5Server(LanguageServer):
             log.warning("dropped %s: %s:%d:%d is not in an open document", CURSOR_NOTIFICATION, uri,
                         position.line, position.character)
             return
-        self.moved(uri, position)
+        self.cursor_at(uri, position)
+
+    def cursor_at(self, uri: str, position: types.Position) -> None:
+        """The user's cursor is at `position` in `uri` (a cursor report, or a code action asked for
+        at a bare cursor, as VS Code, Helix and others ask whenever the cursor rests): `moved`,
+        unless it is where it was last seen in the document used last."""
+        if next(reversed(self.used), None) != uri or self.used[uri] != position:
+            self.moved(uri, position)
 
     def _quiet_then_prewarm(self) -> None:
         """An event of the editor: a prewarm under way stops at its next check, and the next one

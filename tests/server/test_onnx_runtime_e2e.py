@@ -160,3 +160,33 @@ async def test_a_prewarm_cut_short_by_another_session_s_job_goes_on_once_quiet(o
     assert between_passes[:2] == [False, True] and session.stages["prewarm.prefill"] == 2  # cut after one pass, then again
     assert stats["held"] == 1 and stats["prefilled_ids"] > 8 * 3  # one state: the second went on from the first's 8 ids
     assert session.last_prewarm["uri"] == uri
+
+
+async def test_a_code_action_at_a_bare_cursor_tells_the_prewarm_where_the_cursor_rests(onnx_model, tmp_path):
+    """Clients without `codet5/cursor` ask for code actions where the cursor rests (VS Code, Helix):
+    an empty range moves the prewarm there; a selection does not, and the same place reported again
+    starts nothing."""
+    options = {"model": str(onnx_model), "completionMode": "line", "debounceMs": 0, "speculative": False}
+    async with stdio_client(tmp_path / "cache", options, "--threads", "1") as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready", timeout=120)
+        uri = "file:///work/count.py"
+        open_document(client, uri, SOURCE)
+        opened = await _prewarms(client, 1)
+
+        async def code_actions(start: types.Position, end: types.Position) -> None:
+            await client.text_document_code_action_async(types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), range=types.Range(start, end),
+                context=types.CodeActionContext(diagnostics=[])))
+
+        await code_actions(types.Position(line=1, character=0), types.Position(line=4, character=3))
+        await asyncio.sleep(1.0)  # more than twice the quiet time a prewarm waits for
+        selected = await _status(client)
+        await code_actions(types.Position(line=4, character=10), types.Position(line=4, character=10))
+        moved = await _prewarms(client, 2)
+        client.protocol.notify("codet5/cursor", {"textDocument": {"uri": uri}, "position": {"line": 4, "character": 10}})
+        await asyncio.sleep(1.0)
+        again = await _status(client)
+    assert opened["prewarm"]["line"] > 4  # first at the end of the document
+    assert selected["stages"].get("prewarm.syntax") == 1 and selected["prewarm"] == opened["prewarm"]
+    assert moved["prewarm"] == {"uri": uri, "line": 4, "character": 10}
+    assert again["stages"]["prewarm.syntax"] == moved["stages"]["prewarm.syntax"] == 2
