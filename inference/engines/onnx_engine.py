@@ -2,10 +2,10 @@
 
 The graph (inference/models/gguf_onnx.py) takes and returns every layer's key/value cache, both
 bound to one buffer per layer that each pass extends in place, so the engine keeps the cache of
-the last few sequences it ran (prompt and generated ids) and runs
-only the ids after the longest prefix a new prompt shares with one of them: while a user types,
-a request re-reads the few ids that changed instead of the lines around the cursor. llama.cpp's
-prompt cache works the same way; CTranslate2's static prompt is reused only on an exact match.
+the last few sequences it ran (prompt and generated ids) and runs only the ids after the longest
+prefix a new prompt shares with one of them: while a user types, a request re-reads the few ids
+that changed instead of the lines around the cursor. llama.cpp's prompt cache works the same way;
+CTranslate2's static prompt is reused only on an exact match.
 
 Decoding guesses ahead by prompt lookup (inference/engines/prompt_lookup.py): when the last ids
 recur earlier in the sequence, the ids that followed them there are run in the same pass as the

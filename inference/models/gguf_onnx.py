@@ -7,9 +7,9 @@ on the CPU's int8 dot products (half the time of `MatMulNBits`' 8-bit path, benc
 `MatMulNBits` for int4 (the layers' matrices in 4 bits with a scale and a zero point per block of
 32, the output matrix in 8), plain `MatMul` for float32, `RotaryEmbedding` with explicit position ids,
 `GroupQueryAttention` taking and returning each layer's key/value cache, and the fused RMS norms.
-The cache is an input and an output, so the engine (inference/engines/onnx_engine.py) keeps it
-between requests and continues any earlier prompt from its longest common prefix; CTranslate2
-can only reuse a prompt that matches exactly.
+The cache is an input and an output (the engine, inference/engines/onnx_engine.py, binds both to
+one buffer that a pass extends in place), so the engine keeps it between requests and continues any
+earlier prompt from its longest common prefix; CTranslate2 can only reuse a prompt that matches exactly.
 
 Weights come from `gguf_ct2.GGUFModel` (dequantized tensor by tensor) and are quantized again
 here. The token embedding is looked up outside the graph from int8 rows with a scale each
