@@ -262,7 +262,7 @@ def model_systems(summarizers: Sequence[str], cpu_threads: int, as_written: bool
             systems[f"{label}, no_repeat_ngram_size {NO_REPEAT_NGRAM}"] = functools.partial(
                 lambda n, e: shown(n(e), e.language, e.name), no_repeat)
         models.append({"spec": spec, "preset": model.preset.name, "kind": model_kind(model), "path": str(model.path),
-                       "compute_type": model.compute_type})
+                       "runtime": model.runtime, "compute_type": model.compute_type})
     return systems, models
 
 
@@ -312,7 +312,7 @@ def evaluate(summarizers: Sequence[str], held_out_dir: Path, codexglue: Path, cp
                 row["latency_ms"] = None  # the generations of the row above, not timed again
             rows.append(row)
     return {"models": models, "official_sample": sample_score,
-            "decoding": f"greedy, CTranslate2 int8 weights and compute, {cpu_threads} threads",
+            "decoding": f"greedy, {cpu_threads} threads, " + "; ".join(f"{m['preset']} on {m['runtime']} in {m['compute_type']}" for m in models),
             "rows": rows, "note": PAPER_NOTE}
 
 
