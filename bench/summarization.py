@@ -40,7 +40,6 @@ from typing import Any
 from inference.summary.bleu import bleu_of_pairs, corpus_bleu
 from inference.summary.summaries import first_sentence
 from inference.syntax import in_convention
-from inference.syntax.languages import spec_for
 
 from .bleu import read_id_file
 from .machine import machine_info
@@ -218,7 +217,7 @@ def written_text(model: Any, code: str) -> str:
 
 def shown(summary: str, language: str, name: str) -> str:
     """A written summary as a hover shows it and a doc comment gets it: in the language's convention."""
-    return in_convention(summary, spec_for(language).doc_style, name)
+    return in_convention(summary, language, name)
 
 
 def hover_text(model: Any, code: str, language: str, name: str) -> str:

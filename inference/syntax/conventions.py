@@ -3,9 +3,9 @@
 Summarizers write Python's imperative ("Return the sum."), which PEP 257 asks of docstrings. Go doc
 comments start with the name and a verb in the third person ("Sum returns the sum."); Javadoc
 (Oracle's "How to Write Doc Comments for the Javadoc Tool") is descriptive, in the third person
-("Returns the sum."). Rustdoc's guidelines (RFC 1574) ask for the third person too, and JSDoc and
-TSDoc have no rule: those stay as the model writes them, because the third person scored lower
-there on the five-language validation split (bench/RESULTS.md, issue 14).
+("Returns the sum."), and so are TSDoc's own examples. Rustdoc's guidelines (RFC 1574) ask for the
+third person too, and JSDoc has no rule: Rust and JavaScript stay as the model writes them, because
+the third person did not score higher there (bench/RESULTS.md, issue 14).
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from dataclasses import dataclass
 
 from .verbs import SUMMARY_VERBS, third_person
 
-THIRD_PERSON_STYLES = frozenset({"javadoc"})
+THIRD_PERSON_LANGUAGES = frozenset({"java", "typescript", "tsx"})
 _ARTICLES = frozenset({"a", "an", "the"})
 _ROLE_NOUNS = frozenset({"constructor", "helper", "wrapper", "callback", "handler", "shortcut", "alias", "utility",
                          "function", "method", "factory", "getter", "setter", "accessor", "convenience"})
 
 
-def in_convention(summary: str, style: str, name: str) -> str:
-    """`summary` as a doc comment of `style` (a FunctionInfo's) on the function `name` starts:
-    Go: "Return x." -> "Name returns x."; Javadoc: "Return x." -> "Returns x."; others as
-    written. A first word that is not a summary verb (verbs.SUMMARY_VERBS) is kept."""
-    if style == "go" and name:
+def in_convention(summary: str, language: str, name: str) -> str:
+    """`summary` as a doc comment on the function `name` in `language` (a FunctionInfo's) starts:
+    Go: "Return x." -> "Name returns x."; Java and TypeScript: "Return x." -> "Returns x.";
+    others as written. A first word that is not a summary verb (verbs.SUMMARY_VERBS) is kept."""
+    if language == "go" and name:
         return _go_line(summary, name)
-    if style in THIRD_PERSON_STYLES:
+    if language in THIRD_PERSON_LANGUAGES:
         start = _Start.of(summary)
         verb = start.third_person()
         if verb is not None:

@@ -31,6 +31,7 @@ class FunctionInfo:
         first line (above decorators and attributes), or the definition's first character
         when code precedes it on that line.
     style: "python" | "jsdoc" | "javadoc" | "rustdoc" | "go".
+    language: the grammar's name ("python", "typescript", "tsx", ...).
     """
 
     name: str
@@ -44,3 +45,4 @@ class FunctionInfo:
     insert_line: int
     insert_character: int
     style: str
+    language: str

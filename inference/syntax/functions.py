@@ -248,6 +248,7 @@ def _info(node: Node, src: Source, spec: LanguageSpec) -> FunctionInfo:
         insert_line=insert_line,
         insert_character=insert_character,
         style=spec.doc_style,
+        language=spec.name,
     )
 
 

@@ -39,7 +39,7 @@ class Summarizer:
         key = summary_key(str(model.path), code)
 
         def rendered(text: str) -> str:
-            return in_convention(text, info.style, info.name) if text else ""
+            return in_convention(text, info.language, info.name) if text else ""
 
         cached = self.cache.get(key)  # as the model wrote it
         if cached is not None:

@@ -49,13 +49,14 @@ def test_go_starts_with_the_name_and_a_verb_in_the_third_person(summary, go):
     ("ParseURL wrapper.", "ParseURL wrapper."),
     ("", ""),
 ])
-def test_javadoc_takes_the_third_person(summary, third_person):
-    assert in_convention(summary, "javadoc", "count") == third_person
+def test_java_and_typescript_take_the_third_person(summary, third_person):
+    for language in ("java", "typescript", "tsx"):
+        assert in_convention(summary, language, "count") == third_person
 
 
-@pytest.mark.parametrize("style", ["python", "rustdoc", "jsdoc"])
-def test_python_rustdoc_and_jsdoc_keep_the_imperative(style):
-    assert in_convention("Return the number of words.", style, "count") == "Return the number of words."
+@pytest.mark.parametrize("language", ["python", "rust", "javascript"])
+def test_python_rust_and_javascript_keep_the_imperative(language):
+    assert in_convention("Return the number of words.", language, "count") == "Return the number of words."
 
 
 def test_a_go_function_without_a_name_keeps_the_summary():
