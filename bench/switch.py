@@ -128,10 +128,15 @@ class Editor:
         await self.client.stop()
 
 
+def _options(model: str, context_tokens: int) -> dict[str, Any]:
+    """The editors' server settings, besides each variant's own."""
+    return {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
+            "speculative": False}
+
+
 async def measure(count: int, seed: int, read_ms: float, variants: list[str], model: str, context_tokens: int,
                   keep_open: int = 0) -> dict[str, Any]:
-    options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
-               "speculative": False}
+    options = _options(model, context_tokens)
     editors = [Editor(name, VARIANTS[name], keep_open) for name in variants]
     for editor in editors:
         await editor.start(options)
@@ -160,8 +165,7 @@ async def measure_beside_typists(count: int, seed: int, read_ms: float, variants
                                  context_tokens: int, typists: int, rounds: int, keep_open: int = 0) -> dict[str, Any]:
     """The visits of each variant on its own daemon while `typists` other editors type there (see
     the module's docstring)."""
-    options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
-               "speculative": False}
+    options = _options(model, context_tokens)
     daemons = [await start_daemon(["--model", model, "--offline"], dict(os.environ)) for _ in variants]
     times: dict[str, list[float]] = {name: [] for name in variants}
     texts: dict[str, list[str]] = {name: [] for name in variants}

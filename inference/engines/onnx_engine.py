@@ -167,6 +167,7 @@ class OnnxDecoderEngine:
         options.log_severity_level = 3
         self.session = onnxruntime.InferenceSession(str(Path(model_dir) / GRAPH_FILE), options,
                                                     providers=["CPUExecutionProvider"])
+        self._bound = onnxruntime.OrtValue.ortvalue_from_numpy  # a buffer as a value the session reads and writes
         embedding = load_file(str(Path(model_dir) / EMBEDDING_FILE))
         self._rows, self._scales = embedding["rows"], embedding["scales"]
         past = [i for i in self.session.get_inputs() if i.name.startswith("past_")]
@@ -215,8 +216,6 @@ class OnnxDecoderEngine:
         buffers and writes the new ids' keys and values into them, past and present bound to the
         same memory (ONNX Runtime's `GroupQueryAttention` shares them when they are one buffer), so
         a pass neither reads nor writes a copy of the whole cache."""
-        import onnxruntime
-
         start = len(state.ids) if state is not None else 0
         total = start + len(ids)
         state = (state if state is not None else self._empty).with_room(total)
@@ -233,7 +232,7 @@ class OnnxDecoderEngine:
             binding.bind_cpu_input(name, value)
         binding.bind_output("logits")
         for past, present, buffer in zip(self._past_names, self._present_names, state.buffers):
-            value = onnxruntime.OrtValue.ortvalue_from_numpy(buffer)
+            value = self._bound(buffer)
             binding.bind_ortvalue_input(past, value)
             binding.bind_ortvalue_output(present, value)
         self.session.run_with_iobinding(binding)

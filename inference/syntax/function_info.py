@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .languages import spec_for
+
 
 @dataclass(frozen=True)
 class FunctionInfo:
@@ -30,8 +32,8 @@ class FunctionInfo:
         end of the header line). Other languages: the start of the definition's
         first line (above decorators and attributes), or the definition's first character
         when code precedes it on that line.
-    style: "python" | "jsdoc" | "javadoc" | "rustdoc" | "go".
     language: the grammar's name ("python", "typescript", "tsx", ...).
+    style (derived from it): "python" | "jsdoc" | "javadoc" | "rustdoc" | "go".
     """
 
     name: str
@@ -44,5 +46,9 @@ class FunctionInfo:
     docstring_range: tuple[int, int, int, int] | None
     insert_line: int
     insert_character: int
-    style: str
     language: str
+
+    @property
+    def style(self) -> str:
+        """The doc comment convention of the function's language."""
+        return spec_for(self.language).doc_style

@@ -247,7 +247,6 @@ def _info(node: Node, src: Source, spec: LanguageSpec) -> FunctionInfo:
         docstring_range=doc.range if doc is not None else None,
         insert_line=insert_line,
         insert_character=insert_character,
-        style=spec.doc_style,
         language=spec.name,
     )
 
