@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     humaneval = sub.add_parser("humaneval", help="HumanEval single-line infilling: bare engine vs the server's pipeline")
     humaneval.add_argument("--limit", type=int, help="only the first N tasks")
-    humaneval.add_argument("--paths", default="engine,server", help="comma-separated: engine, server, server-indented")
+    humaneval.add_argument("--paths", default="engine,server", help="comma-separated: engine, engine-infill, server, server-indented, server-typed")
     humaneval.add_argument("--mode", choices=("auto", "line", "block"), default="auto",
                            help="the server's completion mode (default auto, as an editor gets it)")
     humaneval.add_argument("--time-budget-ms", type=int, default=0,

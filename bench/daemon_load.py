@@ -30,15 +30,22 @@ from .soak import FILES, STDLIB, _Client, _leave, _utf16, start_daemon, wait_unt
 from .stats import median, p95
 
 CLIENTS = (1, 2, 4, 8)
+KEY_MS = (60.0, 120.0)  # a paced editor's pause between keys, uniform (as bench.replay's typist)
+LINE_END_MS = (400.0, 1200.0)  # and before an Enter
 GREEDY = {"maxNewTokens": 512, "contextTokens": 16384, "debounceMs": 0}
 
 
 class Editor:
-    """One closed-loop editor: type a key, ask for a completion, wait for it, type the next key."""
+    """One closed-loop editor: type a key, ask for a completion, wait for it, type the next key.
+
+    `paced`: a person's pace instead (`bench.replay.Scenario`'s: KEY_MS between keys, LINE_END_MS
+    before an Enter), asking at every key without waiting for the answer; only the requests before
+    a pause (an Enter) count in `latencies_ms`, the wait a person sees."""
 
     def __init__(self, index: int, port: int, deadline: float, seed: int, lines: int = 12,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, paced: bool = False) -> None:
         self.index, self.port, self.deadline, self.lines, self.options = index, port, deadline, lines, options
+        self.paced = paced
         self.rng = random.Random(seed * 1000 + index)
         self.latencies_ms: list[float] = []
         self.shown = 0
@@ -68,7 +75,9 @@ class Editor:
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
         version = 1
-        for key in re.findall(r"\n[ \t]*|[^\n]", typed):  # Enter comes with the next line's indentation
+        keys = re.findall(r"\n[ \t]*|[^\n]", typed)  # Enter comes with the next line's indentation
+        answers: list[asyncio.Task] = []
+        for number, key in enumerate(keys):
             if time.monotonic() >= self.deadline:
                 break
             at = types.Position(line=text.count("\n"), character=_utf16(text.rsplit("\n", 1)[-1]))
@@ -77,10 +86,25 @@ class Editor:
             client.text_document_did_change(types.DidChangeTextDocumentParams(
                 text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
                 content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=key)]))
-            await self._complete(client, uri, types.Position(line=text.count("\n"), character=_utf16(text.rsplit("\n", 1)[-1])))
+            position = types.Position(line=text.count("\n"), character=_utf16(text.rsplit("\n", 1)[-1]))
+            if not self.paced:
+                self._count(await self._ask(client, uri, position))
+                continue
+            pause = number + 1 < len(keys) and keys[number + 1].startswith("\n")
+            answers.append((asyncio.ensure_future(self._ask(client, uri, position)), pause))
+            await asyncio.sleep(self.rng.uniform(*(LINE_END_MS if pause else KEY_MS)) / 1000)
+        for number, (answer, pause) in enumerate(answers):
+            latency_ms = await answer
+            if pause or number == len(answers) - 1:  # the typist stops after the last: a pause too
+                self._count(latency_ms)
         client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
 
-    async def _complete(self, client: _Client, uri: str, position: types.Position) -> None:
+    def _count(self, latency_ms: float | None) -> None:
+        if latency_ms is not None:
+            self.latencies_ms.append(latency_ms)
+
+    async def _ask(self, client: _Client, uri: str, position: types.Position) -> float | None:
+        """An inline completion at `position`: how long its answer took (None: it failed)."""
         sent = time.perf_counter()
         try:
             result = await asyncio.wait_for(client.text_document_inline_completion_async(types.InlineCompletionParams(
@@ -88,9 +112,9 @@ class Editor:
                 context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic))), 300)
         except Exception as exc:  # an error response, no answer in time, a broken connection
             self.failures.append(f"editor {self.index}: {type(exc).__name__}: {exc}")
-            return
-        self.latencies_ms.append((time.perf_counter() - sent) * 1000)
+            return None
         self.shown += bool(result and result.items)
+        return (time.perf_counter() - sent) * 1000
 
 
 def _p95(latencies: list[float]) -> float | None:

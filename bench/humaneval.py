@@ -11,7 +11,10 @@ Each task removes one line from a HumanEval solution. The paths that fill it:
   empty line, and the server's own `CompletionPipeline` does the rest (context builder,
   healing, stop rule, post-processing) with the server's default options, the model run in
   the benchmark's thread. ``server-indented`` puts the
-  missing line's indentation on that line first and the cursor after it.
+  missing line's indentation on that line first and the cursor after it. ``server-typed`` is
+  ``server`` as a typed (automatic) request whose debounce outlasts its work ahead: the prompt
+  prefilled during the wait (`pipeline.Ahead`), the generation continuing it from the last id
+  (the debounce itself not waited for here).
 
 A completion passes when ``prompt + line + "\\n" + suffix + test + check(entry_point)`` exits
 cleanly in a separate, time-limited Python process. The data file is read at run time.
@@ -27,13 +30,13 @@ import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from inference import CodeModel
 from inference.models.presets import PromptFormat
 from inference.completion.options import CompletionOptions
-from inference.completion.pipeline import CompletionPipeline, CompletionRequest, DirectWorker
+from inference.completion.pipeline import Ahead, CompletionPipeline, CompletionRequest, DirectWorker
 from inference.completion.trace import StageEvent
 from inference.completion.typeahead import TypeaheadCache
 
@@ -42,7 +45,8 @@ from .metrics import edit_similarity, exact_match, normalize_line
 from .stats import bootstrap_interval, mcnemar_exact, mean, median, p95, wilson_interval
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "HumanEval-SingleLineInfilling.jsonl.gz"
-PATHS = ("engine", "engine-infill", "server", "server-indented")
+PATHS = ("engine", "engine-infill", "server", "server-indented", "server-typed")
+TYPED_DEBOUNCE_MS = 60_000  # `server-typed`: long enough for any prompt's prefill (not waited for)
 MAX_NEW_TOKENS = 48
 _LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -197,6 +201,7 @@ class Runner:
         self.options = options
         self.timeout_s = timeout_s
         self.pipeline = CompletionPipeline(TypeaheadCache())
+        self.typed = CompletionPipeline(TypeaheadCache(), sleep=_no_wait)
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bench-exec")
 
@@ -214,8 +219,12 @@ class Runner:
         else:
             view = editor_view(task, indented=path == "server-indented")
             uri = f"file:///humaneval/{task.task_id}/{path}.py"
-            request = CompletionRequest(uri, view.text, view.line, view.character, "python", self.options)
-            suggestion = self.loop.run_until_complete(self.pipeline.suggest(request, DirectWorker(self.model)))
+            typed = path == "server-typed"
+            options = replace(self.options, debounce_ms=TYPED_DEBOUNCE_MS) if typed else self.options
+            request = CompletionRequest(uri, view.text, view.line, view.character, "python", options, automatic=typed)
+            worker = DirectWorker(self.model)
+            suggestion = self.loop.run_until_complete(
+                self.typed.suggest(request, worker, ahead=Ahead(worker, lambda: False)) if typed else self.pipeline.suggest(request, worker))
             inserted = suggestion.text if suggestion is not None else ""
             line = view.typed + inserted
         latency = (time.perf_counter() - start) * 1000
@@ -223,6 +232,10 @@ class Runner:
                           exact=exact_match(line, task.canonical),
                           similarity=edit_similarity(normalize_line(line), normalize_line(task.canonical)))
         return attempt, self.pool.submit(run_program, program(task, line), self.timeout_s)
+
+
+async def _no_wait(seconds: float) -> None:
+    """`server-typed`'s debounce: its work ahead is what is measured, not the wait."""
 
 
 def summarize(attempts: list[Attempt]) -> dict[str, object]:

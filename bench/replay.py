@@ -53,7 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{f"debounce{ms}": {"debounceMs": ms} for ms in (0, 50, 100, 150, 200)},
     **{f"budget{ms}": {"timeBudgetMs": ms} for ms in (0, 500, 800, 1000)},
     "no-speculation": {"speculative": False},
-    "no-prewarm": {"prewarm": False},
+    "no-prewarm": {"prewarm": False},  # neither the prompt at a resting cursor nor a typed request's while it waits
     "no-other-files": {"otherFiles": False},
     "no-drafts": {"draftTokens": 0},
     "int4": {"computeType": "int4"},
@@ -246,6 +246,12 @@ class RssSampler:
         return max((rss for _, rss in self.samples), default=0)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, all threads) that process `pid` has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def classify(requests: list[Request]) -> None:
     """Set each answered request's outcome and whether it was visible before the next key."""
     for i, request in enumerate(requests):
@@ -299,6 +305,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
         shadow = TypeaheadCache()
         requests: list[Request] = []
         pending: list[asyncio.Task] = []
+        server_cpu_s = _cpu_seconds(client._server.pid)
         began = time.perf_counter()
 
         async def track(request: Request, future: asyncio.Future, prefix: str, suffix: str) -> None:
@@ -324,6 +331,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             await asyncio.sleep(key.delay_ms / 1000)
         await asyncio.gather(*pending)
         typing_s = time.perf_counter() - began
+        server_cpu_s = _cpu_seconds(client._server.pid) - server_cpu_s
         if document.text != source:
             raise AssertionError("the replayed document differs from the file")
         status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="codet5.status"))
@@ -333,6 +341,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             "cold_request_ms": round(cold_ms, 1),
             "cold_suggestion": cold.items[0].insert_text if cold.items else "",
             "typing_s": round(typing_s, 1),
+            "typing_server_cpu_s": round(server_cpu_s, 2),
             "server_cache": dict(status["cache"]),
             "server_prompt_cache": status.get("promptCache"),
             "server_stages": status.get("stages"),
@@ -466,7 +475,8 @@ def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
             f"{pauses['with_suggestion_visible']}/{pauses['count']} {format_interval(*pauses['visible_ci'], scale=100)}",
             ms(pauses["time_to_suggestion"]), ms(pauses["time_to_answer"]), ms(s["model_runs"]),
             f"{s['shown']}", f"{100 * s['superseded_share']:.0f}%",
-            f"{stages.get('prompt', 0) / keys:.2f}" if keys else "-",
+            f"{stages.get('prompt', 0) / keys:.2f} / {stages.get('prefill', 0) / keys:.2f}" if keys else "-",
+            f"{1000 * run['typing_server_cpu_s'] / keys:.0f}" if keys and "typing_server_cpu_s" in run else "-",
             f"{s['accepts']['next_shown']}/{s['accepts']['count']}",
             f"{cache['hits'] - cache.get('speculativeHits', 0)} / {cache.get('speculativeHits', 0)} of {cache['hits'] + cache['misses']}",
             f"{kv.get('hits', 0)} / {kv.get('fills', 0)} / {kv.get('refused', 0)}" if kv else "-",
@@ -475,6 +485,7 @@ def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
     lines.append(markdown_table(
         ["variant (server settings)", "load", "keys", "pauses ending with a suggestion visible [95% CI]",
          "pause to suggestion p50 / p95 ms", "pause to any answer p50 / p95 ms", "completed model runs p50 / p95 ms",
-         "suggestions shown", "superseded", "model jobs per key", "accepts followed by a suggestion",
+         "suggestions shown", "superseded", "prompts built / prefilled ahead per key", "server CPU ms per key",
+         "accepts followed by a suggestion",
          "typed-ahead / speculative hits", "KV prompt cache hit / fill / refused", "drafted ids kept / run"], rows))
     return [*lines, ""]

@@ -16,10 +16,12 @@ to rounding).
 
 With `--typists N` the variants run on two daemons instead (`python -m lsp_server --tcp`, one per
 variant, over TCP), and while a variant's editor visits its files N other editors type on its
-daemon without a pause, each waiting for the answer to every key (bench.daemon_load's closed loop).
+daemon without a pause, each waiting for the answer to every key (bench.daemon_load's closed loop;
+with `--paced`, at a person's pace instead, asking at every key and pausing before each Enter).
 The files are visited in `--rounds` runs of consecutive files, the variants' order alternating per
 run, and only one daemon works at a time. Reported besides: the typists' answers per second and
-latency (p50, p95) beside each variant: what one editor's prewarm costs the others on a shared daemon.
+latency (p50, p95) beside each variant: what one editor's prewarm costs the others on a shared daemon
+(paced: the latency of their requests before a pause, what they wait for).
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ async def measure(count: int, seed: int, read_ms: float, variants: list[str], mo
 
 
 async def measure_beside_typists(count: int, seed: int, read_ms: float, variants: list[str], model: str,
-                                 context_tokens: int, typists: int, rounds: int, keep_open: int = 0) -> dict[str, Any]:
+                                 context_tokens: int, typists: int, rounds: int, keep_open: int = 0,
+                                 paced: bool = False) -> dict[str, Any]:
     """The visits of each variant on its own daemon while `typists` other editors type there (see
     the module's docstring)."""
     options = _options(model, context_tokens)
@@ -185,7 +188,7 @@ async def measure_beside_typists(count: int, seed: int, read_ms: float, variants
         for number, run in enumerate(runs):
             for editor in editors if number % 2 == 0 else editors[::-1]:
                 assert editor.port is not None
-                crowd = [Typist(i, editor.port, math.inf, seed * 100 + number) for i in range(typists)]
+                crowd = [Typist(i, editor.port, math.inf, seed * 100 + number, paced=paced) for i in range(typists)]
                 started = time.monotonic()
                 typed = [asyncio.ensure_future(t.run()) for t in crowd]
                 for path, line in run:
@@ -214,7 +217,7 @@ async def measure_beside_typists(count: int, seed: int, read_ms: float, variants
         row["typists"] = {"editors": typists, "answers": len(answers), "answers_per_s": round(len(answers) / typing_s[row["variant"]], 2),
                           "p50_ms": round(median(answers), 1), "p95_ms": round(p95(answers), 1),
                           "p50_ci": [round(x, 1) for x in bootstrap_interval(answers, median)]}
-    return {**report, "read_ms": read_ms, "keep_open": keep_open, "typists": typists, "rounds": len(runs)}
+    return {**report, "read_ms": read_ms, "keep_open": keep_open, "typists": typists, "paced": paced, "rounds": len(runs)}
 
 
 def _report(variants: list[str], chosen: list[tuple[Path, int]], times: dict[str, list[float]], texts: dict[str, list[str]],
@@ -249,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context-tokens", type=int, default=1024)
     parser.add_argument("--typists", type=int, default=0, help="editors typing on each variant's daemon meanwhile (0: no daemon)")
     parser.add_argument("--rounds", type=int, default=4, help="with --typists: runs of consecutive files, the order alternating")
+    parser.add_argument("--paced", action="store_true", help="with --typists: they type at a person's pace (bench.daemon_load.Editor)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/switch-prewarm.json"))
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     if args.typists:
         result = asyncio.run(measure_beside_typists(args.files, args.seed, args.read_ms, variants, args.model, args.context_tokens,
-                                                    args.typists, args.rounds, args.keep_open))
+                                                    args.typists, args.rounds, args.keep_open, args.paced))
     else:
         result = asyncio.run(measure(args.files, args.seed, args.read_ms, variants, args.model, args.context_tokens, args.keep_open))
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

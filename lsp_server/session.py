@@ -1,7 +1,8 @@
 """One client's session: its settings, documents and in-flight requests, and the concurrency
 rules of `lsp_server.requests` applied (snapshot, latest wins, the job host's priority); the
-speculative next suggestion computed while the editor is idle, and the prompt at the user's
-cursor computed ahead (prewarm) once the editor has been quiet for a moment."""
+speculative next suggestion computed while the editor is idle, and prompts computed ahead
+(prewarm): the one at the user's cursor once the editor has been quiet for a moment, a typed
+request's while it waits out its debounce."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pygls.lsp.server import LanguageServer
 
 from inference.completion.no_suggestion import NoSuggestion, NoSuggestionLog
 from inference.completion.other_files import OtherFile
-from inference.completion.pipeline import CompletionPipeline, CompletionRequest, Suggestion
+from inference.completion.pipeline import Ahead, CompletionPipeline, CompletionRequest, Suggestion
 from inference.completion.typeahead import TypeaheadCache
 from inference.engines.openai_backend import RemoteModelError
 from inference.syntax import language_for
@@ -338,7 +339,7 @@ class Codet5Server(LanguageServer):
 
         When `rules` supersede, the latest request per document (per session, on a shared
         daemon) wins: an older one still running gets None, stopped at its next check. An
-        `automatic` request (typing) is debounced. A suggestion served starts the speculation of
+        `automatic` request (typing) is debounced (`_ahead`). A suggestion served starts the speculation of
         the next one. Every None is recorded with its reason (`no_suggestion`).
         """
         document = self.document(uri, rules)
@@ -361,7 +362,8 @@ class Codet5Server(LanguageServer):
         assert rules.priority is not None
         task = asyncio.ensure_future(self._after(speculation, self.pipeline.suggest(
             request, HostWorker(self.host, rules.priority, self), on_empty=lambda why: self.no_suggestion(why, uri, position),
-            trace=lambda event: self._count(event.stage), stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False)))
+            trace=lambda event: self._count(event.stage), stale=(lambda: self.requests.get(key) != number) if rules.supersedes else lambda: False,
+            ahead=self._ahead())))
         if rules.supersedes:
             self.latest[key] = task
         try:
@@ -384,6 +386,14 @@ class Codet5Server(LanguageServer):
         finally:
             if self.latest.get(key) is task:
                 del self.latest[key]
+
+    def _ahead(self) -> Ahead | None:
+        """With `prewarm` on, a typed request computes its prompt into the prompt cache while it
+        waits out the debounce, at the prewarm's priority: it gives way to any more urgent job."""
+        if not self.settings.prewarm:
+            return None
+        host = self.host
+        return Ahead(HostWorker(host, PRIORITY_PREWARM, self), lambda: host.more_urgent_waiting(PRIORITY_PREWARM))
 
     def _count(self, stage: str) -> None:
         if "postprocess." not in stage:

@@ -1,5 +1,6 @@
 """The completion pipeline: cache -> debounce -> context -> prompt -> generate (stop rule, time
-budget) -> post-process.
+budget) -> post-process; a debounced request given `Ahead` runs its context and prompt stages and
+its prompt's prefill while it waits.
 
 The one path from a cursor in a document to a suggestion: the server, the CLI's `complete`, the
 demo (through the server) and every benchmark run it. Each stage is named and reports to a trace
@@ -40,6 +41,7 @@ Job = Callable[["CompletionModel", threading.Event], T]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Stale = Callable[[], bool]
+Prepared = tuple[CompletionContext, "CompletionPrompt", Callable[["CompletionModel"], "CompletionPrompt"]]  # `_prepare`'s
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,15 @@ class Worker(Protocol):
         """`job(model, stop)`; a job raises JobStopped when `stop` is set."""
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """Work a debounced request may do while it waits: its prompt's prefill is a job on `worker`
+    (a low priority), which `yields()` ends between the model's passes (more urgent work waits)."""
+
+    worker: Worker
+    yields: Stale
+
+
 class DirectWorker:
     """A loaded model run in the caller's thread (benchmarks, tests)."""
 
@@ -148,6 +159,12 @@ def generate(prompt: CompletionPrompt, context: CompletionContext, model: Comple
 _CONTEXT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="completion-context")
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    """A prefill ahead of a request is only its cache entry: how it ended is not the request's."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _ignore(reason: NoSuggestion) -> None:
     """The default `on_empty`: nobody asked why."""
 
@@ -171,13 +188,15 @@ class CompletionPipeline:
     async def suggest(
         self, request: CompletionRequest, worker: Worker, *,
         on_empty: Callable[[NoSuggestion], None] = _ignore, trace: Trace | None = None,
-        stale: Stale = _never_stale, speculative: bool = False,
+        stale: Stale = _never_stale, speculative: bool = False, ahead: Ahead | None = None,
     ) -> Suggestion | None:
         """The suggestion at the request's cursor, None after calling `on_empty` with the reason.
 
         `stale` is asked between stages and between tokens; when it says True the request ends
         with JobStopped. A `speculative` request is computed for the cache: it skips the lookup,
-        and its result is stored as speculative (`TypeaheadCache`).
+        and its result is stored as speculative (`TypeaheadCache`). With `ahead`, a debounced
+        request computes its context, prompt and prompt's prefill while it waits (`_work_ahead`),
+        so that only the generation is left once the wait is over.
         Raises what `worker` raises when no model can serve, JobStopped when superseded.
         """
         text, line, character = request.text, request.line, request.character
@@ -188,15 +207,20 @@ class CompletionPipeline:
             cached = traced(trace, "cache", lambda: self.cache.lookup(request.uri, prefix, suffix))
             if cached is not None:
                 return Suggestion(cached, from_cache=True)
+        prepared: tuple[CompletionModel, Prepared] | None = None
         if request.automatic and request.options.debounce_ms > 0:
-            await traced_async(trace, "debounce", self.sleep(request.options.debounce_ms / 1000))
+            deadline = self.clock() + request.options.debounce_ms / 1000
+            if ahead is not None:
+                prepared = await self._work_ahead(request, lines, worker, ahead, deadline, trace, stale)
+            await traced_async(trace, "debounce", self.sleep(max(0.0, deadline - self.clock())))
         _check(stale, "debounce")
         model = await worker.model()
         _check(stale, "model")
         if not model.can_complete:
             on_empty(NoSuggestion.MODEL_CANNOT_COMPLETE)
             return None
-        context, prompt, prompt_for = await self._prepare(request, lines, model, trace, stale)
+        context, prompt, prompt_for = (prepared[1] if prepared is not None and prepared[0] is model
+                                       else await self._prepare(request, lines, model, trace, stale))
         options = request.options
         start = time.perf_counter()
         generated = await worker.run(  # a model loaded since (new settings) gets its own prompt
@@ -248,9 +272,37 @@ class CompletionPipeline:
         return await worker.run(lambda m, stop: traced(trace, "prefill", lambda: m.prefill(
             prompt if m is model else prompt_for(m), lambda: stop.is_set() or stale())))
 
+    async def _work_ahead(
+        self, request: CompletionRequest, lines: list[str], worker: Worker, ahead: Ahead, deadline: float,
+        trace: Trace | None, stale: Stale,
+    ) -> tuple[CompletionModel, Prepared] | None:
+        """While a debounced request waits (until `deadline` on `clock`): its context and prompt
+        stages, then its prompt's prefill as a job on `ahead.worker`, stopped between passes at the
+        deadline, by `ahead.yields()` or when the request is stale (what it ran stays in the prompt
+        cache, for the generation to continue). The model and the stages' results; None when the
+        model cannot complete."""
+        model = await worker.model()
+        _check(stale, "model")
+        if not model.can_complete:
+            return None
+        prepared = await self._prepare(request, lines, model, trace, stale)
+        _, prompt, prompt_for = prepared
+        prefill = asyncio.ensure_future(ahead.worker.run(lambda m, stop: traced(trace, "prefill", lambda: m.prefill(
+            prompt if m is model else prompt_for(m),
+            lambda: stop.is_set() or self.clock() >= deadline or stale() or ahead.yields()))))
+        prefill.add_done_callback(_retrieve)
+        wait = asyncio.ensure_future(self.sleep(max(0.0, deadline - self.clock())))
+        try:
+            await asyncio.wait({prefill, wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wait.cancel()
+            if not prefill.done():
+                prefill.cancel()  # a queued job is withdrawn; a running one stops after its pass
+        return model, prepared
+
     async def _prepare(
         self, request: CompletionRequest, lines: list[str], model: CompletionModel, trace: Trace | None, stale: Stale,
-    ) -> tuple[CompletionContext, CompletionPrompt, Callable[[CompletionModel], CompletionPrompt]]:
+    ) -> Prepared:
         """The context and prompt stages of `request` (its text split into `lines`) for `model`:
         the context, the prompt, and how to build it for another model (one loaded since)."""
         text, line, character = request.text, request.line, request.character

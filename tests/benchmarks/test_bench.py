@@ -354,9 +354,11 @@ def test_switch_visits_files_with_both_servers_and_pairs_them(tmp_path):
     assert len(result["visits"]) == 3 and all(v["prewarm"]["ms"] > 0 for v in result["visits"])
 
 
-def test_switch_beside_typists_runs_each_variant_on_its_own_daemon_with_editors_typing(tmp_path):
+@pytest.mark.parametrize("paced", [False, True])
+def test_switch_beside_typists_runs_each_variant_on_its_own_daemon_with_editors_typing(tmp_path, paced):
     """bench.switch --typists on a tiny ONNX Runtime model: each variant's daemon serves its visits
-    and two typing editors, the runs alternate, and the typists' answers are counted per variant."""
+    and two typing editors (closed loop, or at a person's pace: `--paced`), the runs alternate, and
+    the typists' answers are counted per variant."""
     import asyncio
 
     from bench.switch import measure_beside_typists
@@ -365,9 +367,10 @@ def test_switch_beside_typists_runs_each_variant_on_its_own_daemon_with_editors_
 
     gguf = write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer(), DecoderShape(context=8192))
     model = convert_gguf_to_onnx(gguf, tmp_path / "onnx")
-    result = asyncio.run(measure_beside_typists(4, 5, 600.0, ["prewarm", "no-prewarm"], str(model), 1024, typists=2, rounds=2))
+    result = asyncio.run(measure_beside_typists(4, 5, 600.0, ["prewarm", "no-prewarm"], str(model), 1024, typists=2, rounds=2,
+                                                paced=paced))
     warm, cold = result["rows"]
     assert result["typists"] == 2 and result["rounds"] == 2 and warm["visits"] == cold["visits"] == 4
-    assert cold["prompt_cache"]["prefilled_ids"] == 0 and cold["prewarms"] == 0
+    assert cold["prewarms"] == 0 and result["paced"] is paced  # (the typists' own sessions keep prewarm on: they prefill ahead)
     for row in (warm, cold):
         assert row["typists"]["editors"] == 2 and row["typists"]["answers"] > 0 and row["typists"]["p50_ms"] > 0

@@ -190,3 +190,68 @@ async def test_a_code_action_at_a_bare_cursor_tells_the_prewarm_where_the_cursor
     assert selected["stages"].get("prewarm.syntax") == 1 and selected["prewarm"] == opened["prewarm"]
     assert moved["prewarm"] == {"uri": uri, "line": 4, "character": 10}
     assert again["stages"]["prewarm.syntax"] == moved["stages"]["prewarm.syntax"] == 2
+
+
+@pytest.mark.parametrize("prewarm", [True, False])
+async def test_a_typed_request_computes_its_prompt_while_it_waits_out_its_debounce(onnx_model, tmp_path, prewarm):
+    """With `prewarm` on, an automatic request runs its stages and its prompt's prefill during its
+    debounce, so its generation re-reads only the last id; with it off, nothing runs before the
+    debounce is over and the generation reads the whole prompt."""
+    options = {"model": str(onnx_model), "completionMode": "line", "debounceMs": 800, "speculative": False, "prewarm": prewarm}
+    async with stdio_client(tmp_path / "cache", options, "--threads", "1") as (client, _):
+        await client.wait_for(lambda c: c.state() == "ready", timeout=120)
+        uri = "file:///work/count.py"
+        open_document(client, uri, SOURCE)
+        suggestion = await inline(client, uri, end_of(SOURCE))  # before the editor has been quiet for a prewarm
+        status = await _status(client)
+    assert isinstance(suggestion, types.InlineCompletionList)
+    cache = status["promptCache"]
+    assert "prewarm.prefill" not in status["stages"] and status["stages"]["context"] == 1
+    if prewarm:
+        assert status["stages"]["prefill"] == 1 and cache["prefilled_ids"] > 10
+        assert cache["computed_ids"] <= 2  # the last id (and the healed one's)
+    else:
+        assert "prefill" not in status["stages"] and cache["prefilled_ids"] == 0
+        assert cache["computed_ids"] > 10
+
+
+async def test_a_prefill_while_waiting_stops_when_the_debounce_ends_and_the_generation_continues_it(onnx_model, monkeypatch):
+    """The prefill during a debounce stops between passes once the debounce is over (a fake clock
+    passes its end during the second pass); the generation continues from what it ran and writes
+    what a request without it writes; the context and prompt stages run once."""
+    from dataclasses import replace
+
+    from inference.completion.options import CompletionOptions
+    from inference.completion.pipeline import Ahead, CompletionPipeline, CompletionRequest, DirectWorker
+    from inference.engines import onnx_engine
+    from inference.engines.model import CodeModel
+
+    monkeypatch.setattr(onnx_engine, "PREFILL_CHUNK_IDS", 8)
+    text = "\n".join(f"value_{i} = count('{i}')" for i in range(6)) + "\n" + SOURCE
+    lines = text.split("\n")
+    request = CompletionRequest("file:///work/long.py", text, len(lines) - 1, len(lines[-1]), "python",
+                                CompletionOptions(mode="line", debounce_ms=100), automatic=True)
+    now, checks = [0.0], []
+
+    def yields() -> bool:
+        checks.append(now[0])
+        if len(checks) == 2:
+            now[0] = 1.0  # the debounce ends while the second pass runs
+        return False
+
+    async def sleep(seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.Event().wait()  # the debounce: over once the fake clock says so
+
+    model, events = CodeModel(str(onnx_model), "cpu", "int8", 1), []
+    pipeline = CompletionPipeline(clock=lambda: now[0], sleep=sleep)
+    waited = await pipeline.suggest(request, DirectWorker(model), trace=events.append, ahead=Ahead(DirectWorker(model), yields))
+    stats = model.prompt_cache_stats()
+    cold_model = CodeModel(str(onnx_model), "cpu", "int8", 1)
+    cold = await CompletionPipeline().suggest(replace(request, automatic=False), DirectWorker(cold_model))
+    stages = [e.stage for e in events]
+    assert stages.index("prefill") < stages.index("debounce") < stages.index("generate")
+    assert stages.count("context") == stages.count("prompt") == 1
+    assert len(checks) == 2 and stats["prefilled_ids"] == 16  # two passes of 8, then the deadline
+    assert stats["computed_ids"] == cold_model.prompt_cache_stats()["computed_ids"] - 16
+    assert (waited and waited.text) == (cold and cold.text)

@@ -61,7 +61,7 @@ def _request(automatic: bool, **options) -> CompletionRequest:
 # -- debounce and stop checks ------------------------------------------------------------------
 async def test_a_superseded_automatic_request_ends_in_its_debounce_without_model_work(model):
     gate, worker, events = Gate(), CountingWorker(model), []
-    pipeline = CompletionPipeline(TypeaheadCache(), sleep=gate)
+    pipeline = CompletionPipeline(TypeaheadCache(), sleep=gate, clock=lambda: 0.0)
     superseded = False
     task = asyncio.ensure_future(pipeline.suggest(_request(True, debounce_ms=120), worker, trace=events.append,
                                                   stale=lambda: superseded))
@@ -76,7 +76,7 @@ async def test_a_superseded_automatic_request_ends_in_its_debounce_without_model
 
 async def test_an_invoked_request_is_not_debounced_and_an_automatic_one_that_stays_latest_runs(model):
     gate, worker, events = Gate(), CountingWorker(model), []
-    pipeline = CompletionPipeline(sleep=gate)
+    pipeline = CompletionPipeline(sleep=gate, clock=lambda: 0.0)
     invoked = await pipeline.suggest(_request(False, debounce_ms=120), worker, trace=events.append)
     assert invoked is not None and invoked.text == " a + b" and gate.asked == []
     assert "debounce" not in [e.stage for e in events]
