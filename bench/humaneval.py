@@ -16,6 +16,10 @@ Each task removes one line from a HumanEval solution. The paths that fill it:
   prefilled during the wait (`pipeline.Ahead`), the generation continuing it from the last id
   (the debounce itself not waited for here).
 
+The paths of one run take turns on one model, and so on one prompt cache: a path's prompt may
+continue a state another path computed (the tasks of one problem share their start). Paths that
+compute states differently (`server-typed` runs the last id alone) are compared in separate runs.
+
 A completion passes when ``prompt + line + "\\n" + suffix + test + check(entry_point)`` exits
 cleanly in a separate, time-limited Python process. The data file is read at run time.
 """

@@ -159,6 +159,14 @@ def generate(prompt: CompletionPrompt, context: CompletionContext, model: Comple
 _CONTEXT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="completion-context")
 
 
+def _prefill_job(model: CompletionModel, prompt: CompletionPrompt, prompt_for: Callable[[CompletionModel], CompletionPrompt],
+                 trace: Trace | None, stops: Callable[[threading.Event], bool]) -> Job[int | None]:
+    """The job that runs `prompt` (built for `model`; for a model loaded since, `prompt_for` builds
+    its own) into the model's prompt cache, stopped between passes once `stops(the job's stop
+    event)` says so."""
+    return lambda m, stop: traced(trace, "prefill", lambda: m.prefill(prompt if m is model else prompt_for(m), lambda: stops(stop)))
+
+
 def _retrieve(task: asyncio.Future) -> None:
     """A prefill ahead of a request is only its cache entry: how it ended is not the request's."""
     if not task.cancelled():
@@ -269,8 +277,7 @@ class CompletionPipeline:
         if not model.can_complete:
             return None
         _, prompt, prompt_for = await self._prepare(request, split_lines(request.text), model, trace, stale)
-        return await worker.run(lambda m, stop: traced(trace, "prefill", lambda: m.prefill(
-            prompt if m is model else prompt_for(m), lambda: stop.is_set() or stale())))
+        return await worker.run(_prefill_job(model, prompt, prompt_for, trace, lambda stop: stop.is_set() or stale()))
 
     async def _work_ahead(
         self, request: CompletionRequest, lines: list[str], worker: Worker, ahead: Ahead, deadline: float,
@@ -287,9 +294,8 @@ class CompletionPipeline:
             return None
         prepared = await self._prepare(request, lines, model, trace, stale)
         _, prompt, prompt_for = prepared
-        prefill = asyncio.ensure_future(ahead.worker.run(lambda m, stop: traced(trace, "prefill", lambda: m.prefill(
-            prompt if m is model else prompt_for(m),
-            lambda: stop.is_set() or self.clock() >= deadline or stale() or ahead.yields()))))
+        prefill = asyncio.ensure_future(ahead.worker.run(_prefill_job(
+            model, prompt, prompt_for, trace, lambda stop: stop.is_set() or self.clock() >= deadline or stale() or ahead.yields())))
         prefill.add_done_callback(_retrieve)
         wait = asyncio.ensure_future(self.sleep(max(0.0, deadline - self.clock())))
         try:
