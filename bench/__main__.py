@@ -199,17 +199,18 @@ def run_peers(args: argparse.Namespace) -> None:
 
 
 def run_load(args: argparse.Namespace) -> None:
-    from . import daemon_load
+    from . import daemon_load, replay
 
     clients = tuple(int(n) for n in args.clients.split(","))
     machine = machine_info()
     with LoadSampler() as load:
         result = daemon_load.run(model=args.model, clients=clients, seconds=args.seconds, threads=args.threads,
-                                 greedy=args.greedy, runtime=args.runtime, compute_type=args.compute_type)
+                                 greedy=args.greedy, runtime=args.runtime, compute_type=args.compute_type, paced=args.paced,
+                                 variants={name: replay.VARIANTS[name] for name in args.variants.split(",")} if args.variants else None)
     result.update(command=_command(), machine=machine, load=load.summary())
     runtime = "" if args.runtime == "auto" else f"-{args.runtime}"
     compute_type = "" if args.compute_type == "auto" else f"-{args.compute_type}"
-    _save(args.results, f"load{'-greedy' if args.greedy else ''}{runtime}{compute_type}", result)
+    _save(args.results, f"load{'-paced' if args.paced else ''}{'-greedy' if args.greedy else ''}{runtime}{compute_type}", result)
 
 
 def run_py150(args: argparse.Namespace) -> None:
@@ -327,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--threads", type=int, help="the daemon's CTranslate2 threads (default: its own)")
     load.add_argument("--greedy", action="store_true", help="editor 0 asks for the most tokens the settings allow")
     load.add_argument("--runtime", choices=RUNTIMES, default="auto", help="the daemon's runtime")
+    load.add_argument("--paced", action="store_true", help="the editors type at a person's pace (bench.daemon_load.Editor)")
+    load.add_argument("--variants", help="comma-separated bench.replay.VARIANTS: the editors' settings, each in turn per editor count")
 
     py150 = sub.add_parser("py150", help="CodeXGLUE py150 line completion sample: bare engine vs the server's pipeline")
     py150.add_argument("--limit", type=int, help="only the first N samples")

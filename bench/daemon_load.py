@@ -7,6 +7,10 @@ every answer counts; some are typed-ahead hits (the key matched the suggestion s
 each editor's `codet5.status`. With more editors than cached static prompts the engine's prompt
 cache turns over, as it would. One daemon serves all the runs, one after another.
 
+With `paced`, the editors type at a person's pace instead (`Editor`), and the figures are those of
+their requests before a pause, what a person waits for; `variants` runs each editor count once per
+set of editor settings (e.g. two debounces), one after the other on the same daemon.
+
 With `greedy`, editor 0 asks for the most the settings allow (`GREEDY`: 512 new tokens, 16,384
 context tokens, no debounce); the daemon's per-session limits should keep the other editors'
 latency where it is without it. Each run reports every editor's p95 and the worst of the others'.
@@ -121,10 +125,12 @@ def _p95(latencies: list[float]) -> float | None:
     return round(p95(latencies), 1) if latencies else None
 
 
-async def _one_run(port: int, pid: int, clients: int, seconds: float, seed: int, greedy: bool) -> dict[str, Any]:
+async def _one_run(port: int, pid: int, clients: int, seconds: float, seed: int, greedy: bool, paced: bool,
+                   settings: dict[str, Any]) -> dict[str, Any]:
     rss = RssSampler(pid, interval_s=0.5)
     started = time.monotonic()
-    editors = [Editor(i, port, started + seconds, seed, options=GREEDY if greedy and i == 0 else None) for i in range(clients)]
+    editors = [Editor(i, port, started + seconds, seed, options=GREEDY if greedy and i == 0 else settings, paced=paced)
+               for i in range(clients)]
     try:
         await asyncio.gather(*(e.run() for e in editors))
     finally:
@@ -145,7 +151,8 @@ async def _one_run(port: int, pid: int, clients: int, seconds: float, seed: int,
 
 
 async def _measure(model: str, clients: Sequence[int], seconds: float, threads: int | None, seed: int,
-                   greedy: bool, runtime: str, compute_type: str) -> list[dict[str, Any]]:
+                   greedy: bool, runtime: str, compute_type: str, paced: bool,
+                   variants: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     daemon_args = ["--model", model, "--offline", "--runtime", runtime, "--compute-type", compute_type,
                    *(["--threads", str(threads)] if threads else [])]
     process, port = await start_daemon(daemon_args, dict(os.environ))
@@ -153,11 +160,13 @@ async def _measure(model: str, clients: Sequence[int], seconds: float, threads: 
     try:
         await wait_until_ready(port)
         for count in clients:
-            runs.append(await _one_run(port, process.pid, count, seconds, seed, greedy))
-            print(f"bench load: {count} editors: {runs[-1]['completions_per_s']} completions/s, "
-                  f"p50 {runs[-1]['p50_ms']} ms, p95 {runs[-1]['p95_ms']} ms, worst other editor's p95 "
-                  f"{runs[-1]['worst_other_p95_ms']} ms, failed {runs[-1]['failed']}",
-                  file=sys.stderr, flush=True)
+            for name, settings in variants.items():
+                runs.append({"variant": name, "settings": settings,
+                             **await _one_run(port, process.pid, count, seconds, seed, greedy, paced, settings)})
+                print(f"bench load: {name}: {count} editors: {runs[-1]['completions_per_s']} completions/s, "
+                      f"p50 {runs[-1]['p50_ms']} ms, p95 {runs[-1]['p95_ms']} ms, worst other editor's p95 "
+                      f"{runs[-1]['worst_other_p95_ms']} ms, failed {runs[-1]['failed']}",
+                      file=sys.stderr, flush=True)
     finally:
         process.terminate()
         await process.wait()
@@ -166,9 +175,12 @@ async def _measure(model: str, clients: Sequence[int], seconds: float, threads: 
 
 def run(*, model: str = "default", clients: Sequence[int] = CLIENTS, seconds: float = 30.0,
         threads: int | None = None, seed: int = 0, greedy: bool = False, runtime: str = "auto",
-        compute_type: str = "auto") -> dict[str, Any]:
-    """Each number of editors in turn for `seconds` (editor 0 greedy with `greedy`) on a daemon with
-    `runtime` and `compute_type`; the figures per run."""
+        compute_type: str = "auto", paced: bool = False, variants: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Each number of editors in turn for `seconds` (editor 0 greedy with `greedy`; `paced`: at a
+    person's pace, `Editor`) on a daemon with `runtime` and `compute_type`, once per variant (the
+    editors' settings, by name; default: the server's own), one after another on the same daemon;
+    the figures per run."""
+    variants = variants or {"defaults": {}}
     return {"model": model, "runtime": runtime, "compute_type": compute_type, "seconds_per_run": seconds,
-            "greedy_settings": GREEDY if greedy else None,
-            "runs": asyncio.run(_measure(model, clients, seconds, threads, seed, greedy, runtime, compute_type))}
+            "greedy_settings": GREEDY if greedy else None, "paced": paced,
+            "runs": asyncio.run(_measure(model, clients, seconds, threads, seed, greedy, runtime, compute_type, paced, variants))}

@@ -142,7 +142,9 @@ def gpu_section(cuda_runs: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def load_section(data: dict[str, Any]) -> list[str]:
-    rows = [[r["clients"], r["completions"], r["cache_hits"], r["failed"], r["shown"], f"{r['completions_per_s']:.2f}",
+    named = len({r.get("variant") for r in data["runs"]}) > 1  # several sets of editor settings (`--variants`)
+    rows = [[f"{r['clients']} (`{r['variant']}`)" if named else r["clients"], r["completions"], r["cache_hits"], r["failed"],
+             r["shown"], f"{r['completions_per_s']:.2f}",
              r.get("p50_ms"), r.get("p95_ms"), r.get("worst_other_p95_ms"), r["rss_peak_mb"]] for r in data["runs"]]
     greedy = any(r.get("greedy_editor") for r in data["runs"])
     return ["## Editors sharing one daemon", "",

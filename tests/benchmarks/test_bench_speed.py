@@ -101,6 +101,19 @@ def test_daemon_load_answers_every_editor(tiny_models, monkeypatch):
     assert "| editors |" in table and table.count("\n|") >= 4
 
 
+def test_daemon_load_paced_editors_run_each_variant_in_turn(tiny_models, monkeypatch):
+    """`--paced --variants`: editors at a person's pace, each count once per set of editor settings;
+    what counts is the requests before a pause (at least the one where an editor stops)."""
+    monkeypatch.setenv("CODET5_LSP_CACHE", str(tiny_models.llama_int8.parent / "cache"))
+    variants = {"debounce0": {"debounceMs": 0}, "debounce50": {"debounceMs": 50}}
+    result = daemon_load.run(model=str(tiny_models.llama_int8), clients=(2,), seconds=2.0, threads=1, paced=True, variants=variants)
+    assert result["paced"] and [(r["variant"], r["clients"]) for r in result["runs"]] == [("debounce0", 2), ("debounce50", 2)]
+    for run in result["runs"]:
+        assert run["failed"] == 0, run["failures"]
+        assert run["settings"] == variants[run["variant"]] and run["completions"] >= 2  # each editor stops once at least
+    assert "| 2 (`debounce50`) |" in "\n".join(load_section(result))
+
+
 def test_peers_section_renders_skips_and_ratios():
     cell = {"first_token_ms": {"median": 10, "p95": 12, "n": 2}, "completion_ms": {"median": 40, "p95": 41, "n": 2},
             "tokens_per_s": {"median": 50.0, "p95": 55.0, "n": 2}}
