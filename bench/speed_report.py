@@ -141,6 +141,14 @@ def gpu_section(cuda_runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+CLOSED_LOOP = ("Each editor is a closed loop: it types a real standard-library file (`bench.soak`'s regions) but waits "
+               "for each keystroke's inline completion before the next key, so nothing is cancelled and completions/s is "
+               "the daemon's capacity.")
+PACED = ("Each editor types a real standard-library file (`bench.soak`'s regions) at a person's pace (60-120 ms between "
+         "keys, 400-1,200 ms before each Enter), asking at every key without waiting; completions and their latency "
+         "count only the requests before a pause (an Enter, or where the editor stops), what a person waits for.")
+
+
 def load_section(data: dict[str, Any]) -> list[str]:
     named = len({r.get("variant") for r in data["runs"]}) > 1  # several sets of editor settings (`--variants`)
     rows = [[f"{r['clients']} (`{r['variant']}`)" if named else r["clients"], r["completions"], r["cache_hits"], r["failed"],
@@ -149,9 +157,9 @@ def load_section(data: dict[str, Any]) -> list[str]:
     greedy = any(r.get("greedy_editor") for r in data["runs"])
     return ["## Editors sharing one daemon", "",
             f"`python -m bench load`: N editors on one TCP daemon, model `{data['model']}`, "
-            f"{data['seconds_per_run']:.0f} s per N, one daemon for all runs. Each editor is a closed loop: it types a real "
-            "standard-library file (`bench.soak`'s regions) but waits for each keystroke's inline completion before the "
-            "next key, so nothing is cancelled and completions/s is the daemon's capacity. Typed-ahead hits (answered "
+            f"{data['seconds_per_run']:.0f} s per N, one daemon for all runs. "
+            + (PACED if data.get("paced") else CLOSED_LOOP)
+            + " Typed-ahead hits (answered "
             "from the suggestion already shown) are counted from each editor's `codet5.status`. Latency in ms"
             + (f"; editor 0 asks for the most the settings allow ({data.get('greedy_settings')}), and the worst p95 is the "
                "other editors'." if greedy else "; the worst p95 is the slowest editor's.")
