@@ -215,10 +215,12 @@ async def test_a_typed_request_computes_its_prompt_while_it_waits_out_its_deboun
         assert cache["computed_ids"] > 10
 
 
-async def test_a_prefill_while_waiting_stops_when_the_debounce_ends_and_the_generation_continues_it(onnx_model, monkeypatch):
+@pytest.mark.parametrize("cut", ["deadline", "yields"])
+async def test_a_prefill_while_waiting_stops_when_the_debounce_ends_and_the_generation_continues_it(onnx_model, monkeypatch, cut):
     """The prefill during a debounce stops between passes once the debounce is over (a fake clock
-    passes its end during the second pass); the generation continues from what it ran and writes
-    what a request without it writes; the context and prompt stages run once."""
+    passes its end during the second pass) or once `Ahead.yields()` says a more urgent job waits;
+    the generation continues from what it ran and writes what a request without it writes; the
+    context and prompt stages run once."""
     from dataclasses import replace
 
     from inference.completion.options import CompletionOptions
@@ -235,13 +237,14 @@ async def test_a_prefill_while_waiting_stops_when_the_debounce_ends_and_the_gene
 
     def yields() -> bool:
         checks.append(now[0])
+        if cut == "yields":
+            return len(checks) == 3  # another session's job queued while the second pass ran
         if len(checks) == 2:
             now[0] = 1.0  # the debounce ends while the second pass runs
         return False
 
     async def sleep(seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.Event().wait()  # the debounce: over once the fake clock says so
+        now[0] += seconds  # (the model runs in this thread: the prefill ends before this wait starts)
 
     model, events = CodeModel(str(onnx_model), "cpu", "int8", 1), []
     pipeline = CompletionPipeline(clock=lambda: now[0], sleep=sleep)
@@ -252,6 +255,6 @@ async def test_a_prefill_while_waiting_stops_when_the_debounce_ends_and_the_gene
     stages = [e.stage for e in events]
     assert stages.index("prefill") < stages.index("debounce") < stages.index("generate")
     assert stages.count("context") == stages.count("prompt") == 1
-    assert len(checks) == 2 and stats["prefilled_ids"] == 16  # two passes of 8, then the deadline
+    assert len(checks) == (2 if cut == "deadline" else 3) and stats["prefilled_ids"] == 16  # two passes of 8, then the cut
     assert stats["computed_ids"] == cold_model.prompt_cache_stats()["computed_ids"] - 16
     assert (waited and waited.text) == (cold and cold.text)
