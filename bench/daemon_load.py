@@ -29,13 +29,11 @@ from typing import Any
 
 from lsprotocol import types
 
-from .replay import RssSampler
+from .replay import KEY_MS, LINE_END_MS, RssSampler
 from .soak import FILES, STDLIB, _Client, _leave, _utf16, start_daemon, wait_until_ready
 from .stats import median, p95
 
 CLIENTS = (1, 2, 4, 8)
-KEY_MS = (60.0, 120.0)  # a paced editor's pause between keys, uniform (as bench.replay's typist)
-LINE_END_MS = (400.0, 1200.0)  # and before an Enter
 GREEDY = {"maxNewTokens": 512, "contextTokens": 16384, "debounceMs": 0}
 
 

@@ -47,6 +47,8 @@ from .stats import bootstrap_interval, median, p95, wilson_interval
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 PAUSE_MS = 300.0  # a gap without a key at least this long is a pause
+KEY_MS = (60.0, 120.0)  # a typist's pause between keys, uniform (a `Scenario`'s default; bench.daemon_load's paced editors)
+LINE_END_MS = (400.0, 1200.0)  # and before an Enter
 # Server settings of the compared variants: the speed mechanisms of issue 13 off, and the defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": {"debounceMs": 0, "timeBudgetMs": 0, "speculative": False, "prewarm": False}, "after": {},
@@ -70,8 +72,8 @@ class Scenario:
     path: Path
     start_line: int  # 1-based: the first line typed
     lines: int  # how many lines are typed
-    key_ms: tuple[float, float] = (60.0, 120.0)  # pause between keys, uniform
-    line_end_ms: tuple[float, float] = (400.0, 1200.0)  # pause before Enter (reading, thinking)
+    key_ms: tuple[float, float] = KEY_MS  # pause between keys, uniform
+    line_end_ms: tuple[float, float] = LINE_END_MS  # pause before Enter (reading, thinking)
     seed: int = 0
     pause_chance: float = 0.0  # chance that a key in a line is followed by a thinking pause
     pause_ms: tuple[float, float] = (300.0, 1200.0)  # such a pause, uniform

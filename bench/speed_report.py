@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .replay import KEY_MS, LINE_END_MS
 from .stats import markdown_table
 
 GOAL_LENGTH = "1024"
@@ -144,9 +145,10 @@ def gpu_section(cuda_runs: dict[str, dict[str, Any]]) -> list[str]:
 CLOSED_LOOP = ("Each editor is a closed loop: it types a real standard-library file (`bench.soak`'s regions) but waits "
                "for each keystroke's inline completion before the next key, so nothing is cancelled and completions/s is "
                "the daemon's capacity.")
-PACED = ("Each editor types a real standard-library file (`bench.soak`'s regions) at a person's pace (60-120 ms between "
-         "keys, 400-1,200 ms before each Enter), asking at every key without waiting; completions and their latency "
-         "count only the requests before a pause (an Enter, or where the editor stops), what a person waits for.")
+PACED = ("Each editor types a real standard-library file (`bench.soak`'s regions) at a person's pace ({:.0f}-{:.0f} ms between "
+         "keys, {:,.0f}-{:,.0f} ms before each Enter), asking at every key without waiting; completions and their latency "
+         "count only the requests before a pause (an Enter, or where the editor stops), what a person waits for."
+         ).format(*KEY_MS, *LINE_END_MS)
 
 
 def load_section(data: dict[str, Any]) -> list[str]:

@@ -272,11 +272,10 @@ class CompletionPipeline:
         request at this cursor (or after it on the same lines) continues it instead of starting
         cold: the prompt ids run, None when the model keeps no such cache. `stale` ends it between
         stages and between the model's passes (JobStopped before the model runs)."""
-        model = await worker.model()
-        _check(stale, "model")
-        if not model.can_complete:
+        staged = await self._staged(request, split_lines(request.text), worker, trace, stale)
+        if staged is None:
             return None
-        _, prompt, prompt_for = await self._prepare(request, split_lines(request.text), model, trace, stale)
+        model, (_, prompt, prompt_for) = staged
         return await worker.run(_prefill_job(model, prompt, prompt_for, trace, lambda stop: stop.is_set() or stale()))
 
     async def _work_ahead(
@@ -288,12 +287,10 @@ class CompletionPipeline:
         deadline, by `ahead.yields()` or when the request is stale (what it ran stays in the prompt
         cache, for the generation to continue). The model and the stages' results; None when the
         model cannot complete."""
-        model = await worker.model()
-        _check(stale, "model")
-        if not model.can_complete:
+        staged = await self._staged(request, lines, worker, trace, stale)
+        if staged is None:
             return None
-        prepared = await self._prepare(request, lines, model, trace, stale)
-        _, prompt, prompt_for = prepared
+        model, (_, prompt, prompt_for) = staged
         prefill = asyncio.ensure_future(ahead.worker.run(_prefill_job(
             model, prompt, prompt_for, trace, lambda stop: stop.is_set() or self.clock() >= deadline or stale() or ahead.yields())))
         prefill.add_done_callback(_retrieve)
@@ -304,7 +301,18 @@ class CompletionPipeline:
             wait.cancel()
             if not prefill.done():
                 prefill.cancel()  # a queued job is withdrawn; a running one stops after its pass
-        return model, prepared
+        return staged
+
+    async def _staged(
+        self, request: CompletionRequest, lines: list[str], worker: Worker, trace: Trace | None, stale: Stale,
+    ) -> tuple[CompletionModel, Prepared] | None:
+        """The model, once loaded, and `request`'s context and prompt stages for it (`_prepare`);
+        None when the model cannot complete."""
+        model = await worker.model()
+        _check(stale, "model")
+        if not model.can_complete:
+            return None
+        return model, await self._prepare(request, lines, model, trace, stale)
 
     async def _prepare(
         self, request: CompletionRequest, lines: list[str], model: CompletionModel, trace: Trace | None, stale: Stale,
