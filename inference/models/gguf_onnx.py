@@ -1,12 +1,14 @@
 """GGUF (`llama`, `qwen2`) -> ONNX Runtime decoder directory with numpy and `onnx` alone: no torch.
 
 The graph is written with ONNX Runtime's CPU contrib operators: for int8, weights in int8 with a
-float32 scale per output and the activations quantized to 8 bits on the fly (`DynamicQuantizeLinear`
-for one row, a scale per row for several) for `MatMulIntegerToFloat`, so a prompt's many rows run
-on the CPU's int8 dot products (half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md);
+float32 scale per output and the activations quantized to 8 bits on the fly, so a prompt's many rows
+run on the CPU's int8 dot products (half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md):
+one scale for a pass's rows (`DynamicQuantizeMatMul`, one operator) where that keeps their precision,
+a scale per row for the feed-forward's down matrix, whose input has the rare huge rows;
 `MatMulNBits` for int4 (the layers' matrices in 4 bits with a scale and a zero point per block of
-32, the output matrix in 8), plain `MatMul` for float32, `RotaryEmbedding` with explicit position ids,
-`GroupQueryAttention` taking and returning each layer's key/value cache, and the fused RMS norms.
+32, the output matrix in 8), plain `MatMul` for float32, `GroupQueryAttention` taking each
+layer's queries, keys and values packed, rotating them by explicit position ids, and taking and
+returning its key/value cache, and the fused RMS norms.
 The cache is an input and an output (the engine, inference/engines/onnx_engine.py, binds both to
 one buffer that a pass extends in place), so the engine keeps it between requests and continues any
 earlier prompt from its longest common prefix; CTranslate2 can only reuse a prompt that matches exactly.
@@ -34,9 +36,9 @@ WEIGHTS_FILE = "model.onnx.data"
 EMBEDDING_FILE = "embedding.safetensors"
 QUANTIZATIONS = ("int8", "int4", "float32")  # int4: the layers' matrices in 4 bits, the output matrix in 8
 BLOCK = 32  # MatMulNBits rows per scale
-GRAPH_VERSION = 4  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 inputs quantized on the fly; 4: one int8 product node per matrix
+GRAPH_VERSION = 5  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 inputs quantized on the fly;
+# 4: one int8 product node per matrix; 5: one scale per pass but for the down matrix
 _OPSET = 21
-ONE_ROW = "one_row"  # whether this pass runs one id (a decode step) or several (a prompt, drafts)
 
 
 def quantize_blocks_4bit(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,6 +74,7 @@ class _Graph:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.shared_names: set[str] = set()
+        self.one_row = ""  # the name of the flag "this pass runs one id", once a node needs it
 
     def constant(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
@@ -91,30 +94,47 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, outputs, domain="com.microsoft" if contrib else "", **attributes))
         return outputs[0]
 
-    def linear(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray | None = None, *, eight_bits: bool = False) -> str:
+    def linear(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray | None = None, *, eight_bits: bool = False,
+               rows_apart: bool = False) -> str:
         """x @ weight.T (+ bias), `weight` [out, in] as Hugging Face stores it; `eight_bits` keeps
-        it in 8 bits in an int4 graph."""
+        it in 8 bits in an int4 graph; in 8 bits, `rows_apart` gives each row of a pass over several
+        its own input scale."""
         bias_input = [] if bias is None else [self.constant(f"{name}.bias", bias.astype(np.float32))]
         if self.quantization == "float32":
             out = self.node("MatMul", [x, self.constant(f"{name}.weight", weight.T.astype(np.float32))], [f"{name}.matmul"])
             return self.node("Add", [out, *bias_input], [f"{name}.out"]) if bias_input else out
         if self.quantization == "int8" or eight_bits:
-            return self._linear_8bit(x, name, weight, bias_input)
+            return (self._linear_8bit_rows if rows_apart else self._linear_8bit)(x, name, weight, bias_input)
         codes, scales, zeros = quantize_blocks_4bit(weight)
         inputs = [x, self.constant(f"{name}.codes", codes), self.constant(f"{name}.scales", scales), self.constant(f"{name}.zeros", zeros)]
         return self.node("MatMulNBits", inputs + (["", *bias_input] if bias_input else []), [f"{name}.out"], contrib=True,
                          K=weight.shape[1], N=weight.shape[0], bits=4, block_size=BLOCK, accuracy_level=4)
 
     def _linear_8bit(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
-        """x @ weight.T with int8 weights (a scale per output) and `x` (rank 3) quantized to 8 bits
-        on the fly, so that a prompt's many rows run on the CPU's int8 dot products
-        (`MatMulIntegerToFloat`, one node per matrix: its weights are packed once). A pass over one
-        row quantizes it as `DynamicQuantizeLinear` does; a pass over several gives each row its own
-        scale (uint8 around 128), so that one row's large values do not cost the others their
-        precision, as one scale for all rows would."""
+        """x @ weight.T with int8 weights (a scale per output) and `x` quantized to 8 bits on the fly
+        with one scale for the pass (`DynamicQuantizeMatMul`: one operator, its weights packed once)."""
+        codes, scales = quantize_rows(weight)  # a row of `weight` is a column of the product
+        return self.node("DynamicQuantizeMatMul", [x, self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales),
+                                                   *(["", *bias_input] if bias_input else [])], [f"{name}.out"], contrib=True)
+
+    def _one_row(self) -> str:
+        """The flag "this pass runs one id", computed once."""
+        if not self.one_row:
+            length = self.node("Gather", [self.node("Shape", ["inputs_embeds"], ["embeds_shape"]),
+                                          self.constant("sequence_axis", np.array(1, np.int64))], ["sequence_length"], axis=0)
+            self.one_row = self.node("Equal", [length, self.constant("one_id", np.array(1, np.int64))], ["one_row"])
+        return self.one_row
+
+    def _linear_8bit_rows(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
+        """`_linear_8bit` where one row's large values must not cost the others of a pass their
+        precision: a pass over one row is quantized as `DynamicQuantizeLinear` does, a pass over
+        several gives each row its own scale (uint8 around 128), and `MatMulIntegerToFloat` (one
+        node: its weights packed once) multiplies. The choice is an `If` per matrix, about 20 us a
+        pass, so only the matrices that need it are built so."""
         from onnx import TensorProto, helper
 
-        codes, scales = quantize_rows(weight)  # a row of `weight` is a column of the product
+        codes, scales = quantize_rows(weight)
+        one_row_flag = self._one_row()
         outer, self.nodes = self.nodes, []
         one = [f"{name}.one_row_q", f"{name}.one_row_scale", f"{name}.one_row_zero"]
         self.node("DynamicQuantizeLinear", [x], [one[0], f"{name}.one_row_scale0", one[2]])
@@ -135,7 +155,7 @@ class _Graph:
             return helper.make_graph(nodes, outputs[0], [], [helper.make_tensor_value_info(o, t, None) for o, t in zip(outputs, types)])
 
         quantized = [f"{name}.quantized", f"{name}.row_scale", f"{name}.zero"]
-        self.nodes.append(helper.make_node("If", [ONE_ROW], quantized, then_branch=branch(one_row, one), else_branch=branch(several, rows)))
+        self.nodes.append(helper.make_node("If", [one_row_flag], quantized, then_branch=branch(one_row, one), else_branch=branch(several, rows)))
         product = self.node("MatMulIntegerToFloat", [quantized[0], self.constant(f"{name}.codes", codes.T), self.shared("unit", np.array(1, np.float32)),
                                                      self.constant(f"{name}.scales", scales), quantized[2]], [f"{name}.product"], contrib=True)
         out = self.node("Mul", [product, quantized[1]], [f"{name}.scaled"])
@@ -173,10 +193,6 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
     ]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "positions", config.vocab_size])]
     x, residual = "inputs_embeds", ""
-    if quantization != "float32":
-        length = graph.node("Gather", [graph.node("Shape", ["inputs_embeds"], ["embeds_shape"]), graph.constant("sequence_axis", np.array(1, np.int64))],
-                            ["sequence_length"], axis=0)
-        graph.node("Equal", [length, graph.constant("one_id", np.array(1, np.int64))], [ONE_ROW])
     for i in range(config.layers):
         if progress is not None:
             progress(f"Layer {i + 1}/{config.layers}")
@@ -196,16 +212,11 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
         biases = [w.get(f"self_attn.{name}_proj.bias") for name in "qkv"]
         qkv = graph.linear(f"{p}.normed", f"{p}.qkv", np.concatenate(projections),
                            None if biases[0] is None else np.concatenate(biases))
-        sizes = graph.constant(f"{p}.qkv_sizes", np.array([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], np.int64))
-        graph.node("Split", [qkv, sizes], [f"{p}.q", f"{p}.k", f"{p}.v"], axis=-1)
-        for name, count in (("q", heads), ("k", kv_heads)):
-            graph.node("RotaryEmbedding", [f"{p}.{name}", "position_ids", "cos_cache", "sin_cache"], [f"{p}.{name}_rotated"],
-                       contrib=True, num_heads=count, interleaved=0)
-        graph.node("GroupQueryAttention",
-                   [f"{p}.q_rotated", f"{p}.k_rotated", f"{p}.v", f"past_key_{i}", f"past_value_{i}", "seqlens_k",
-                    "total_sequence_length"],
+        graph.node("GroupQueryAttention",  # the queries, keys and values packed in one input, rotated inside
+                   [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache",
+                    "position_ids"],
                    [f"{p}.attention", f"present_key_{i}", f"present_value_{i}"], contrib=True,
-                   num_heads=heads, kv_num_heads=kv_heads)
+                   num_heads=heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0)
         attention = graph.linear(f"{p}.attention", f"{p}.o", w["self_attn.o_proj.weight"])
         norm = graph.constant(f"{p}.post_attention_norm", w["post_attention_layernorm.weight"])
         graph.node("SkipSimplifiedLayerNormalization", [attention, residual, norm],
@@ -217,7 +228,7 @@ def build_graph(model: GGUFModel, quantization: str, progress: Progress = None) 
         graph.node("Sigmoid", [f"{p}.gate"], [f"{p}.gate_sigmoid"])
         graph.node("Mul", [f"{p}.gate", f"{p}.gate_sigmoid"], [f"{p}.gate_silu"])
         graph.node("Mul", [f"{p}.gate_silu", f"{p}.up"], [f"{p}.ffn_hidden"])
-        x = graph.linear(f"{p}.ffn_hidden", f"{p}.down", w["mlp.down_proj.weight"])
+        x = graph.linear(f"{p}.ffn_hidden", f"{p}.down", w["mlp.down_proj.weight"], rows_apart=True)
     graph.node("Neg", ["last_positions"], ["last.start"])
     last = ["last.start", graph.constant("last.end", np.array([1 << 62], np.int64)), graph.constant("last.axis", np.array([1], np.int64))]
     graph.node("Slice", [x, *last], ["last.x"])

@@ -140,7 +140,7 @@ def test_logits_of_several_positions_are_those_of_passes_ending_there(built):
 @pytest.mark.parametrize("quantization", ["float32", "int8"])
 def test_guessing_ahead_changes_no_output_and_keeps_a_consistent_cache(built, quantization):
     """In float32 drafts change nothing. In int8 a pass over one id and a pass over several quantize
-    their inputs differently (gguf_onnx `_linear_8bit`), so a near tie of the random model may go
+    their inputs differently (gguf_onnx `_linear_8bit`: one scale for all rows of a pass), so a near tie of the random model may go
     the other way (the random model's logits are nearly flat; even a run without drafts picks a third
     choice of a full pass once): there each id of a run with drafts must be among the top three of
     a full pass over the same prefix, which a guess accepted unchecked is not."""
@@ -256,6 +256,41 @@ def test_8bit_rows_round_trip_with_a_scale_per_row():
     restored = codes.astype(np.float32) * scales[:, None]
     assert codes.dtype == np.int8 and scales.shape == (8,) and np.abs(codes).max() == 127
     assert np.all(np.abs(restored - weight).max(axis=1) <= scales / 2 + 1e-6)  # half a step of its own row
+
+
+def _products(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x @ weight.T through an int8 graph's two forms of product: one input scale for a pass's
+    rows, and a scale per row (`rows_apart`)."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from inference.models.gguf_onnx import _Graph
+
+    graph = _Graph("int8")
+    outputs = [graph.linear("inputs_embeds", "shared", weight), graph.linear("inputs_embeds", "apart", weight, rows_apart=True)]
+    model = helper.make_model(
+        helper.make_graph(graph.nodes, "products", [helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, None, x.shape[1]])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], graph.initializers),
+        opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    shared, apart = session.run(outputs, {"inputs_embeds": x[None]})
+    return shared[0], apart[0]
+
+
+def test_a_huge_row_costs_the_other_rows_their_precision_only_where_a_pass_shares_one_scale():
+    """The feed-forward's down matrix sees rare rows hundreds of times larger than the rest: it is
+    built with a scale per row (`rows_apart`), the other matrices with one scale per pass."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(24, 64)).astype(np.float32)
+    x = rng.normal(size=(4, 64)).astype(np.float32)
+    x[0] *= 500.0
+    exact = x @ weight.T
+    shared, apart = _products(x, weight)
+    error = lambda got: np.linalg.norm(got[1:] - exact[1:]) / np.linalg.norm(exact[1:])  # noqa: E731
+    assert error(apart) < 0.02 < 0.2 < error(shared)
+    one_shared, one_apart = _products(x[1:2], weight)  # one row: the same quantization either way
+    np.testing.assert_allclose(one_shared, one_apart, rtol=1e-5, atol=1e-5)
+    assert np.linalg.norm(one_apart - exact[1:2]) / np.linalg.norm(exact[1:2]) < 0.02
 
 
 def test_4bit_blocks_round_trip_with_their_zero_points():
