@@ -27,6 +27,7 @@ import numpy as np
 from ..models.convert import verify_model_bin
 from ..models.gguf_onnx import EMBEDDING_FILE, GRAPH_FILE
 from .healed_generation import FirstTokenRejected, top_k
+from .huge_pages import anonymous_regions, back_new_regions_in_background
 from .prompt_lookup import draft
 from .tokenizer import CodeTokenizer
 
@@ -155,7 +156,7 @@ class OnnxDecoderEngine:
     `draft_tokens` ids guessed ahead per decoding pass."""
 
     def __init__(self, model_dir: Path, tokenizer: CodeTokenizer, *, threads: int, max_cached_prompts: int,
-                 draft_tokens: int = DRAFT_TOKENS) -> None:
+                 draft_tokens: int = DRAFT_TOKENS, huge_pages: bool = True) -> None:
         import onnxruntime
         from safetensors.numpy import load_file
 
@@ -165,8 +166,11 @@ class OnnxDecoderEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        before = anonymous_regions()
         self.session = onnxruntime.InferenceSession(str(Path(model_dir) / GRAPH_FILE), options,
                                                     providers=["CPUExecutionProvider"])
+        # the session's packed weights moved to huge pages in the background (`huge_pages`), done when this thread ends
+        self.huge_pages = back_new_regions_in_background(before) if huge_pages else None
         self._bound = onnxruntime.OrtValue.ortvalue_from_numpy  # a buffer as a value the session reads and writes
         embedding = load_file(str(Path(model_dir) / EMBEDDING_FILE))
         self._rows, self._scales = embedding["rows"], embedding["scales"]

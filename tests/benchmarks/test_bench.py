@@ -313,6 +313,26 @@ def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
     assert result["rows"][0]["onnxruntime"]["weights_mb"] != result["rows"][0]["ctranslate2"]["weights_mb"]
 
 
+def test_huge_pages_bench_runs_both_variants_in_their_own_processes_against_the_bound(tmp_path):
+    import json
+
+    from bench.huge_pages import VARIANTS, main
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
+
+    model = convert_gguf_to_onnx(write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer()), tmp_path / "onnx")
+    out = tmp_path / "huge.json"
+    assert main(["--model-dir", str(model), "--rounds", "2", "--contexts", "4", "--lengths", "8", "--requests", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["bandwidth_gbs"]) == 2 and result["bound_ms"] > 0
+    step, first = result["decode_step"][0], result["first_pass"][0]
+    assert step["cached_ids"] == 4 and first["ids"] == 8
+    for variant in VARIANTS:
+        assert step[variant]["n"] == 2 * 16 and step[variant]["times_bound"] > 0 and first[variant]["n"] == 2
+    assert step[VARIANTS[0]]["ratio"] == 1.0 and set(result["anon_huge_mb"]) == set(VARIANTS)
+
+
 def test_compute_types_bench_times_each_build_and_its_distance_from_float32(tmp_path):
     from bench.compute_types import measure
     from inference.models.convert import convert_gguf_to_onnx
