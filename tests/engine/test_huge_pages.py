@@ -11,7 +11,6 @@ import pytest
 
 from inference.engines.huge_pages import HUGE_PAGE_BYTES, MADV_COLLAPSE, anonymous_regions, back_new_regions_in_background
 
-pytestmark = pytest.mark.fast
 
 MAPS = """\
 55d0a0000000-55d0a0400000 rw-p 00000000 00:00 0                          [heap]
