@@ -129,7 +129,7 @@ class _Graph:
         """`_linear_8bit` where one row's large values must not cost the others of a pass their
         precision: a pass over one row is quantized as `DynamicQuantizeLinear` does, a pass over
         several gives each row its own scale (uint8 around 128), and `MatMulIntegerToFloat` (one
-        node: its weights packed once) multiplies. The choice is an `If` per matrix, about 20 us a
+        node: its weights packed once) multiplies. The choice is an `If` per matrix, about 40 us a
         pass, so only the matrices that need it are built so."""
         from onnx import TensorProto, helper
 
