@@ -78,7 +78,9 @@ def distance_from(reference: Path, engines: dict[str, Any], windows: list[list[i
     return result
 
 
-def _summary(samples: list[list[float]], baseline: list[list[float]]) -> dict[str, Any]:
+def paired_summary(samples: list[list[float]], baseline: list[list[float]]) -> dict[str, Any]:
+    """Median / p95 over all of `samples` (one list per repetition), and the median ratio of its
+    repetitions' medians to `baseline`'s, with a bootstrap interval."""
     flat = [x for s in samples for x in s]
     ratios = [median(a) / median(b) for a, b in zip(samples, baseline) if median(b) > 0]
     return {"median_ms": round(median(flat), 2), "p95_ms": round(p95(flat), 2), "n": len(flat),
@@ -108,8 +110,8 @@ def measure(builds: dict[str, tuple[str, str]], lengths: list[int], contexts: li
     first = compute_types[0]
     result: dict[str, Any] = {
         "builds": {name: list(build) for name, build in builds.items()}, "threads": threads, "repeats": repeats, "steps": steps, "baseline": first,
-        "first_pass": [{"ids": n, **{ct: _summary(passes[ct][n], passes[first][n]) for ct in compute_types}} for n in lengths],
-        "decode_step": [{"context": n, **{ct: _summary(steps_ms[ct][n], steps_ms[first][n]) for ct in compute_types}} for n in contexts],
+        "first_pass": [{"ids": n, **{ct: paired_summary(passes[ct][n], passes[first][n]) for ct in compute_types}} for n in lengths],
+        "decode_step": [{"context": n, **{ct: paired_summary(steps_ms[ct][n], steps_ms[first][n]) for ct in compute_types}} for n in contexts],
     }
     if reference is not None:
         result["distance_from_float32"] = distance_from(reference, engines, _windows(models[first].tokenizer, windows, window, seed))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from .bandwidth import memory_bandwidth_gbs
-from .stats import bootstrap_interval, median, p95
+from .compute_types import TEXT, first_pass_ms, paired_summary
+from .runtime_decode import decode_steps
+from .stats import median
 
 VARIANTS = ("huge-pages", "4k-pages")
 
@@ -31,9 +34,6 @@ def _child(model_dir: Path, variant: str, contexts: list[int], lengths: list[int
     from inference.engines.memory import map_large_buffers
     from inference.engines.onnx_engine import OnnxDecoderEngine
     from inference.engines.tokenizer import CodeTokenizer
-
-    from .compute_types import TEXT, first_pass_ms
-    from .runtime_decode import decode_steps
 
     map_large_buffers()  # as the server does before it loads a model
     engine = OnnxDecoderEngine(model_dir, CodeTokenizer(model_dir), threads=threads, max_cached_prompts=1, draft_tokens=0,
@@ -49,8 +49,8 @@ def _child(model_dir: Path, variant: str, contexts: list[int], lengths: list[int
             steps[n] += decode_steps(model, ids, n, 16)
     passes = {n: [first_pass_ms(engine, ids[r:r + n]) for r in range(requests)] for n in lengths}
     huge = sum(int(line.split()[1]) for line in Path("/proc/self/smaps").read_text().splitlines() if line.startswith("AnonHugePages:"))
-    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
-    return {"steps": steps, "passes": passes, "anon_huge_mb": huge // 1024, "peak_rss_mb": peak // 1024}
+    return {"steps": steps, "passes": passes, "anon_huge_mb": huge // 1024,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}  # kilobytes on Linux
 
 
 def _run_child(model_dir: Path, variant: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -62,21 +62,18 @@ def _run_child(model_dir: Path, variant: str, args: argparse.Namespace) -> dict[
 
 def _row(samples: dict[str, list[list[float]]]) -> dict[str, Any]:
     """Per variant: median / p95 over all samples, and the ratio of per-round medians to the first variant's."""
-    first = samples[VARIANTS[0]]
-    row = {}
-    for variant, rounds in samples.items():
-        flat = [x for r in rounds for x in r]
-        ratios = [median(a) / median(b) for a, b in zip(rounds, first)]
-        row[variant] = {"median_ms": round(median(flat), 2), "p95_ms": round(p95(flat), 2), "n": len(flat),
-                        "ratio": round(median(ratios), 3), "ratio_ci": [round(x, 3) for x in bootstrap_interval(ratios, median)]}
-    return row
+    return {variant: paired_summary(rounds, samples[VARIANTS[0]]) for variant, rounds in samples.items()}
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(n) for n in text.split(",") if n]
 
 
 def measure(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Rounds of both variants' processes, the bandwidth between them; the report."""
     from inference.models.gguf_onnx import WEIGHTS_FILE
 
-    contexts, lengths = [int(n) for n in args.contexts.split(",")], [int(n) for n in args.lengths.split(",") if n]
+    contexts, lengths = _numbers(args.contexts), _numbers(args.lengths)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     bandwidths = []
     for round_ in range(args.rounds):
@@ -119,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.model_dir = embedded_model_dir(runtime=ONNX_RUNTIME)
     if args.child:
-        contexts, lengths = [int(n) for n in args.contexts.split(",")], [int(n) for n in args.lengths.split(",") if n]
-        print(json.dumps(_child(args.model_dir, args.child, contexts, lengths, args.requests, args.threads)))
+        print(json.dumps(_child(args.model_dir, args.child, _numbers(args.contexts), _numbers(args.lengths), args.requests, args.threads)))
         return 0
     result = measure(args.model_dir, args)
     text = json.dumps(result, indent=2) + "\n"

@@ -53,8 +53,8 @@ MODULE_LANES: dict[str, tuple[str, ...]] = {
     "engine/test_cuda.py": ("cuda",),
     "engine/test_embedded.py": (),
     "engine/test_engine.py": (),
-    "engine/test_gguf_ct2.py": ("model",),
-    "engine/test_huge_pages.py": (),  # random GGUF decoders, converted and run
+    "engine/test_gguf_ct2.py": ("model",),  # random GGUF decoders, converted and run
+    "engine/test_huge_pages.py": (),
     "engine/test_instruct_summaries.py": (),
     "engine/test_memory.py": (),
     "engine/test_onnx_engine.py": ("model",),  # random GGUF decoders, built for ONNX Runtime and run

@@ -13,11 +13,12 @@ CPU. Measured in bench/huge_pages.py.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 import threading
 from pathlib import Path
+
+from .memory import glibc_function
 
 MAPS = Path("/proc/self/maps")
 HUGE_PAGE_BYTES = 2 << 20
@@ -44,23 +45,13 @@ def anonymous_regions(maps: Path = MAPS) -> dict[int, int]:
     return regions
 
 
-def _madvise() -> ctypes._CFuncPtr | None:
-    name = ctypes.util.find_library("c")
-    try:
-        function = ctypes.CDLL(name, use_errno=True).madvise if name else None
-    except (OSError, AttributeError):
-        return None
-    if function is not None:
-        function.argtypes, function.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-    return function
-
-
 def back_with_huge_pages(regions: dict[int, int]) -> int:
     """Mark `regions` for huge pages and collapse them into huge pages now where the kernel can;
     the bytes collapsed (0 where it cannot: marked only, or not Linux)."""
-    madvise = _madvise()
+    madvise = glibc_function("madvise")
     if madvise is None:
         return 0
+    madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int  # addresses are 64-bit
     collapsed = 0
     for start, end in sorted(regions.items()):
         if madvise(start, end - start, MADV_HUGEPAGE) != 0:

@@ -18,7 +18,8 @@ LARGE_BUFFER_BYTES = 8 << 20
 
 
 @functools.cache
-def _glibc(function: str) -> ctypes._CFuncPtr | None:
+def glibc_function(function: str) -> ctypes._CFuncPtr | None:
+    """`function` of the C library, None where it is not glibc (or has no such function)."""
     name = ctypes.util.find_library("c")
     try:
         return getattr(ctypes.CDLL(name), function) if name else None
@@ -39,11 +40,11 @@ def map_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     1 MB threshold against 35-38 ms (`python -m bench.heap`). Call it once, before the models load;
     False where this is not glibc.
     """
-    mallopt = _glibc("mallopt")
+    mallopt = glibc_function("mallopt")
     return bool(mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def release_free_memory() -> bool:
     """Return free heap pages to the OS (glibc); False where that is not possible."""
-    trim = _glibc("malloc_trim")
+    trim = glibc_function("malloc_trim")
     return bool(trim is not None and trim(0))

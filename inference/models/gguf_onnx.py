@@ -74,7 +74,7 @@ class _Graph:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.shared_names: set[str] = set()
-        self.one_row = ""  # the name of the flag "this pass runs one id", once a node needs it
+        self.one_row_flag = ""  # the name of the flag "this pass runs one id", once a node needs it
 
     def constant(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
@@ -119,11 +119,11 @@ class _Graph:
 
     def _one_row(self) -> str:
         """The flag "this pass runs one id", computed once."""
-        if not self.one_row:
+        if not self.one_row_flag:
             length = self.node("Gather", [self.node("Shape", ["inputs_embeds"], ["embeds_shape"]),
                                           self.constant("sequence_axis", np.array(1, np.int64))], ["sequence_length"], axis=0)
-            self.one_row = self.node("Equal", [length, self.constant("one_id", np.array(1, np.int64))], ["one_row"])
-        return self.one_row
+            self.one_row_flag = self.node("Equal", [length, self.constant("one_id", np.array(1, np.int64))], ["one_row"])
+        return self.one_row_flag
 
     def _linear_8bit_rows(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
         """`_linear_8bit` where one row's large values must not cost the others of a pass their
@@ -134,7 +134,7 @@ class _Graph:
         from onnx import TensorProto, helper
 
         codes, scales = quantize_rows(weight)
-        one_row_flag = self._one_row()
+        flag = self._one_row()
         outer, self.nodes = self.nodes, []
         one = [f"{name}.one_row_q", f"{name}.one_row_scale", f"{name}.one_row_zero"]
         self.node("DynamicQuantizeLinear", [x], [one[0], f"{name}.one_row_scale0", one[2]])
@@ -155,7 +155,7 @@ class _Graph:
             return helper.make_graph(nodes, outputs[0], [], [helper.make_tensor_value_info(o, t, None) for o, t in zip(outputs, types)])
 
         quantized = [f"{name}.quantized", f"{name}.row_scale", f"{name}.zero"]
-        self.nodes.append(helper.make_node("If", [one_row_flag], quantized, then_branch=branch(one_row, one), else_branch=branch(several, rows)))
+        self.nodes.append(helper.make_node("If", [flag], quantized, then_branch=branch(one_row, one), else_branch=branch(several, rows)))
         product = self.node("MatMulIntegerToFloat", [quantized[0], self.constant(f"{name}.codes", codes.T), self.shared("unit", np.array(1, np.float32)),
                                                      self.constant(f"{name}.scales", scales), quantized[2]], [f"{name}.product"], contrib=True)
         out = self.node("Mul", [product, quantized[1]], [f"{name}.scaled"])
