@@ -4,7 +4,7 @@ The graph is written with ONNX Runtime's CPU contrib operators: for int8, weight
 float32 scale per output and the activations quantized to 8 bits on the fly, so a prompt's many rows
 run on the CPU's int8 dot products (half the time of `MatMulNBits`' 8-bit path, bench/RESULTS.md):
 one scale for a pass's rows (`DynamicQuantizeMatMul`, one operator) where that keeps their precision,
-a scale per row for the feed-forward's down matrix, whose input has the rare huge rows;
+its rows scaled to one range first for the feed-forward's down matrix, whose input has the rare huge rows;
 `MatMulNBits` for int4 (the layers' matrices in 4 bits with a scale and a zero point per block of
 32, the output matrix in 8), plain `MatMul` for float32, `GroupQueryAttention` taking each
 layer's queries, keys and values packed, rotating them by explicit position ids, and taking and
@@ -36,8 +36,8 @@ WEIGHTS_FILE = "model.onnx.data"
 EMBEDDING_FILE = "embedding.safetensors"
 QUANTIZATIONS = ("int8", "int4", "float32")  # int4: the layers' matrices in 4 bits, the output matrix in 8
 BLOCK = 32  # MatMulNBits rows per scale
-GRAPH_VERSION = 5  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 inputs quantized on the fly;
-# 4: one int8 product node per matrix; 5: one scale per pass but for the down matrix
+GRAPH_VERSION = 6  # the graph's build; 2: `last_positions` (1: the last position's logits); 3: int8 inputs quantized on the fly;
+# 4: one int8 product node per matrix; 5: one scale per pass but for the down matrix; 6: down's rows scaled to one range, no `If`
 _OPSET = 21
 
 
@@ -74,7 +74,6 @@ class _Graph:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.shared_names: set[str] = set()
-        self.one_row_flag = ""  # the name of the flag "this pass runs one id", once a node needs it
 
     def constant(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
@@ -117,48 +116,19 @@ class _Graph:
         return self.node("DynamicQuantizeMatMul", [x, self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales),
                                                    *(["", *bias_input] if bias_input else [])], [f"{name}.out"], contrib=True)
 
-    def _one_row(self) -> str:
-        """The flag "this pass runs one id", computed once."""
-        if not self.one_row_flag:
-            length = self.node("Gather", [self.node("Shape", ["inputs_embeds"], ["embeds_shape"]),
-                                          self.constant("sequence_axis", np.array(1, np.int64))], ["sequence_length"], axis=0)
-            self.one_row_flag = self.node("Equal", [length, self.constant("one_id", np.array(1, np.int64))], ["one_row"])
-        return self.one_row_flag
-
     def _linear_8bit_rows(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
         """`_linear_8bit` where one row's large values must not cost the others of a pass their
-        precision: a pass over one row is quantized as `DynamicQuantizeLinear` does, a pass over
-        several gives each row its own scale (uint8 around 128), and `MatMulIntegerToFloat` (one
-        node: its weights packed once) multiplies. The choice is an `If` per matrix, about 40 us a
-        pass, so only the matrices that need it are built so."""
-        from onnx import TensorProto, helper
-
+        precision: each row is divided by its largest magnitude before the one-scale product and
+        multiplied by it after, so every row of a pass spans the same range (a scale per row, in
+        five plain operators; the `If` of graph version 5 cost about 40 us a pass)."""
         codes, scales = quantize_rows(weight)
-        flag = self._one_row()
-        outer, self.nodes = self.nodes, []
-        one = [f"{name}.one_row_q", f"{name}.one_row_scale", f"{name}.one_row_zero"]
-        self.node("DynamicQuantizeLinear", [x], [one[0], f"{name}.one_row_scale0", one[2]])
-        self.node("Reshape", [f"{name}.one_row_scale0", self.shared("row_scale_shape", np.array([1, 1, 1], np.int64))], [one[1]])
-        one_row, self.nodes = self.nodes, []
         largest = self.node("ReduceMax", [self.node("Abs", [x], [f"{name}.abs"]), self.shared("last_axis", np.array([-1], np.int64))],
-                            [f"{name}.largest"], keepdims=1)
-        step = self.node("Max", [self.node("Mul", [largest, self.shared("one_127th", np.array(1 / 127, np.float32))], [f"{name}.step0"]),
-                                 self.shared("smallest_step", np.array(1e-12, np.float32))], [f"{name}.step"])
-        middle = self.node("Expand", [self.shared("middle", np.full((1, 1, 1), 128, np.uint8)), self.node("Shape", [step], [f"{name}.rows"])],
-                           [f"{name}.middle"])
-        rows = [self.node("QuantizeLinear", [x, step, middle], [f"{name}.rows_q"], axis=-1, block_size=weight.shape[1]), step,
-                self.node("Identity", [self.shared("middle_scalar", np.array(128, np.uint8))], [f"{name}.rows_zero"])]
-        several, self.nodes = self.nodes, outer
-
-        def branch(nodes: list[Any], outputs: list[str]) -> Any:
-            types = (TensorProto.UINT8, TensorProto.FLOAT, TensorProto.UINT8)
-            return helper.make_graph(nodes, outputs[0], [], [helper.make_tensor_value_info(o, t, None) for o, t in zip(outputs, types)])
-
-        quantized = [f"{name}.quantized", f"{name}.row_scale", f"{name}.zero"]
-        self.nodes.append(helper.make_node("If", [flag], quantized, then_branch=branch(one_row, one), else_branch=branch(several, rows)))
-        product = self.node("MatMulIntegerToFloat", [quantized[0], self.constant(f"{name}.codes", codes.T), self.shared("unit", np.array(1, np.float32)),
-                                                     self.constant(f"{name}.scales", scales), quantized[2]], [f"{name}.product"], contrib=True)
-        out = self.node("Mul", [product, quantized[1]], [f"{name}.scaled"])
+                            [f"{name}.largest0"], keepdims=1)
+        largest = self.node("Max", [largest, self.shared("smallest_largest", np.array(1e-12, np.float32))], [f"{name}.largest"])
+        product = self.node("DynamicQuantizeMatMul", [self.node("Div", [x, largest], [f"{name}.rows_unit"]),
+                                                      self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales)],
+                            [f"{name}.product"], contrib=True)
+        out = self.node("Mul", [product, largest], [f"{name}.scaled"])
         return self.node("Add", [out, *bias_input], [f"{name}.out"]) if bias_input else out
 
 
