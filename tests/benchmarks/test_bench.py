@@ -292,8 +292,8 @@ def test_onnx_profile_counts_each_operator_of_a_decode_pass(tmp_path):
     result = profile(model, cached=20, steps=3, threads=1, prefix=tmp_path / "profile")
     operators = {row["op"]: row for row in result["operators"]}
     assert result["steps"] == 3 and result["wall_ms_per_pass"] > 0
-    assert operators["DynamicQuantizeMatMul"]["nodes"] == 2 * 3 + 1  # qkv, o, gate/up per layer and the output
-    assert operators["MatMulIntegerToFloat"]["nodes"] == 2  # down, a scale per row
+    assert operators["DynamicQuantizeMatMul"]["nodes"] == 2 * 4 + 1  # qkv, o, gate/up, down per layer and the output
+    assert operators["ReduceMax"]["nodes"] == 2 and "If" not in operators  # down's rows scaled to one range first
     assert operators["GroupQueryAttention"]["nodes"] == 2  # one per layer
 
 
