@@ -109,25 +109,23 @@ class _Graph:
         return self.node("MatMulNBits", inputs + (["", *bias_input] if bias_input else []), [f"{name}.out"], contrib=True,
                          K=weight.shape[1], N=weight.shape[0], bits=4, block_size=BLOCK, accuracy_level=4)
 
-    def _linear_8bit(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
+    def _linear_8bit(self, x: str, name: str, weight: np.ndarray, bias_input: list[str], out: str = "") -> str:
         """x @ weight.T with int8 weights (a scale per output) and `x` quantized to 8 bits on the fly
-        with one scale for the pass (`DynamicQuantizeMatMul`: one operator, its weights packed once)."""
+        with one scale for the pass (`DynamicQuantizeMatMul`: one operator, its weights packed once),
+        into `out` (`<name>.out` by default)."""
         codes, scales = quantize_rows(weight)  # a row of `weight` is a column of the product
         return self.node("DynamicQuantizeMatMul", [x, self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales),
-                                                   *(["", *bias_input] if bias_input else [])], [f"{name}.out"], contrib=True)
+                                                   *(["", *bias_input] if bias_input else [])], [out or f"{name}.out"], contrib=True)
 
     def _linear_8bit_rows(self, x: str, name: str, weight: np.ndarray, bias_input: list[str]) -> str:
         """`_linear_8bit` where one row's large values must not cost the others of a pass their
         precision: each row is divided by its largest magnitude before the one-scale product and
         multiplied by it after, so every row of a pass spans the same range (a scale per row, in
         five plain operators; the `If` of graph version 5 cost about 40 us a pass)."""
-        codes, scales = quantize_rows(weight)
         largest = self.node("ReduceMax", [self.node("Abs", [x], [f"{name}.abs"]), self.shared("last_axis", np.array([-1], np.int64))],
                             [f"{name}.largest0"], keepdims=1)
         largest = self.node("Max", [largest, self.shared("smallest_largest", np.array(1e-12, np.float32))], [f"{name}.largest"])
-        product = self.node("DynamicQuantizeMatMul", [self.node("Div", [x, largest], [f"{name}.rows_unit"]),
-                                                      self.constant(f"{name}.codes", codes.T), self.constant(f"{name}.scales", scales)],
-                            [f"{name}.product"], contrib=True)
+        product = self._linear_8bit(self.node("Div", [x, largest], [f"{name}.rows_unit"]), name, weight, [], f"{name}.product")
         out = self.node("Mul", [product, largest], [f"{name}.scaled"])
         return self.node("Add", [out, *bias_input], [f"{name}.out"]) if bias_input else out
 
