@@ -32,7 +32,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +49,7 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 PAUSE_MS = 300.0  # a gap without a key at least this long is a pause
 KEY_MS = (60.0, 120.0)  # a typist's pause between keys, uniform (a `Scenario`'s default; bench.daemon_load's paced editors)
 LINE_END_MS = (400.0, 1200.0)  # and before an Enter
+CLIENT_DEBOUNCE = "clientDebounceMs"  # a variant's key for `Scenario.client_debounce_ms`
 # Server settings of the compared variants: the speed mechanisms of issue 13 off, and the defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": {"debounceMs": 0, "timeBudgetMs": 0, "speculative": False, "prewarm": False}, "after": {},
@@ -61,6 +62,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "int4": {"computeType": "int4"},
     **{runtime: {"runtime": runtime} for runtime in ("ctranslate2", "onnxruntime")},
     **{f"d{d}-b{b}": {"debounceMs": d, "timeBudgetMs": b} for d in (0, 50, 100, 150) for b in (800, 1000, 1500)},
+    # the editor's side, not sent to the server: Neovim's plugin (ghost.lua) asks `debounce_ms` after the last key
+    **{f"client{ms}": {CLIENT_DEBOUNCE: ms} for ms in (0, 30, 50, 100, 150)},
 }
 
 
@@ -79,6 +82,7 @@ class Scenario:
     pause_ms: tuple[float, float] = (300.0, 1200.0)  # such a pause, uniform
     accept: bool = False  # take a suggestion on screen that the next keys would type
     others: tuple[Path, ...] = ()  # opened in the editor before the typed file (context from other files)
+    client_debounce_ms: float = 0.0  # the editor asks only after this long without a key (0: at every key, as VS Code)
 
 
 SCENARIOS = {
@@ -113,6 +117,7 @@ class Request:
     latency_ms: float | None = None
     text: str | None = None  # the suggestion ("" for none)
     outcome: str = ""  # shown / empty / superseded
+    next_key_s: float | None = None  # when the next key was typed (None: the next request's `sent_s`)
     cache_hit: bool = False  # as the client-side replay of the typed-ahead rule says
     visible_before_next_key: bool = False
 
@@ -151,11 +156,12 @@ def document_and_keys(source: str, scenario: Scenario) -> tuple[str, int, int, l
 def next_key(keys: list[Keystroke], index: int, requests: list[Request], accept: bool) -> tuple[Keystroke, int, str]:
     """The change typed at `keys[index]`, the index after it and its kind (char, enter, accept).
 
-    With `accept`, the suggestion on screen (the last request's, once answered) is taken when the
-    next keys of the line would type it (Tab: one change inserts it).
+    With `accept`, the suggestion on screen (the last request's, once answered, if it was asked at
+    the cursor) is taken when the next keys of the line would type it (Tab: one change inserts it).
     """
     key = keys[index]
-    shown = requests[-1].text if requests and requests[-1].latency_ms is not None else None
+    last = requests[-1] if requests else None
+    shown = last.text if last and last.latency_ms is not None and (last.line, last.character) == (key.line, key.character) else None
     if accept and shown and "\n" not in key.text:
         end = next((i for i in range(index, len(keys)) if "\n" in keys[i].text), len(keys))
         if "".join(k.text for k in keys[index:end]).startswith(shown):
@@ -260,7 +266,8 @@ def classify(requests: list[Request]) -> None:
         if request.latency_ms is None:
             continue
         arrived = request.sent_s + request.latency_ms / 1000
-        next_sent = requests[i + 1].sent_s if i + 1 < len(requests) else float("inf")
+        next_sent = request.next_key_s if request.next_key_s is not None else (
+            requests[i + 1].sent_s if i + 1 < len(requests) else float("inf"))
         if request.text:
             request.outcome = "shown"
         else:
@@ -317,7 +324,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             if request.text and not request.cache_hit:
                 shadow.store(uri, prefix, suffix, request.text)
 
-        index = 0
+        index = keys_typed = 0
         while index < len(keys):
             key, index, kind = next_key(keys, index, requests, scenario.accept)
             params = document.insert(key.line, key.character, key.text)
@@ -326,11 +333,21 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             cursor_line, cursor_char = key.end
             offset = document.offset(cursor_line, cursor_char)
             prefix, suffix = document.text[:offset], document.text[offset:]
-            request = Request(len(requests), cursor_line, cursor_char, kind, time.perf_counter() - began, key.delay_ms)
+            typed_s = time.perf_counter() - began
+            keys_typed += 1
+            if requests and requests[-1].next_key_s is None:
+                requests[-1].next_key_s = typed_s
+            wait_ms = scenario.client_debounce_ms
+            if key.delay_ms < wait_ms:  # the next key comes before the editor asks
+                await asyncio.sleep(key.delay_ms / 1000)
+                continue
+            await asyncio.sleep(wait_ms / 1000)
+            # `sent_s` is the key's time: the latency includes the editor's own wait
+            request = Request(len(requests), cursor_line, cursor_char, kind, typed_s, key.delay_ms)
             request.cache_hit = shadow.lookup(uri, prefix, suffix) is not None
             requests.append(request)
             pending.append(asyncio.ensure_future(track(request, request_at(cursor_line, cursor_char), prefix, suffix)))
-            await asyncio.sleep(key.delay_ms / 1000)
+            await asyncio.sleep((key.delay_ms - wait_ms) / 1000)
         await asyncio.gather(*pending)
         typing_s = time.perf_counter() - began
         server_cpu_s = _cpu_seconds(client._server.pid) - server_cpu_s
@@ -344,6 +361,7 @@ async def _replay(scenario: Scenario, server: list[str], options: dict[str, Any]
             "cold_suggestion": cold.items[0].insert_text if cold.items else "",
             "typing_s": round(typing_s, 1),
             "typing_server_cpu_s": round(server_cpu_s, 2),
+            "keys_typed": keys_typed,
             "server_cache": dict(status["cache"]),
             "server_prompt_cache": status.get("promptCache"),
             "server_stages": status.get("stages"),
@@ -414,8 +432,11 @@ def run(scenario: Scenario, *, model: str = "default", context_tokens: int = 102
     """Replay `scenario` against a fresh `python -m lsp_server` (stdio), with these server
     `settings` on top of the replay's own, and summarize it."""
     source = scenario.path.read_text(encoding="utf-8")
+    settings = dict(settings or {})
+    if CLIENT_DEBOUNCE in settings:
+        scenario = replace(scenario, client_debounce_ms=float(settings.pop(CLIENT_DEBOUNCE)))
     options = {"model": model, "contextTokens": context_tokens, "completionMode": "line", "localFilesOnly": True,
-               **(settings or {})}
+               **settings}
     server = [sys.executable, "-m", "lsp_server", "--offline"]
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         log_file = Path(tmp) / "server.log"
@@ -471,7 +492,7 @@ def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
         s, cache, kv = run["summary"], run["server_cache"], run.get("server_prompt_cache") or {}
         stages = run.get("server_stages") or {}
         pauses = s["pauses"]
-        keys = s["requests"]
+        keys = run.get("keys_typed", s["requests"])
         rows.append([
             f"`{variant}` {json.dumps(VARIANTS.get(variant, {}))}", f"{run['load']['mean']:.1f}", keys,
             f"{pauses['with_suggestion_visible']}/{pauses['count']} {format_interval(*pauses['visible_ci'], scale=100)}",
@@ -485,7 +506,7 @@ def variants_markdown(name: str, data: dict[str, Any]) -> list[str]:
             f"{kv['accepted_ids']} / {kv['drafted_ids']}" if "drafted_ids" in kv else "-",
         ])
     lines.append(markdown_table(
-        ["variant (server settings)", "load", "keys", "pauses ending with a suggestion visible [95% CI]",
+        ["variant (server settings; clientDebounceMs: the editor's)", "load", "keys", "pauses ending with a suggestion visible [95% CI]",
          "pause to suggestion p50 / p95 ms", "pause to any answer p50 / p95 ms", "completed model runs p50 / p95 ms",
          "suggestions shown", "superseded", "prompts built / prefilled ahead per key", "server CPU ms per key",
          "accepts followed by a suggestion",

@@ -12,7 +12,7 @@ from bench.execution import run_program
 from bench.humaneval import DATA as HUMANEVAL_DATA
 from bench.humaneval import StageTrace, Task, editor_view, first_changing_stage, first_line, loss_cause, program
 from bench.metrics import edit_similarity, exact_match
-from bench.replay import Request, Scenario, _Document, classify, document_and_keys, summarize, typing_states
+from bench.replay import Keystroke, Request, Scenario, _Document, classify, document_and_keys, next_key, summarize, typing_states
 from bench.stats import (
     bootstrap_interval,
     markdown_table,
@@ -201,6 +201,26 @@ def test_classify_tells_superseded_from_empty_and_shown():
     assert summary["completed"]["count"] == 3 and summary["cache_hits"]["count"] == 1
     assert summary["model_runs"]["p50_ms"] == 225.0
     assert math.isclose(summary["superseded_share"], 0.25)
+
+
+def test_an_editor_that_waits_before_asking_has_its_suggestions_judged_against_the_next_key():
+    # Neovim's plugin asks only after `debounce_ms` without a key: the next request may come many keys
+    # later, so a suggestion is visible only if it arrived before the next key, not the next request
+    requests = [
+        Request(0, 0, 1, "char", sent_s=0.0, latency_ms=300.0, text="x", next_key_s=0.2),
+        Request(1, 0, 9, "char", sent_s=2.0, latency_ms=300.0, text="y", next_key_s=2.5),
+    ]
+    classify(requests)
+    assert [r.visible_before_next_key for r in requests] == [False, True]
+    assert requests[0].outcome == "shown"
+
+
+def test_a_suggestion_asked_at_another_cursor_is_not_accepted():
+    keys = [Keystroke(0, 0, "r", 10.0), Keystroke(0, 1, "e", 20.0), Keystroke(0, 2, "t", 30.0)]
+    earlier = Request(0, 0, 0, "char", 0.0, latency_ms=5.0, text="et")  # asked before "r" was typed
+    assert next_key(keys, 1, [earlier], accept=True) == (keys[1], 2, "char")
+    here = Request(0, 0, 1, "char", 0.0, latency_ms=5.0, text="et")
+    assert next_key(keys, 1, [here], accept=True) == (Keystroke(0, 1, "et", 30.0), 3, "accept")
 
 
 # -- HumanEval with the suffix (infilling) --------------------------------------------------------

@@ -14,7 +14,7 @@ local function ready_child(opts, text, env)
   for name, value in pairs(env or {}) do
     child:lua("vim.env[...] = select(2, ...)", name, value)
   end
-  opts = vim.tbl_deep_extend("force", { cmd = H.server_cmd(), debounce_ms = 30 }, opts or {})
+  opts = vim.tbl_deep_extend("force", { cmd = H.server_cmd() }, opts or {}) -- the default debounce_ms (0)
   child:lua("require('codet5').setup(...)", opts)
   child:cmd("edit " .. vim.fn.fnameescape(H.file("add.py", text or ADD)))
   H.wait_for("the model to be ready", function()
@@ -113,6 +113,23 @@ function cases.typed_ahead()
   H.wait_for("the suggestion to go when the typing differs", function()
     return child:lua("return require('codet5.ghost').text()") ~= " + b"
   end, 5000)
+  child:close()
+end
+
+function cases.debounce_holds_typed_requests_only()
+  local child = ready_child({ debounce_ms = 100000 })
+  child:input("2GA")
+  H.wait_for("insert mode", function()
+    return child:mode() == "i"
+  end, 5000)
+  child:input("n")
+  H.stays("no automatic request while the plugin's debounce runs", function()
+    return #child:ghost_marks() == 0
+  end, 1000)
+  child:input("<M-]>") -- asking by hand does not wait
+  H.eq(H.wait_for("the ghost text asked for by hand", function()
+    return child:lua("return require('codet5.ghost').text()")
+  end, 30000), COMPLETION, "suggestion")
   child:close()
 end
 

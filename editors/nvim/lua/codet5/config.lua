@@ -19,7 +19,7 @@ local M = {}
 ---@field filetypes string[]              filetypes the server attaches to
 ---@field settings table<string, any>     server settings (camelCase, as in the server's docs)
 ---@field engine "auto"|"native"|"plugin" ghost text: native vim.lsp.inline_completion (0.12+) or this plugin's
----@field debounce_ms integer             wait this long after a keystroke before asking
+---@field debounce_ms integer             wait this long after a keystroke before asking (0: ask at once; the server's debounceMs waits)
 ---@field auto_trigger boolean            ask while typing (else only with the `next` key)
 ---@field request_on_insert_enter boolean  with auto_trigger: ask on entering insert mode too (plugin engine)
 ---@field notify boolean                  notify model loading, ready and errors
@@ -33,7 +33,7 @@ M.defaults = {
   },
   settings = {},
   engine = "auto",
-  debounce_ms = 150,
+  debounce_ms = 0,
   auto_trigger = true,
   request_on_insert_enter = true,
   notify = true,

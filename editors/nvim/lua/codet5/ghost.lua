@@ -10,7 +10,7 @@ local group = vim.api.nvim_create_augroup("codet5.ghost", { clear = true })
 local has_011 = vim.fn.has("nvim-0.11") == 1
 local TRIGGER_INVOKED, TRIGGER_AUTOMATIC = 1, 2
 
-M.debounce_ms = 150
+M.debounce_ms = 0 -- the server waits out its own debounceMs, computing the prompt meanwhile
 M.auto_trigger = true
 M.request_on_insert_enter = true
 M.enabled = true
