@@ -117,6 +117,7 @@ TEST_LANES: dict[str, tuple[str, ...]] = {
     "benchmarks/test_bench.py::test_draft_tokens_pairs_the_same_points_across_draft_sizes": ("model",),
     "benchmarks/test_bench.py::test_onnx_profile_counts_each_operator_of_a_decode_pass": ("model",),
     "benchmarks/test_bench.py::test_huge_pages_bench_runs_both_variants_in_their_own_processes_against_the_bound": ("model",),
+    "benchmarks/test_bench.py::test_first_pass_chunks_times_each_chunk_size_against_one_pass_and_restores_the_setting": ("model",),
     "benchmarks/test_bench.py::test_switch_visits_files_with_both_servers_and_pairs_them": ("model", "server"),
     "benchmarks/test_bench.py::test_switch_beside_typists_runs_each_variant_on_its_own_daemon_with_editors_typing": ("model", "server"),
     "reliability/test_faults.py::test_missing_model_directory_is_reported_and_recovers_once_it_exists": ("server",),

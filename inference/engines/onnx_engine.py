@@ -146,6 +146,9 @@ MIN_CACHED_SEQUENCES = 8
 MAX_CACHED_BYTES = 512 * 2**20
 DRAFT_TOKENS = 2  # ids guessed ahead per pass (0: none): 2 was fastest of 2, 3, 4 and 8 on stdlib lines
 PREFILL_CHUNK_IDS = 128  # a prefill runs its ids in passes of this many, checking between them whether to stop
+# A request's uncached prompt runs in passes of at most this many ids: a pass's attention computes every (query, key)
+# pair of its ids, the later keys too, so one long pass wastes time; 256 was fastest of 128-1,024 (bench/RESULTS.md)
+FIRST_PASS_CHUNK_IDS = 256
 KV_CAPACITY_STEP = 256  # a KV buffer holds a multiple of this many positions
 KV_HEADROOM_IDS = 128  # positions a new buffer holds past the ids it is made for (a line's generation and its drafts)
 
@@ -243,10 +246,16 @@ class OnnxDecoderEngine:
         return binding.get_outputs()[0].numpy()[0], KVState(state.ids + list(ids), state.buffers)
 
     def _start(self, prompt_ids: list[int]) -> tuple[np.ndarray, KVState]:
+        """The logits after `prompt_ids` and its state: the longest cached prefix continued by the
+        rest in passes of FIRST_PASS_CHUNK_IDS, into buffers with room for the whole prompt."""
         if not prompt_ids:
             raise ValueError("an empty prompt has nothing to continue")
         state = self.cache.take(prompt_ids)
-        return self._run(prompt_ids[len(state.ids) if state else 0:], state)
+        start = len(state.ids) if state is not None else 0
+        state = (state if state is not None else self._empty).with_room(len(prompt_ids))
+        for begin in range(start, len(prompt_ids), FIRST_PASS_CHUNK_IDS):
+            logits, state = self._run(prompt_ids[begin: begin + FIRST_PASS_CHUNK_IDS], state)
+        return logits, state
 
     def _generate(
         self, prompt_ids: list[int], max_new_tokens: int, end_tokens: list[str],

@@ -353,6 +353,21 @@ def test_huge_pages_bench_runs_both_variants_in_their_own_processes_against_the_
     assert step[VARIANTS[0]]["ratio"] == 1.0 and set(result["anon_huge_mb"]) == set(VARIANTS)
 
 
+def test_first_pass_chunks_times_each_chunk_size_against_one_pass_and_restores_the_setting(tmp_path):
+    from bench.first_pass_chunks import measure
+    from inference.engines import onnx_engine
+    from inference.models.convert import convert_gguf_to_onnx
+    from tests.tiny_gguf import train_bpe_tokenizer, write_random_gguf
+
+    model = convert_gguf_to_onnx(write_random_gguf(tmp_path / "tiny.gguf", train_bpe_tokenizer()), tmp_path / "onnx")
+    setting = onnx_engine.FIRST_PASS_CHUNK_IDS
+    result = measure(model, [0, 4, 16], [8, 40], repeats=2, threads=1)
+    assert [row["ids"] for row in result["first_pass"]] == [8, 40] and result["baseline"] == "one pass"
+    for row in result["first_pass"]:
+        assert row["one pass"]["ratio"] == 1.0 and all(row[c]["n"] == 2 and row[c]["median_ms"] > 0 for c in ("4", "16"))
+    assert onnx_engine.FIRST_PASS_CHUNK_IDS == setting
+
+
 def test_compute_types_bench_times_each_build_and_its_distance_from_float32(tmp_path):
     from bench.compute_types import measure
     from inference.models.convert import convert_gguf_to_onnx

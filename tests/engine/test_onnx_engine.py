@@ -128,6 +128,25 @@ def test_a_state_grows_its_buffers_when_a_pass_needs_more_room(built, monkeypatc
     np.testing.assert_allclose(state.buffers[-1][:, :, :len(ids)], _cache_of(built["qwen2-float32"], ids), atol=1e-4, rtol=1e-4)
 
 
+def test_a_long_prompt_runs_in_passes_into_one_set_of_buffers_and_gives_what_one_pass_gives(built, monkeypatch):
+    monkeypatch.setattr(onnx_engine, "FIRST_PASS_CHUNK_IDS", 4)
+    engine, ids = _engine(built["qwen2-float32"], cached=0), _ids(built["qwen2-float32"])
+    one_pass, _ = engine._run(ids, None)
+    passes: list[tuple[int, int]] = []
+    run = engine._run
+
+    def counted(chunk, state, positions=1):
+        passes.append((len(chunk), id(state.buffers[0])))
+        return run(chunk, state, positions)
+
+    monkeypatch.setattr(engine, "_run", counted)
+    logits, state = engine._start(ids)
+    assert [n for n, _ in passes] == [4] * (len(ids) // 4) + ([len(ids) % 4] if len(ids) % 4 else [])
+    assert len({buffers for _, buffers in passes}) == 1  # room made once, up front: no pass copies the cache
+    np.testing.assert_allclose(logits[-1], one_pass[-1], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(state.buffers[-1][:, :, :len(ids)], _cache_of(built["qwen2-float32"], ids), atol=1e-4, rtol=1e-4)
+
+
 def test_logits_of_several_positions_are_those_of_passes_ending_there(built):
     engine, ids = _engine(built["qwen2-float32"]), _ids(built["qwen2-float32"])
     _, head = engine._run(ids[:-4], None)
