@@ -20,6 +20,10 @@ from .compute_types import TEXT, first_pass_ms, paired_summary
 ONE_PASS = 0  # a chunk size meaning: the whole prompt in one pass
 
 
+def _label(chunk: int) -> str:
+    return "one pass" if chunk == ONE_PASS else str(chunk)
+
+
 def measure(model_dir: Path, chunks: list[int], lengths: list[int], repeats: int, threads: int) -> dict[str, Any]:
     """Milliseconds of first passes over `lengths` ids per chunk size, the first size the baseline."""
     from inference.engines import onnx_engine
@@ -33,19 +37,19 @@ def measure(model_dir: Path, chunks: list[int], lengths: list[int], repeats: int
         for repeat in range(repeats + 1):  # the first round warms up and is not kept
             shift = repeat % len(chunks)
             for chunk in chunks[shift:] + chunks[:shift]:
-                onnx_engine.FIRST_PASS_CHUNK_IDS = chunk or max(lengths)
+                onnx_engine.FIRST_PASS_CHUNK_IDS = max(lengths) if chunk == ONE_PASS else chunk
                 for n in lengths:
                     ms = first_pass_ms(engine, ids[repeat * 7: repeat * 7 + n])
                     if repeat:
                         times[chunk][n].append([ms])
-            print(f"bench: repeat {repeat}: " + ", ".join(f"{c or 'one pass'}: {[round(times[c][n][-1][0]) for n in lengths] if repeat else '-'}"
-                                                       for c in chunks), flush=True)
+            if repeat:
+                print(f"bench: repeat {repeat}: " + ", ".join(f"{_label(c)} {[round(times[c][n][-1][0]) for n in lengths]} ms"
+                                                           for c in chunks), flush=True)
     finally:
         onnx_engine.FIRST_PASS_CHUNK_IDS = setting
     baseline = chunks[0]
-    return {"model_dir": str(model_dir), "threads": threads, "repeats": repeats, "baseline": baseline or "one pass",
-            "first_pass": [{"ids": n, **{str(c or "one pass"): paired_summary(times[c][n], times[baseline][n]) for c in chunks}}
-                           for n in lengths]}
+    return {"model_dir": str(model_dir), "threads": threads, "repeats": repeats, "baseline": _label(baseline),
+            "first_pass": [{"ids": n, **{_label(c): paired_summary(times[c][n], times[baseline][n]) for c in chunks}} for n in lengths]}
 
 
 def main(argv: list[str] | None = None) -> int:

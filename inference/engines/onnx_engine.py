@@ -147,7 +147,7 @@ MAX_CACHED_BYTES = 512 * 2**20
 DRAFT_TOKENS = 2  # ids guessed ahead per pass (0: none): 2 was fastest of 2, 3, 4 and 8 on stdlib lines
 PREFILL_CHUNK_IDS = 128  # a prefill runs its ids in passes of this many, checking between them whether to stop
 # A request's uncached prompt runs in passes of at most this many ids: a pass's attention computes every (query, key)
-# pair of its ids, the later keys too, so one long pass wastes time; 256 was fastest of 128-1,024 (bench/RESULTS.md)
+# pair of its ids, the later keys too, so one long pass wastes time; 256 was fastest of 128, 256 and 512 (bench/RESULTS.md)
 FIRST_PASS_CHUNK_IDS = 256
 KV_CAPACITY_STEP = 256  # a KV buffer holds a multiple of this many positions
 KV_HEADROOM_IDS = 128  # positions a new buffer holds past the ids it is made for (a line's generation and its drafts)
