@@ -1,8 +1,10 @@
 """Where a decode step of the default on ONNX Runtime goes: ONNX Runtime's own profiler, per operator.
 
 The embedded default's graph is loaded with profiling on (2 threads); `--cached` ids of `inspect.py`
-are run once, then `--steps` decode passes of one id each. Reported per operator type: milliseconds
-per pass (kernel time, the first pass left out) and nodes per pass; and the wall time of a pass.
+are run once, then `--steps` decode passes of one id each; with `--pass-ids N`, `--steps` passes of N
+ids instead, each continuing the same cached ids (`--cached 0 --pass-ids 1024`: a prompt's first pass
+in one pass, after one more left out). Reported per operator type: milliseconds per pass (kernel
+time, the first pass left out) and nodes per pass; and the wall time of a pass.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 TEXT = Path(sysconfig.get_paths()["stdlib"]) / "inspect.py"
 
 
-def profile(model_dir: Path, cached: int, steps: int, threads: int, prefix: Path) -> dict[str, Any]:
-    """Per-operator milliseconds of `steps` decode passes after `cached` ids, from the profile file."""
+def profile(model_dir: Path, cached: int, steps: int, threads: int, prefix: Path, pass_ids: int = 1) -> dict[str, Any]:
+    """Per-operator milliseconds of `steps` passes after `cached` ids, from the profile file: decode
+    passes continuing each other, or with `pass_ids` > 1 passes of that many ids from the same start."""
     import onnxruntime
 
     from inference.engines.onnx_engine import OnnxDecoderEngine
@@ -31,11 +34,15 @@ def profile(model_dir: Path, cached: int, steps: int, threads: int, prefix: Path
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.enable_profiling, options.profile_file_prefix = True, str(prefix)
     engine.session = onnxruntime.InferenceSession(str(model_dir / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
-    ids = engine.tokenizer.encode(TEXT.read_text(encoding="utf-8"))[:cached + steps]
-    _, state = engine._run(ids[:cached], None)
+    ids = engine.tokenizer.encode(TEXT.read_text(encoding="utf-8"))[:cached + max(steps, pass_ids)]
+    _, state = engine._run(ids[:cached] or ids[:pass_ids], None)  # the pass left out
+    start = state if cached else None
     started = time.perf_counter()
-    for token in ids[cached:cached + steps]:
-        _, state = engine._run([token], state)
+    for step in range(steps):
+        if pass_ids == 1:
+            _, state = engine._run([ids[cached + step]], state)
+        else:
+            engine._run(ids[cached:cached + pass_ids], start)
     wall = (time.perf_counter() - started) / steps * 1000
     events = json.loads(Path(engine.session.end_profiling()).read_text())
     runs = sorted((e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"), key=lambda e: e["ts"])
@@ -46,7 +53,7 @@ def profile(model_dir: Path, cached: int, steps: int, threads: int, prefix: Path
             kernel_us[event["args"]["op_name"]] += event["dur"]
             nodes[event["args"]["op_name"]] += 1
     passes = len(runs) - 1
-    return {"cached": cached, "steps": passes, "threads": threads, "wall_ms_per_pass": round(wall, 2),
+    return {"cached": cached, "pass_ids": pass_ids, "steps": passes, "threads": threads, "wall_ms_per_pass": round(wall, 2),
             "operators": [{"op": op, "ms_per_pass": round(us / passes / 1000, 2), "nodes": nodes[op] // passes}
                           for op, us in kernel_us.most_common()]}
 
@@ -57,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.onnx_profile", description=__doc__.splitlines()[0])
     parser.add_argument("--cached", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--pass-ids", type=int, default=1, help="ids per timed pass (1: decode steps)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-dir", type=Path, help="an ONNX Runtime decoder (default: the embedded default's)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/onnx-profile.json"))
     args = parser.parse_args(argv)
     model_dir = args.model_dir or embedded_model_dir(runtime=ONNX_RUNTIME)
-    result = profile(model_dir, args.cached, args.steps, args.threads, Path("/tmp") / "codet5-onnx-profile")
+    result = profile(model_dir, args.cached, args.steps, args.threads, Path("/tmp") / "codet5-onnx-profile", args.pass_ids)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
     return 0

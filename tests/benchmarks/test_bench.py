@@ -315,6 +315,9 @@ def test_onnx_profile_counts_each_operator_of_a_decode_pass(tmp_path):
     assert operators["DynamicQuantizeMatMul"]["nodes"] == 2 * 4 + 1  # qkv, o, gate/up, down per layer and the output
     assert operators["ReduceMax"]["nodes"] == 2 and "If" not in operators  # down's rows scaled to one range first
     assert operators["GroupQueryAttention"]["nodes"] == 2  # one per layer
+    first = profile(model, cached=0, steps=2, threads=1, prefix=tmp_path / "first", pass_ids=16)
+    assert first["steps"] == 2 and first["pass_ids"] == 16
+    assert {row["op"]: row["nodes"] for row in first["operators"]}["GroupQueryAttention"] == 2
 
 
 def test_runtime_decode_measures_both_runtimes_of_one_model(tmp_path):
