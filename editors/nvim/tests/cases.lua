@@ -23,12 +23,17 @@ local function ready_child(opts, text, env)
   return child
 end
 
---- Type the "n" of "return" at the end of line 2 and wait for the suggestion.
-local function suggest(child)
-  child:input("2GA")
+--- Type `keys` (normal mode keys ending in insert mode) and wait for insert mode.
+local function enter_insert(child, keys)
+  child:input(keys)
   H.wait_for("insert mode", function()
     return child:mode() == "i"
   end, 5000)
+end
+
+--- Type the "n" of "return" at the end of line 2 and wait for the suggestion.
+local function suggest(child)
+  enter_insert(child, "2GA")
   child:input("n")
   return H.wait_for("the ghost text", function()
     return child:lua("return require('codet5.ghost').text()")
@@ -118,10 +123,7 @@ end
 
 function cases.debounce_holds_typed_requests_only()
   local child = ready_child({ debounce_ms = 100000 })
-  child:input("2GA")
-  H.wait_for("insert mode", function()
-    return child:mode() == "i"
-  end, 5000)
+  enter_insert(child, "2GA")
   child:input("n")
   H.stays("no automatic request while the plugin's debounce runs", function()
     return #child:ghost_marks() == 0
@@ -212,10 +214,7 @@ function cases.toggle()
   child:input("<Esc>")
   child:cmd("Codet5Toggle")
   H.eq(child:lua("return require('codet5').statusline()"), "codet5: ready", "statusline when on again")
-  child:input("A<BS>")
-  H.wait_for("insert mode", function()
-    return child:mode() == "i"
-  end, 5000)
+  enter_insert(child, "A<BS>")
   child:input("n")
   H.wait_for("a suggestion once on again", function()
     return child:lua("return require('codet5.ghost').text()") == COMPLETION
@@ -257,10 +256,7 @@ function cases.insert_enter_requests()
   end, 30000), COMPLETION, "suggestion")
   child:close()
   child = ready_child({ request_on_insert_enter = false }, RETURN)
-  child:input("2GA")
-  H.wait_for("insert mode", function()
-    return child:mode() == "i"
-  end, 5000)
+  enter_insert(child, "2GA")
   H.stays("no request on entering insert mode when turned off", function()
     return #child:ghost_marks() == 0
   end, 600)
@@ -269,10 +265,7 @@ end
 
 function cases.status_says_why_there_is_no_suggestion()
   local child = ready_child({ settings = { disabledLanguages = { "python" } } }, RETURN)
-  child:input("2GA") -- entering insert mode asks; the server declines
-  H.wait_for("insert mode", function()
-    return child:mode() == "i"
-  end, 5000)
+  enter_insert(child, "2GA") -- entering insert mode asks; the server declines
   local ok = pcall(H.wait_for, "the reason in :Codet5Status", function()
     child:cmd("Codet5Status")
     return H.find_note(child:notes(), "; last without a suggestion: completions are off for this language (codet5.disabledLanguages) (language-disabled, add.py:2)")
